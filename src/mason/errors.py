@@ -1,0 +1,56 @@
+"""The one error hierarchy of mason.
+
+Every class also subclasses the builtin or pickle exception that users
+already catch, so ``except pickle.UnpicklingError`` keeps working for code
+written against pickle or dill.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+__all__ = [
+    "MasonError",
+    "PicklingError",
+    "UnpicklingError",
+    "CorruptSessionError",
+    "UnsupportedFormatError",
+    "VersionMismatchError",
+    "SignatureError",
+    "ForbiddenGlobalError",
+]
+
+
+class MasonError(Exception):
+    """Base class of every error mason raises on purpose."""
+
+
+class PicklingError(MasonError, pickle.PicklingError):
+    """An object could not be saved; the message names the path to it."""
+
+
+class UnpicklingError(MasonError, pickle.UnpicklingError):
+    """A stream or file could not be turned back into objects."""
+
+
+class CorruptSessionError(UnpicklingError, ValueError):
+    """A session file is truncated, damaged, or not a mason file at all.
+
+    Raised before any object is reconstructed.
+    """
+
+
+class UnsupportedFormatError(CorruptSessionError):
+    """A mason file of a format version this mason cannot read."""
+
+
+class VersionMismatchError(UnpicklingError):
+    """Saved code cannot run on this interpreter (the message names both versions)."""
+
+
+class SignatureError(UnpicklingError):
+    """A file's signature is missing, wrong, or the key does not match."""
+
+
+class ForbiddenGlobalError(UnpicklingError):
+    """A file would import or call something outside the caller's allowlist."""
