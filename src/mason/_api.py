@@ -1,0 +1,111 @@
+"""The dill-compatible object API: dump, dumps, load, loads, copy, pickles."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+from ._diagnose import find_culprit
+from ._pickler import Pickler
+from ._unpickler import Unpickler
+from .errors import MasonError, PicklingError, UnpicklingError
+
+__all__ = ["dump", "dumps", "load", "loads", "copy", "pickles", "register"]
+
+# What the C pickler raises for an object it cannot handle.
+_PICKLING_FAILURES = (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError, NotImplementedError)
+
+
+def dump(obj, file, protocol=None, byref=None, fmode=None, recurse=None, **kwds) -> None:
+    """Pickle ``obj`` to the binary file object ``file``.
+
+    Raises :class:`PicklingError` naming the path to the part that failed,
+    e.g. ``obj['results'][3].gen: cannot pickle 'generator' object``.
+    """
+    def make(f):
+        return Pickler(f, protocol, byref, fmode, recurse, **kwds)
+
+    try:
+        make(file).dump(obj)
+    except MasonError:
+        raise
+    except _PICKLING_FAILURES as exc:
+        raise _explain(obj, make, exc) from None
+
+
+def dumps(obj, protocol=None, byref=None, fmode=None, recurse=None, **kwds) -> bytes:
+    """``obj`` as a pickle stream that ``pickle.loads`` reads too (with mason installed)."""
+    buffer = io.BytesIO()
+    dump(obj, buffer, protocol, byref, fmode, recurse, **kwds)
+    return buffer.getvalue()
+
+
+def load(file, ignore=None, **kwds):
+    """Unpickle one object from the binary file object ``file``.
+
+    Loading runs code from the file: only load files you trust.
+    """
+    return Unpickler(file, ignore=ignore, **kwds).load()
+
+
+def loads(str, ignore=None, **kwds):  # noqa: A002 - dill's parameter name
+    """Unpickle one object from bytes.
+
+    Loading runs code from the data: only load data you trust.
+    """
+    return load(io.BytesIO(str), ignore=ignore, **kwds)
+
+
+def copy(obj, *args, **kwds):
+    """A deep copy made by pickling and unpickling ``obj``."""
+    ignore = kwds.pop("ignore", None)
+    return loads(dumps(obj, *args, **kwds), ignore=ignore)
+
+
+def pickles(obj, exact=False, safe=False, **kwds) -> bool:
+    """Whether ``obj`` survives a round trip; never raises for unpicklable input.
+
+    ``exact``: the copy must also compare equal.  ``safe``: also answer
+    ``False`` (instead of raising) for any other exception.
+    """
+    caught = (Exception,) if safe else (MasonError, *_PICKLING_FAILURES, pickle.UnpicklingError, ImportError, EOFError)
+    try:
+        result = copy(obj, **kwds)
+    except caught:
+        return False
+    if not exact:
+        return type(result) is type(obj) or repr(type(result)) == repr(type(obj))
+    try:
+        return bool(result == obj)
+    except Exception:  # ambiguous comparisons (arrays) count as not exact
+        return False
+
+
+def register(t: type):
+    """Decorator registering ``reducer(obj) -> reduce tuple`` for type ``t``.
+
+    Applies to Picklers made after registration.
+    """
+    from ._reducers import USER_TABLE
+
+    def decorator(reducer):
+        USER_TABLE[t] = reducer
+        return reducer
+
+    return decorator
+
+
+def _explain(obj, make_pickler, exc: BaseException) -> PicklingError:
+    found = find_culprit(obj, make_pickler)
+    if found is None:
+        return PicklingError(f"obj: {type(exc).__name__}: {exc}")
+    path, culprit, culprit_exc = found
+    return PicklingError(f"{path}: {_reason(culprit, culprit_exc)}")
+
+
+def _reason(culprit, exc) -> str:
+    message = str(exc) or type(exc).__name__
+    type_name = type(culprit).__name__
+    if type_name not in message:
+        message = f"{message} ({type_name} object)"
+    return message

@@ -1,0 +1,132 @@
+"""The Pickler: the C ``pickle.Pickler`` extended with mason's reducers.  No I/O
+beyond the file object it is given.
+
+Options are passed in when it is made (or taken from :data:`mason.settings`
+then) and never read again from global state.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import pickle
+import sys
+import types
+
+from . import _settings
+from ._compat import Py_TPFLAGS_HEAPTYPE
+from ._reducers import TABLE, USER_TABLE
+from ._reducers.classes import reduce_class
+from ._reducers.code import reduce_cell, reduce_empty_cell
+from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function
+from ._reducers.naming import lookup_by_name
+from ._reducers.stdlib import FILE_TYPES, make_file_reducer
+
+__all__ = ["Pickler"]
+
+_FunctionType = types.FunctionType
+
+
+class Pickler(pickle.Pickler):
+    """Pickles what the standard pickler cannot: functions, lambdas, closures
+    and classes by value when they cannot be imported by name, code objects,
+    modules, file handles, locks and more.
+
+    ``byref``: classes of ``__main__`` by reference instead of by value.
+    ``recurse``: a function by value carries the globals it uses (and the
+    functions it calls carry theirs) instead of referring to the live
+    globals of its module at load time (dill's default).
+    ``fmode``: how open file handles are saved (``HANDLE_FMODE``,
+    ``CONTENTS_FMODE``, ``FILE_FMODE``).
+    ``by_value_modules``: names of modules whose functions and classes are
+    saved by value although importable (the module saved as a session).
+    """
+
+    def __init__(
+        self,
+        file,
+        protocol=None,
+        byref=None,
+        fmode=None,
+        recurse=None,
+        *,
+        fix_imports=True,
+        buffer_callback=None,
+        by_value_modules=(),
+        **kwds,
+    ):
+        protocol = _settings.option(protocol, "protocol")
+        super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
+        self._byref = bool(_settings.option(byref, "byref"))
+        self._recurse = bool(_settings.option(recurse, "recurse"))
+        self._fmode = int(_settings.option(fmode, "fmode"))
+        self._by_value_modules = frozenset(by_value_modules)
+        # id(globals dict) -> (globals dict, what rebuilt functions get)
+        self._globals_bases: dict[int, tuple[dict, object]] = {}
+        self._deferred_cells: set[int] = set()
+        # A snapshot of copyreg's table taken now, with ours in front.
+        table = dict(copyreg.dispatch_table)
+        table.update(TABLE)
+        table.update(dict.fromkeys(FILE_TYPES, make_file_reducer(self._fmode)))
+        table[types.CellType] = self._reduce_cell
+        table.update(USER_TABLE)
+        self.dispatch_table = table
+
+    # ------------------------------------------------------------ overrides
+
+    def reducer_override(self, obj):
+        # Called for every object the C pickler has no fast path for; keep the
+        # common case (not a function, not a class) to two cheap checks.
+        cls = type(obj)
+        if cls is _FunctionType:
+            return self._reduce_function(obj)
+        if issubclass(cls, type):
+            return self._reduce_class(obj)
+        return NotImplemented
+
+    # ------------------------------------------------------------ functions
+
+    def _reduce_function(self, func):
+        if lookup_by_name(func, self._by_value_modules):
+            return NotImplemented
+        base, names = self._function_globals(func)
+        return reduce_function(func, base, names, self._deferred_cells)
+
+    def _function_globals(self, func):
+        """What a rebuilt ``func`` gets as globals, and which names to carry."""
+        source = func.__globals__
+        module_name = func.__module__
+        entry = self._globals_bases.get(id(source))
+        if entry is None:
+            if self._refers_to_module_globals(source, module_name):
+                base = ModuleDictRef(module_name)
+            else:
+                base = {"__name__": source.get("__name__", module_name)}
+            entry = self._globals_bases[id(source)] = (source, base)
+        base = entry[1]
+        if isinstance(base, ModuleDictRef):
+            return base, None
+        return base, code_global_names(func.__code__)
+
+    def _refers_to_module_globals(self, source, module_name) -> bool:
+        module = sys.modules.get(module_name) if isinstance(module_name, str) else None
+        if module is None or module.__dict__ is not source:
+            return False
+        if module_name in self._by_value_modules:
+            return True  # the session's own module: restored into its target
+        return not self._recurse
+
+    def _reduce_cell(self, cell):
+        if id(cell) in self._deferred_cells:
+            return reduce_empty_cell(cell)
+        return reduce_cell(cell)
+
+    # ------------------------------------------------------------ classes
+
+    def _reduce_class(self, cls):
+        if not cls.__flags__ & Py_TPFLAGS_HEAPTYPE:
+            return NotImplemented  # builtin and extension types: by name only
+        if lookup_by_name(cls, self._by_value_modules):
+            return NotImplemented
+        if self._byref and cls.__module__ == "__main__":
+            return NotImplemented
+        return reduce_class(cls)

@@ -1,0 +1,310 @@
+"""Load-side reconstructors and state setters.
+
+Every saved file names functions of this module by ``mason._rebuild.<name>``.
+This module is FROZEN: names are only ever appended, never renamed, moved or
+given a different meaning.  A new behaviour gets a new name.  The list is
+pinned by ``tests/test_rebuild_names.py``.
+
+Nothing here may import a third-party package at module level, and every
+function must be safe to call with the arguments a reducer produced on
+another machine: they raise mason's own errors with a clear message.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import importlib
+import io
+import marshal
+import os
+import sys
+import threading
+import types
+import weakref
+
+from .errors import UnpicklingError, VersionMismatchError
+
+# ---------------------------------------------------------------- modules
+
+
+def import_module(name):
+    """A module by name (imported if needed)."""
+    if name == "__main__":
+        return sys.modules["__main__"]
+    return importlib.import_module(name)
+
+
+def module_dict(name):
+    """The live ``__dict__`` of a module: the globals of a function saved
+    with ``recurse=False`` (dill's semantics) or of a session's own functions.
+    The session unpickler points this at the namespace being restored."""
+    return import_module(name).__dict__
+
+
+def make_module(name):
+    """An empty module object that is not registered in ``sys.modules``."""
+    return types.ModuleType(name)
+
+
+def module_setstate(module, state):
+    module.__dict__.update(state)
+
+
+# ---------------------------------------------------------------- code
+
+
+def code_from_marshal(version, data):
+    """A code object, exact for the interpreter that saved it.
+
+    Bytecode is specific to a minor version of Python, so a mismatch is an
+    error that names both versions rather than a crash later.
+    """
+    version = tuple(version)
+    here = sys.version_info[:2]
+    if version != here:
+        raise VersionMismatchError(
+            f"this file holds code compiled by Python {version[0]}.{version[1]}, "
+            f"which cannot run on Python {here[0]}.{here[1]}; load it with "
+            f"Python {version[0]}.{version[1]}"
+        )
+    try:
+        code = marshal.loads(data)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise UnpicklingError(f"damaged code object: {exc}") from None
+    if not isinstance(code, types.CodeType):
+        raise UnpicklingError("damaged code object: marshal data is not code")
+    return code
+
+
+# ---------------------------------------------------------------- cells
+
+
+def make_cell():
+    """An empty cell; its contents arrive with the state of its owner."""
+    return types.CellType()
+
+
+def cell_setstate(cell, state):
+    (value,) = state
+    cell.cell_contents = value
+
+
+# ---------------------------------------------------------------- functions
+
+
+def make_function(code, globals, name, closure):
+    """A function skeleton: attributes and closure contents come with its state,
+    after it is memoized, so a function can refer to itself."""
+    if "__builtins__" not in globals:
+        globals["__builtins__"] = builtins.__dict__
+    return types.FunctionType(code, globals, name, None, closure)
+
+
+_FUNCTION_ATTRS = (
+    "__defaults__",
+    "__kwdefaults__",
+    "__annotations__",
+    "__doc__",
+    "__module__",
+    "__qualname__",
+)
+
+
+def function_setstate(func, state):
+    """State of a by-value function: (attributes, closure values, globals)."""
+    attrs, cell_values, globals_update = state
+    for attr in _FUNCTION_ATTRS:
+        if attr in attrs:
+            setattr(func, attr, attrs[attr])
+    if attrs.get("__dict__"):
+        func.__dict__.update(attrs["__dict__"])
+    if globals_update:
+        func.__globals__.update(globals_update)
+    if cell_values is not None:
+        for cell, value in zip(func.__closure__ or (), cell_values):
+            if value is not _EMPTY_CELL:
+                cell.cell_contents = value
+
+
+class _EmptyCellMarker:
+    """Stands for 'this cell is empty' in a function's saved closure values."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self):
+        return (empty_cell_marker, ())
+
+    def __repr__(self):
+        return "<empty cell>"
+
+
+_EMPTY_CELL = _EmptyCellMarker()
+
+
+def empty_cell_marker():
+    return _EMPTY_CELL
+
+
+# ---------------------------------------------------------------- classes
+
+
+def make_class(metaclass, name, bases, type_kwargs):
+    """A class skeleton made the way a class statement makes it.
+
+    Only ``__module__``, ``__qualname__``, ``__slots__`` and annotations are
+    in the namespace at creation, so ``__init_subclass__`` runs once here on
+    the skeleton and the saved (already processed) attributes are set
+    afterwards by :func:`class_setstate`: side effects that wrap methods do
+    not run twice.
+    """
+    return types.new_class(
+        name, bases, {"metaclass": metaclass}, lambda ns: ns.update(type_kwargs)
+    )
+
+
+def make_enum(metaclass, name, bases, members, type_kwargs):
+    """An Enum skeleton with its members; methods arrive with the state."""
+    namespace = metaclass.__prepare__(name, bases)
+    for key, value in type_kwargs.items():
+        namespace[key] = value
+    for member_name, value in members.items():
+        namespace[member_name] = value
+    return metaclass(name, bases, namespace)
+
+
+def class_setstate(cls, state):
+    """Attributes of a by-value class, and its registered virtual subclasses."""
+    attrs, abc_registry = state
+    for key, value in attrs.items():
+        setattr(cls, key, value)
+    for subclass in abc_registry:
+        abc.ABCMeta.register(cls, subclass)
+
+
+def make_typevar(name, constraints, bound, covariant, contravariant):
+    import typing
+
+    return typing.TypeVar(
+        name, *constraints, bound=bound, covariant=covariant, contravariant=contravariant
+    )
+
+
+# ---------------------------------------------------------------- builtins
+
+
+def make_staticmethod(func):
+    return staticmethod(func)
+
+
+def make_classmethod(func):
+    return classmethod(func)
+
+
+def make_dict_keys(mapping):
+    return mapping.keys()
+
+
+def make_dict_values(mapping):
+    return mapping.values()
+
+
+def make_dict_items(mapping):
+    return mapping.items()
+
+
+def make_mappingproxy(mapping):
+    return types.MappingProxyType(mapping)
+
+
+def make_memoryview(data, fmt, shape, readonly):
+    view = memoryview(data if readonly else bytearray(data))
+    return view.cast("B").cast(fmt, shape) if shape else view.cast("B").cast(fmt)
+
+
+def make_weakref(obj):
+    return weakref.ref(obj)
+
+
+def make_weakproxy(obj, callable_proxy):
+    return weakref.proxy(obj)
+
+
+def make_lock(locked):
+    lock = threading.Lock()
+    if locked:
+        lock.acquire()
+    return lock
+
+
+def make_rlock(count):
+    lock = threading.RLock()
+    for _ in range(count):
+        lock.acquire()
+    return lock
+
+
+def getattr_chain(obj, dotted):
+    """``getattr`` through a dotted path (descriptors reached via a class)."""
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# ---------------------------------------------------------------- files
+
+_STD_STREAMS = {"<stdin>": "__stdin__", "<stdout>": "__stdout__", "<stderr>": "__stderr__"}
+
+
+def make_file(name, mode, position, closed, fmode, contents, text_args):
+    """Reopen a saved file handle following dill's three ``fmode`` semantics.
+
+    0 (handle): reopen by name; 1 (contents): reopen and seek to the saved
+    position, capped at the file's current end; 2 (file): write the saved
+    contents back, then seek.  A writable file is never truncated on
+    reopening in modes 0 and 1: loading must not destroy data.
+    """
+    if name in _STD_STREAMS:
+        return getattr(sys, _STD_STREAMS[name])
+    binary = "b" in mode
+    writing = any(c in mode for c in "wax+")
+    try:
+        if fmode == 2:
+            with open(name, "wb" if binary or contents is None else "w") as out:
+                if contents is not None:
+                    out.write(contents)
+        elif not os.path.exists(name) and not writing:
+            raise FileNotFoundError(f"cannot reopen saved file handle: no file {name!r}")
+        flags = os.O_CREAT if writing else 0
+        if "+" in mode or ("r" in mode and writing):
+            flags |= os.O_RDWR
+        elif writing:
+            flags |= os.O_WRONLY
+        else:
+            flags |= os.O_RDONLY
+        if "a" in mode:
+            flags |= os.O_APPEND
+        fd = os.open(name, flags, 0o666)
+        # Wrapping an already-open descriptor never truncates, and keeps the
+        # user's mode string as the handle's ``mode``.
+        handle = open(fd, mode, **(text_args or {}))
+    except OSError as exc:
+        raise UnpicklingError(f"cannot reopen saved file handle {name!r}: {exc}") from None
+    if closed:
+        handle.close()
+        return handle
+    if fmode in (1, 2) and position >= 0:
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(min(position, size))
+    return handle
+
+
+def make_stringio(value, position):
+    buf = io.StringIO(value)
+    buf.seek(position)
+    return buf

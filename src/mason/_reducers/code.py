@@ -1,0 +1,35 @@
+"""Reducers for code objects and cells."""
+
+from __future__ import annotations
+
+import marshal
+import types
+
+from .. import _rebuild
+from .._compat import PY_VERSION
+
+
+def reduce_code(code: types.CodeType):
+    # marshal is CPython's own exact representation of code for this minor
+    # version; the version travels with it so a mismatch is a clear error.
+    return _rebuild.code_from_marshal, (PY_VERSION, marshal.dumps(code))
+
+
+def reduce_cell(cell):
+    """A cell reached on its own: made empty, filled after it is memoized,
+    so a cell that (indirectly) contains itself works."""
+    try:
+        value = cell.cell_contents
+    except ValueError:  # an empty cell
+        return _rebuild.make_cell, ()
+    return _rebuild.make_cell, (), (value,), None, None, _rebuild.cell_setstate
+
+
+def reduce_empty_cell(cell):
+    """A cell reached through a function's closure: the function's own state
+    fills it, after the function is memoized (closures that refer to the
+    function itself)."""
+    return _rebuild.make_cell, ()
+
+
+TABLE = {types.CodeType: reduce_code}

@@ -1,0 +1,74 @@
+"""Reducers for functions defined where they cannot be imported by name."""
+
+from __future__ import annotations
+
+import types
+
+from .. import _rebuild
+
+
+class ModuleDictRef:
+    """Pickles as "the live ``__dict__`` of module ``name``" at load time."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __reduce__(self):
+        return _rebuild.module_dict, (self.name,)
+
+
+def code_global_names(code: types.CodeType) -> frozenset[str]:
+    """Names a code object (and the code nested in it) may look up as globals."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= code_global_names(const)
+    return frozenset(names)
+
+
+def reduce_function(func: types.FunctionType, base_globals, global_names, deferred_cells):
+    """``func`` by value.
+
+    ``base_globals`` is what the rebuilt function gets as ``__globals__``:
+    either a :class:`ModuleDictRef` (the module's live globals) or a dict
+    shared by all functions of one module in this pickle, which the state
+    then fills with the globals this function uses (``global_names``, or
+    ``None`` for none).  Closure cells are created empty and filled by the
+    state, after the function is memoized, so a closure may refer to the
+    function itself; their ids go to ``deferred_cells`` so the cell reducer
+    knows.
+    """
+    closure = func.__closure__
+    cell_values = None
+    if closure:
+        deferred_cells.update(id(cell) for cell in closure)
+        cell_values = tuple(_cell_value(cell) for cell in closure)
+    attrs = {
+        "__module__": func.__module__,
+        "__qualname__": func.__qualname__,
+        "__doc__": func.__doc__,
+    }
+    if func.__defaults__ is not None:
+        attrs["__defaults__"] = func.__defaults__
+    if func.__kwdefaults__ is not None:
+        attrs["__kwdefaults__"] = func.__kwdefaults__
+    if func.__annotations__:
+        attrs["__annotations__"] = func.__annotations__
+    if func.__dict__:
+        attrs["__dict__"] = func.__dict__
+    globals_update = None
+    if global_names:
+        source = func.__globals__
+        globals_update = {name: source[name] for name in sorted(global_names) if name in source}
+    state = (attrs, cell_values, globals_update)
+    args = (func.__code__, base_globals, func.__name__, closure)
+    return _rebuild.make_function, args, state, None, None, _rebuild.function_setstate
+
+
+def _cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # empty cell
+        return _rebuild.empty_cell_marker()

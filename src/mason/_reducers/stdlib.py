@@ -1,0 +1,152 @@
+"""Reducers for standard-library objects plain pickle refuses."""
+
+from __future__ import annotations
+
+import gc
+import io
+import threading
+import types
+import weakref
+
+from .. import _rebuild
+from ..errors import PicklingError
+
+
+def reduce_staticmethod(obj):
+    return _rebuild.make_staticmethod, (obj.__func__,), _instance_dict(obj)
+
+
+def reduce_classmethod(obj):
+    return _rebuild.make_classmethod, (obj.__func__,), _instance_dict(obj)
+
+
+def _instance_dict(obj):
+    # staticmethod/classmethod carry __wrapped__, __doc__ ... in a __dict__
+    # since Python 3.10; an empty one is left out.
+    return getattr(obj, "__dict__", None) or None
+
+
+def reduce_property(obj):
+    return property, (obj.fget, obj.fset, obj.fdel, obj.__doc__)
+
+
+_DICT_VIEWS = {
+    type({}.keys()): _rebuild.make_dict_keys,
+    type({}.values()): _rebuild.make_dict_values,
+    type({}.items()): _rebuild.make_dict_items,
+}
+
+
+def reduce_dict_view(view):
+    # ``view.mapping`` is only a read-only proxy; the garbage collector's
+    # referents give the dict itself, so its identity is kept.
+    (mapping,) = gc.get_referents(view)
+    return _DICT_VIEWS[type(view)], (mapping,)
+
+
+def reduce_mappingproxy(proxy):
+    return _rebuild.make_mappingproxy, (dict(proxy),)
+
+
+def reduce_memoryview(view):
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes()).cast(view.format, view.shape)
+    return _rebuild.make_memoryview, (view.tobytes(), view.format, view.shape, view.readonly)
+
+
+def reduce_weakref(ref):
+    obj = ref()
+    if obj is None:
+        raise PicklingError("cannot pickle a dead weak reference")
+    return _rebuild.make_weakref, (obj,)
+
+
+def reduce_weakproxy(proxy):
+    # A proxy's referent is reachable only through attribute access on the
+    # proxy itself; ``__repr__`` names it but we need the object.
+    raise PicklingError("cannot pickle a weakref.proxy: save the object it refers to instead")
+
+
+def reduce_lock(lock):
+    return _rebuild.make_lock, (lock.locked(),)
+
+
+def reduce_rlock(lock):
+    # ``_recursion_count`` exists on CPython 3.11+; older versions give 0.
+    count = getattr(lock, "_recursion_count", lambda: 0)()
+    if count and not lock._is_owned():
+        raise PicklingError("cannot pickle an RLock held by another thread")
+    return _rebuild.make_rlock, (count,)
+
+
+def reduce_descriptor(desc):
+    """Member, getset, slot-wrapper and method descriptors: by their class."""
+    return getattr, (desc.__objclass__, desc.__name__)
+
+
+def reduce_method_wrapper(wrapper):
+    return getattr, (wrapper.__self__, wrapper.__name__)
+
+
+def reduce_stringio(buf):
+    if buf.closed:
+        raise PicklingError("cannot pickle a closed StringIO")
+    return _rebuild.make_stringio, (buf.getvalue(), buf.tell())
+
+
+def make_file_reducer(fmode: int):
+    """A reducer for open file handles bound to one ``fmode`` (0, 1 or 2)."""
+
+    def reduce_file(handle):
+        name = getattr(handle, "name", None)
+        if not isinstance(name, str):
+            raise PicklingError(
+                f"cannot pickle a file handle without a file name (name={name!r})"
+            )
+        closed = handle.closed
+        position = -1
+        if not closed:
+            if handle.writable():
+                handle.flush()
+            try:
+                position = handle.tell()
+            except OSError:  # pipes and terminals
+                position = -1
+        contents = None
+        if fmode == 2 and name not in ("<stdin>", "<stdout>", "<stderr>"):
+            binary = isinstance(handle, (io.RawIOBase, io.BufferedIOBase))
+            try:
+                with open(name, "rb" if binary else "r") as src:
+                    contents = src.read()
+            except OSError as exc:
+                raise PicklingError(f"cannot read file {name!r} to save its contents: {exc}") from None
+        text_args = None
+        if isinstance(handle, io.TextIOWrapper):
+            text_args = {"encoding": handle.encoding, "errors": handle.errors, "newline": None}
+        return _rebuild.make_file, (name, handle.mode, position, closed, fmode, contents, text_args)
+
+    return reduce_file
+
+
+FILE_TYPES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.FileIO)
+
+TABLE = {
+    staticmethod: reduce_staticmethod,
+    classmethod: reduce_classmethod,
+    property: reduce_property,
+    types.MappingProxyType: reduce_mappingproxy,
+    memoryview: reduce_memoryview,
+    weakref.ReferenceType: reduce_weakref,
+    weakref.ProxyType: reduce_weakproxy,
+    weakref.CallableProxyType: reduce_weakproxy,
+    type(threading.Lock()): reduce_lock,
+    type(threading.RLock()): reduce_rlock,
+    types.MemberDescriptorType: reduce_descriptor,
+    types.GetSetDescriptorType: reduce_descriptor,
+    types.WrapperDescriptorType: reduce_descriptor,
+    types.MethodDescriptorType: reduce_descriptor,
+    types.ClassMethodDescriptorType: reduce_descriptor,
+    types.MethodWrapperType: reduce_method_wrapper,
+    io.StringIO: reduce_stringio,
+}
+TABLE.update(dict.fromkeys(_DICT_VIEWS, reduce_dict_view))

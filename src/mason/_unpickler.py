@@ -1,0 +1,61 @@
+"""The Unpickler: the C ``pickle.Unpickler`` with dill's class rebinding and
+clear errors for damaged streams.
+
+Loading a pickle runs code named in it.  Only load data you trust.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+from . import _settings
+from .errors import UnpicklingError
+
+__all__ = ["Unpickler", "translate_error"]
+
+
+class Unpickler(pickle.Unpickler):
+    """Unpickles mason (and plain pickle) streams.
+
+    Loading runs code from the stream: only load data you trust.
+
+    ``ignore=False`` (dill's default): when the loaded object is an instance
+    of a class saved from ``__main__`` and this interpreter's ``__main__``
+    has a class of the same name, the object is rebound to that live class.
+    """
+
+    def __init__(self, file, *, ignore=None, **kwds):
+        kwds.pop("main", None)  # dill accepts it; the live __main__ is used
+        super().__init__(file, **kwds)
+        self._ignore = bool(_settings.option(ignore, "ignore"))
+
+    def load(self):
+        try:
+            obj = super().load()
+        except (EOFError, pickle.UnpicklingError) as exc:
+            raise translate_error(exc) from None
+        if not self._ignore:
+            _rebind_to_main(obj)
+        return obj
+
+
+def _rebind_to_main(obj) -> None:
+    cls = type(obj)
+    if cls.__module__ != "__main__" or isinstance(obj, type):
+        return
+    live = getattr(sys.modules.get("__main__"), cls.__name__, None)
+    if isinstance(live, type) and live is not cls:
+        try:
+            obj.__class__ = live
+        except TypeError:  # layouts differ (slots, builtins): keep the saved class
+            pass
+
+
+def translate_error(exc: BaseException) -> UnpicklingError:
+    """mason's error for a stream the unpickler could not read."""
+    if isinstance(exc, UnpicklingError):
+        return exc
+    if isinstance(exc, EOFError):
+        return UnpicklingError(f"the pickle stream is truncated ({exc or 'ran out of input'})")
+    return UnpicklingError(f"not a valid pickle stream: {exc}")
