@@ -38,10 +38,14 @@ def reduce_class(cls: type):
         del clsdict["_abc_impl"]
         registry = abc._get_dump(cls)[0]
         abc_registry = [ref() for ref in registry if ref() is not None]
-    # ``__orig_bases__`` (Generic[T], TypedDict, NamedTuple) rebuilds the class
-    # through the same __mro_entries__ path as the original statement.
-    bases = clsdict.pop("__orig_bases__", None) or cls.__bases__
     metaclass = type(cls)
+    bases = cls.__bases__
+    orig_bases = clsdict.get("__orig_bases__")
+    if orig_bases and typing.NamedTuple not in orig_bases:
+        # Generic[T] and TypedDict check their bases: give them the same
+        # __mro_entries__ path as the original class statement.  A NamedTuple
+        # is a plain tuple subclass once made, and is rebuilt as one.
+        bases = orig_bases
     state = (clsdict, abc_registry)
     if isinstance(cls, enum.EnumMeta):
         members = {name: member._value_ for name, member in cls.__members__.items()}
