@@ -231,10 +231,6 @@ def make_weakref(obj):
     return weakref.ref(obj)
 
 
-def make_weakproxy(obj, callable_proxy):
-    return weakref.proxy(obj)
-
-
 def make_lock(locked):
     lock = threading.Lock()
     if locked:
@@ -247,6 +243,45 @@ def make_rlock(count):
     for _ in range(count):
         lock.acquire()
     return lock
+
+
+def class_attribute(cls, name):
+    """A descriptor as stored in its class (not bound through the metaclass)."""
+    return cls.__dict__[name]
+
+
+def make_dead_weakref():
+    """A weak reference whose referent is already gone."""
+
+    class _Gone:
+        pass
+
+    ref = weakref.ref(_Gone())
+    return ref
+
+
+def make_weakproxy_to(obj, callable_):
+    return weakref.proxy(obj)
+
+
+def make_dead_weakproxy(callable_):
+    class _Gone:
+        def __call__(self):
+            return None
+
+    return weakref.proxy(_Gone())
+
+
+def make_tempfile(mode, contents, position, closed, text_args):
+    """An anonymous temporary file (no name on disk) with its saved contents."""
+    import tempfile
+
+    handle = tempfile.TemporaryFile(mode.replace("r", "w+") if "+" not in mode else mode, **(text_args or {}))
+    handle.write(contents)
+    handle.seek(position if position >= 0 else 0)
+    if closed:
+        handle.close()
+    return handle
 
 
 def getattr_chain(obj, dotted):

@@ -71,19 +71,24 @@ class ContainerWriter:
         self._check_open()
         if not isinstance(meta, dict):
             raise TypeError(f"meta must be a dict, not {type(meta).__name__}")
+        try:
+            problem = _unserialisable(meta, "meta", set())
+        except RecursionError:
+            problem = "meta: nested too deeply"
+        if problem:
+            # json.dumps would turn non-str keys into strings; refuse instead, so
+            # that meta reads back equal to what was given.
+            raise TypeError(problem)
         index = {
             "blobs": self._tables[spec.BLOB],
             "checksum": self._algo.name,
             "meta": meta,
             "segments": self._tables[spec.SEGMENT],
         }
-        try:
-            # Sorted keys: the same session gives the same bytes.
-            payload = json.dumps(
-                index, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            ).encode("utf-8")
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise TypeError(f"{_unserialisable(meta, 'meta', set())}") from exc
+        # Sorted keys: the same session gives the same bytes.
+        payload = json.dumps(
+            index, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
         if len(payload) > spec.MAX_INDEX_LENGTH:
             raise ValueError(f"index of {len(payload)} bytes is over the format's limit")
         index_offset = self._pos

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import gc
 import io
+import re
 import threading
 import types
 import weakref
@@ -34,6 +36,9 @@ _DICT_VIEWS = {
     type({}.keys()): _rebuild.make_dict_keys,
     type({}.values()): _rebuild.make_dict_values,
     type({}.items()): _rebuild.make_dict_items,
+    type(collections.OrderedDict().keys()): _rebuild.make_dict_keys,
+    type(collections.OrderedDict().values()): _rebuild.make_dict_values,
+    type(collections.OrderedDict().items()): _rebuild.make_dict_items,
 }
 
 
@@ -57,14 +62,30 @@ def reduce_memoryview(view):
 def reduce_weakref(ref):
     obj = ref()
     if obj is None:
-        raise PicklingError("cannot pickle a dead weak reference")
+        return _rebuild.make_dead_weakref, ()
     return _rebuild.make_weakref, (obj,)
 
 
+_PROXY_TARGET = re.compile(r" to .+ at (0x[0-9a-fA-F]+)>$")
+
+
 def reduce_weakproxy(proxy):
-    # A proxy's referent is reachable only through attribute access on the
-    # proxy itself; ``__repr__`` names it but we need the object.
-    raise PicklingError("cannot pickle a weakref.proxy: save the object it refers to instead")
+    # Python gives no way from a proxy to its referent except the address in
+    # its repr; the referent is then found among the objects the garbage
+    # collector tracks.  Slow, but proxies are rare in sessions.
+    is_callable = type(proxy) is weakref.CallableProxyType
+    try:
+        proxy.__class__  # noqa: B018 - raises once the referent is gone
+    except ReferenceError:
+        return _rebuild.make_dead_weakproxy, (is_callable,)
+    match = _PROXY_TARGET.search(repr(proxy))
+    if match is None:
+        raise PicklingError(f"cannot find the referent of {proxy!r}")
+    address = int(match.group(1), 16)
+    for candidate in gc.get_objects():
+        if id(candidate) == address:
+            return _rebuild.make_weakproxy_to, (candidate, is_callable)
+    raise PicklingError("cannot pickle a weakref.proxy whose referent is not tracked by the garbage collector")
 
 
 def reduce_lock(lock):
@@ -81,7 +102,7 @@ def reduce_rlock(lock):
 
 def reduce_descriptor(desc):
     """Member, getset, slot-wrapper and method descriptors: by their class."""
-    return getattr, (desc.__objclass__, desc.__name__)
+    return _rebuild.class_attribute, (desc.__objclass__, desc.__name__)
 
 
 def reduce_method_wrapper(wrapper):
@@ -99,6 +120,8 @@ def make_file_reducer(fmode: int):
 
     def reduce_file(handle):
         name = getattr(handle, "name", None)
+        if isinstance(name, int):
+            return _reduce_anonymous_file(handle)
         if not isinstance(name, str):
             raise PicklingError(
                 f"cannot pickle a file handle without a file name (name={name!r})"
@@ -126,6 +149,35 @@ def make_file_reducer(fmode: int):
         return _rebuild.make_file, (name, handle.mode, position, closed, fmode, contents, text_args)
 
     return reduce_file
+
+
+def _reduce_anonymous_file(handle):
+    """A file known only by its descriptor (``tempfile.TemporaryFile``):
+    saved with its contents whatever the fmode, there is no name to reopen."""
+    closed = handle.closed
+    contents, position = ("" if isinstance(handle, io.TextIOWrapper) else b""), -1
+    if not closed:
+        try:
+            handle.flush()
+            position = handle.tell()
+            handle.seek(0)
+            contents = handle.read() if handle.readable() else _read_behind(handle)
+            handle.seek(position)
+        except OSError as exc:
+            raise PicklingError(f"cannot read anonymous file {handle!r}: {exc}") from None
+    text_args = None
+    if isinstance(handle, io.TextIOWrapper):
+        text_args = {"encoding": handle.encoding, "errors": handle.errors}
+    return _rebuild.make_tempfile, (handle.mode, contents, position, closed, text_args)
+
+
+def _read_behind(handle):
+    """Contents of a write-only descriptor, read through a second descriptor."""
+    import os
+
+    fd = os.open(f"/proc/self/fd/{handle.fileno()}", os.O_RDONLY)
+    with open(fd, "rb" if "b" in handle.mode else "r") as reader:
+        return reader.read()
 
 
 FILE_TYPES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.FileIO)
