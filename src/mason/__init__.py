@@ -6,6 +6,15 @@ Loading runs code from the file: only load files you trust.
 
 from ._api import copy, dump, dumps, load, loads, pickles, register
 from ._pickler import Pickler
+from ._session import (
+    SessionInfo,
+    dump_module,
+    dump_session,
+    inspect,
+    load_module,
+    load_module_asdict,
+    load_session,
+)
 from ._settings import (
     CONTENTS_FMODE,
     DEFAULT_PROTOCOL,
@@ -15,10 +24,14 @@ from ._settings import (
     settings,
 )
 from ._unpickler import Unpickler
+from ._storage import default_session_path
 from .errors import (
     CorruptSessionError,
+    EnvironmentMismatchWarning,
     MasonError,
+    MasonWarning,
     PicklingError,
+    SkippedVariableWarning,
     UnpicklingError,
 )
 
@@ -31,15 +44,26 @@ __all__ = [
     "HANDLE_FMODE",
     "HIGHEST_PROTOCOL",
     "CorruptSessionError",
+    "EnvironmentMismatchWarning",
     "MasonError",
+    "MasonWarning",
+    "SessionInfo",
+    "SkippedVariableWarning",
     "Pickler",
     "PicklingError",
     "Unpickler",
     "UnpicklingError",
     "copy",
+    "default_session_path",
     "dump",
+    "dump_module",
+    "dump_session",
     "dumps",
+    "inspect",
     "load",
+    "load_module",
+    "load_module_asdict",
+    "load_session",
     "loads",
     "pickles",
     "register",

@@ -8,6 +8,7 @@ then) and never read again from global state.
 from __future__ import annotations
 
 import copyreg
+import functools
 import pickle
 import sys
 import types
@@ -18,6 +19,7 @@ from ._reducers import TABLE, USER_TABLE
 from ._reducers.classes import reduce_class
 from ._reducers.code import reduce_cell, reduce_empty_cell
 from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function
+from ._reducers.modules import reduce_session_module
 from ._reducers.naming import lookup_by_name
 from ._reducers.stdlib import FILE_TYPES, make_file_reducer
 
@@ -39,6 +41,8 @@ class Pickler(pickle.Pickler):
     ``CONTENTS_FMODE``, ``FILE_FMODE``).
     ``by_value_modules``: names of modules whose functions and classes are
     saved by value although importable (the module saved as a session).
+    ``session_module``: the module saved as a session; references to it are
+    saved by name, whatever its kind, and point at the restored namespace.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class Pickler(pickle.Pickler):
         fix_imports=True,
         buffer_callback=None,
         by_value_modules=(),
+        session_module=None,
         **kwds,
     ):
         protocol = _settings.option(protocol, "protocol")
@@ -68,6 +73,8 @@ class Pickler(pickle.Pickler):
         table.update(TABLE)
         table.update(dict.fromkeys(FILE_TYPES, make_file_reducer(self._fmode)))
         table[types.CellType] = self._reduce_cell
+        if session_module is not None:
+            table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(USER_TABLE)
         self.dispatch_table = table
 

@@ -265,11 +265,16 @@ def make_weakproxy_to(obj, callable_):
 
 
 def make_dead_weakproxy(callable_):
+    """A dead ``weakref.proxy``: a ``CallableProxyType`` when ``callable_``."""
+
     class _Gone:
+        pass
+
+    class _GoneCallable:
         def __call__(self):
             return None
 
-    return weakref.proxy(_Gone())
+    return weakref.proxy(_GoneCallable() if callable_ else _Gone())
 
 
 def make_tempfile(mode, contents, position, closed, text_args):
@@ -306,11 +311,12 @@ def make_file(name, mode, position, closed, fmode, contents, text_args):
     """
     if name in _STD_STREAMS:
         return getattr(sys, _STD_STREAMS[name])
-    binary = "b" in mode
     writing = any(c in mode for c in "wax+")
     try:
         if fmode == 2:
-            with open(name, "wb" if binary or contents is None else "w") as out:
+            # Contents are bytes (text files too, so line endings and
+            # encodings come back exactly); older files may hold str.
+            with open(name, "w" if isinstance(contents, str) else "wb") as out:
                 if contents is not None:
                     out.write(contents)
         elif not os.path.exists(name) and not writing:
@@ -324,10 +330,13 @@ def make_file(name, mode, position, closed, fmode, contents, text_args):
             flags |= os.O_RDONLY
         if "a" in mode:
             flags |= os.O_APPEND
-        fd = os.open(name, flags, 0o666)
-        # Wrapping an already-open descriptor never truncates, and keeps the
-        # user's mode string as the handle's ``mode``.
-        handle = open(fd, mode, **(text_args or {}))
+        # The opener ignores the flags ``open`` derives from ``mode`` ('w'
+        # would truncate, 'x' would fail on an existing file); going through
+        # ``open`` by name keeps the handle's ``name`` and ``mode`` as saved.
+        def opener(path, _flags):
+            return os.open(path, flags, 0o666)
+
+        handle = open(name, mode, opener=opener, **(text_args or {}))
     except OSError as exc:
         raise UnpicklingError(f"cannot reopen saved file handle {name!r}: {exc}") from None
     if closed:

@@ -18,6 +18,9 @@ __all__ = [
     "VersionMismatchError",
     "SignatureError",
     "ForbiddenGlobalError",
+    "MasonWarning",
+    "SkippedVariableWarning",
+    "EnvironmentMismatchWarning",
 ]
 
 
@@ -54,3 +57,15 @@ class SignatureError(UnpicklingError):
 
 class ForbiddenGlobalError(UnpicklingError):
     """A file would import or call something outside the caller's allowlist."""
+
+
+class MasonWarning(UserWarning):
+    """Base class of mason's warnings."""
+
+
+class SkippedVariableWarning(MasonWarning):
+    """A variable could not be saved or restored and was left out."""
+
+
+class EnvironmentMismatchWarning(MasonWarning):
+    """A file was saved under another Python or other package versions."""

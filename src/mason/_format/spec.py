@@ -42,8 +42,6 @@ class Layout:
 # PNG-style: the high-bit byte catches 7-bit channels, "\r\n" and the lone "\n"
 # catch newline translation in either direction, "\x1a" stops `type` on Windows.
 MAGIC = b"\x89MASON\r\n\x1a\n"
-# What MAGIC turns into after a CRLF -> LF text-mode copy, to say so in the error.
-MAGIC_TEXT_MODE = b"\x89MASON\n\x1a\n"
 END_MAGIC = b"MASONEND"  # last 8 bytes of every container
 
 FORMAT_MAJOR = 1  # readers refuse a newer major version

@@ -124,18 +124,15 @@ class ContainerWriter:
 
     def _write_record(self, kind: bytes, view: Any, codec: Any) -> dict[str, Any]:
         raw_length = len(view)
-        payload = view
+        payload, codec_name = view, None
         if codec is not None and raw_length:
             packed = codec.compress(view, self._level)
             # Incompressible data (random floats, already-compressed images) stays
             # raw: no decompression cost, and a raw blob can be memory-mapped.
             if len(packed) < raw_length:
-                payload = packed
-            else:
-                codec = None
+                payload, codec_name = packed, codec.name
         pad = (-(self._pos + spec.RECORD.size)) % spec.ALIGNMENT if kind == spec.BLOB else 0
         value = self._algo.compute(payload)
-        codec_name = None if codec is None else codec.name
         self._write(spec.RECORD.pack(
             kind=kind,
             compression=spec.COMPRESSION_IDS[codec_name],

@@ -23,4 +23,12 @@ def reduce_module(module: types.ModuleType):
     return _rebuild.make_module, (module.__name__,), state, None, None, _rebuild.module_setstate
 
 
+def reduce_session_module(session_module, module: types.ModuleType):
+    """References to the module being saved as a session are by name even when
+    it is not importable: the loader resolves the name to the restored module."""
+    if module is session_module:
+        return _rebuild.import_module, (module.__name__,)
+    return reduce_module(module)
+
+
 TABLE = {types.ModuleType: reduce_module}

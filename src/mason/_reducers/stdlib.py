@@ -6,6 +6,7 @@ import collections
 import gc
 import io
 import re
+import struct
 import threading
 import types
 import weakref
@@ -109,6 +110,39 @@ def reduce_method_wrapper(wrapper):
     return getattr, (wrapper.__self__, wrapper.__name__)
 
 
+def reduce_super(obj):
+    """``super(cls, obj)`` made again from its arguments (the C pickler
+    would reach the wrapped object's own ``__reduce_ex__`` through it)."""
+    if obj.__self__ is None:
+        return super, (obj.__thisclass__,)
+    return super, (obj.__thisclass__, obj.__self__)
+
+
+def reduce_capsule(capsule):
+    # Refused on purpose: dill saves the raw pointer, which is only valid in
+    # the process that made it.  TypeError, like the C pickler's own refusals,
+    # so the message gets the path to the capsule.
+    raise TypeError(
+        "cannot pickle 'PyCapsule' object: it wraps a raw C pointer, "
+        "meaningless in another process"
+    )
+
+
+def _capsule_type():
+    # types.CapsuleType is new in Python 3.13; before, the C datetime
+    # module's capsule gives the type (None where there is no such module).
+    found = getattr(types, "CapsuleType", None)
+    if found is None:
+        import datetime
+
+        found = type(getattr(datetime, "datetime_CAPI", None))
+    return found if found.__name__ == "PyCapsule" else None
+
+
+def reduce_struct(obj):
+    return struct.Struct, (obj.format,)
+
+
 def reduce_stringio(buf):
     if buf.closed:
         raise PicklingError("cannot pickle a closed StringIO")
@@ -137,16 +171,14 @@ def make_file_reducer(fmode: int):
                 position = -1
         contents = None
         if fmode == 2 and name not in ("<stdin>", "<stdout>", "<stderr>"):
-            binary = isinstance(handle, (io.RawIOBase, io.BufferedIOBase))
+            # Bytes even for text handles: decoding and encoding again could
+            # change line endings or fail on the file's encoding.
             try:
-                with open(name, "rb" if binary else "r") as src:
+                with open(name, "rb") as src:
                     contents = src.read()
             except OSError as exc:
                 raise PicklingError(f"cannot read file {name!r} to save its contents: {exc}") from None
-        text_args = None
-        if isinstance(handle, io.TextIOWrapper):
-            text_args = {"encoding": handle.encoding, "errors": handle.errors, "newline": None}
-        return _rebuild.make_file, (name, handle.mode, position, closed, fmode, contents, text_args)
+        return _rebuild.make_file, (name, handle.mode, position, closed, fmode, contents, _open_args(handle))
 
     return reduce_file
 
@@ -165,10 +197,19 @@ def _reduce_anonymous_file(handle):
             handle.seek(position)
         except OSError as exc:
             raise PicklingError(f"cannot read anonymous file {handle!r}: {exc}") from None
-    text_args = None
+    return _rebuild.make_tempfile, (handle.mode, contents, position, closed, _open_args(handle))
+
+
+def _open_args(handle):
+    """Keyword arguments for ``open`` that give back a handle of the same
+    kind: the encoding of a text handle; ``buffering=0`` for a raw
+    ``FileIO`` (``open(..., buffering=0)``), which ``open`` otherwise wraps
+    in a buffered reader or writer."""
     if isinstance(handle, io.TextIOWrapper):
-        text_args = {"encoding": handle.encoding, "errors": handle.errors}
-    return _rebuild.make_tempfile, (handle.mode, contents, position, closed, text_args)
+        return {"encoding": handle.encoding, "errors": handle.errors}
+    if isinstance(handle, io.FileIO):
+        return {"buffering": 0}
+    return None
 
 
 def _read_behind(handle):
@@ -200,5 +241,10 @@ TABLE = {
     types.ClassMethodDescriptorType: reduce_descriptor,
     types.MethodWrapperType: reduce_method_wrapper,
     io.StringIO: reduce_stringio,
+    super: reduce_super,
+    struct.Struct: reduce_struct,
 }
 TABLE.update(dict.fromkeys(_DICT_VIEWS, reduce_dict_view))
+_CAPSULE_TYPE = _capsule_type()
+if _CAPSULE_TYPE is not None:
+    TABLE[_CAPSULE_TYPE] = reduce_capsule

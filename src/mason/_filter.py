@@ -1,0 +1,65 @@
+"""Which variables of a namespace are saved: include/exclude rules.
+
+Pure functions.  A rule is a name, a glob pattern, a compiled regular
+expression, a type, or a predicate ``(name, obj) -> bool``; a list of rules
+matches when any of them does.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any, Callable, Iterable
+
+Rule = Any  # str | re.Pattern | type | Callable[[str, object], bool] | Iterable of those
+Predicate = Callable[[str, object], bool]
+
+#: IPython's own bookkeeping in ``__main__``, never saved from a shell.
+IPYTHON_NAMES = ("In", "Out", "_", "__", "___", "_i*", "_oh", "_ih", "_dh", "get_ipython", "exit", "quit", "_ii", "_iii")
+
+#: Module attributes the import system sets; restoring them would lie about
+#: the module the session is loaded into.
+MODULE_BOOKKEEPING = frozenset(
+    {"__builtins__", "__name__", "__loader__", "__spec__", "__package__", "__file__", "__cached__", "__path__", "__session__"}
+)
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def compile_rule(rule: Rule) -> Predicate:
+    """One predicate ``(name, obj) -> bool`` for a rule or a list of rules."""
+    if isinstance(rule, str):
+        if _GLOB_CHARS.search(rule):
+            return lambda name, obj, pattern=rule: fnmatch.fnmatchcase(name, pattern)
+        return lambda name, obj, exact=rule: name == exact
+    if isinstance(rule, re.Pattern):
+        return lambda name, obj, regex=rule: regex.search(name) is not None
+    if isinstance(rule, type) or (isinstance(rule, tuple) and rule and all(isinstance(r, type) for r in rule)):
+        return lambda name, obj, types=rule: isinstance(obj, types)
+    if callable(rule):
+        return lambda name, obj, predicate=rule: bool(predicate(name, obj))
+    if isinstance(rule, Iterable):
+        predicates = [compile_rule(item) for item in rule]
+        return lambda name, obj: any(p(name, obj) for p in predicates)
+    raise TypeError(
+        f"a filter rule must be a name, glob pattern, compiled regex, type, predicate "
+        f"(name, obj) -> bool, or a list of those; got {type(rule).__name__}: {rule!r}"
+    )
+
+
+def make_filter(exclude: Rule = None, include: Rule = None, *, ipython: bool = False) -> Predicate:
+    """``keep(name, obj)``: whether a variable is saved."""
+    excluded = compile_rule(exclude) if exclude is not None else None
+    included = compile_rule(include) if include is not None else None
+    ipython_rule = compile_rule(list(IPYTHON_NAMES)) if ipython else None
+
+    def keep(name: str, obj: object) -> bool:
+        if name in MODULE_BOOKKEEPING:
+            return False
+        if ipython_rule is not None and ipython_rule(name, obj):
+            return False
+        if included is not None and not included(name, obj):
+            return False
+        return excluded is None or not excluded(name, obj)
+
+    return keep

@@ -1,0 +1,537 @@
+"""Read a container: check it, then hand out its segments and blobs as bytes.
+
+The reader trusts no number in the file until it is checked: the trailer
+against the file size, the index against its checksum, every table entry
+against the others (records must tile the file exactly), and every record
+header against its table entry when the record is read.  Damage raises
+CorruptSessionError saying what is wrong and where.  Nothing here unpickles.
+
+Sources: a path or real file is memory-mapped (or read with seek/read); a
+seekable file object is read with seek/read; a non-seekable stream is read
+once, front to back, into memory, checking each record as it arrives, and
+left positioned just after the container.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import mmap as _mmap
+import os
+import re
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Iterator, NamedTuple
+
+from .._storage import open_for_read
+from ..errors import CorruptSessionError, UnsupportedFormatError
+from . import checksum as _checksum
+from . import compression as _compression
+from . import spec
+
+_CHUNK = 16 << 20  # read and hash big payloads piecewise, to bound memory
+_HEX = re.compile(r"[0-9a-f]{%d}" % spec.CHECKSUM_HEX_DIGITS)
+
+
+class _Entry(NamedTuple):
+    """One segment or blob, as the index describes it (already checked)."""
+
+    kind: bytes
+    number: int  # position in its table
+    offset: int  # of the payload
+    length: int  # stored
+    raw_length: int
+    codec: Any  # compression.Codec or None
+    checksum: int
+    pad: int
+
+    @property
+    def name(self) -> str:
+        return f"{spec.RECORD_KINDS[self.kind]} {self.number} (offset {self.offset})"
+
+
+# -- Sources: random access to the container's bytes --------------------------------
+
+
+class _BufferSource:
+    """The container in memory or memory-mapped; reads are zero-copy views."""
+
+    def __init__(self, buffer: Any, *, owned: bool) -> None:
+        self._buffer = buffer
+        view = memoryview(buffer)
+        self._view = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+        # Views of a buffer we made (our bytearray, our copy-on-write map) can be
+        # handed out writable; a caller's buffer is copied so we never write to it.
+        self._share = owned and not self._view.readonly
+        self.size = len(self._view)
+
+    def with_base(self, base: int) -> _BufferSource:
+        view = self._view[base:]
+        self._view.release()
+        self._view = view
+        self.size = len(view)
+        return self
+
+    def read(self, offset: int, length: int) -> memoryview:
+        return self._view[offset:offset + length]
+
+    def view(self, offset: int, length: int) -> memoryview:
+        view = self._view[offset:offset + length]
+        return view if self._share else memoryview(bytearray(view))
+
+    def close(self) -> None:
+        self._view.release()
+        if isinstance(self._buffer, _mmap.mmap):
+            try:
+                self._buffer.close()
+            except BufferError:
+                # Blob views handed out (numpy arrays built on them) still use the
+                # map; it is unmapped when the last of them is garbage collected.
+                pass
+        self._buffer = None
+
+
+class _FileSource:
+    """A seekable file object, read with seek/read; the container starts at ``base``."""
+
+    def __init__(self, fileobj: BinaryIO, base: int) -> None:
+        self._file = fileobj
+        self._base = base
+        self.size = max(0, fileobj.seek(0, io.SEEK_END) - base)
+
+    def _readinto(self, offset: int, buffer: Any) -> None:
+        self._file.seek(self._base + offset)
+        view = memoryview(buffer)
+        while view.nbytes:
+            n = self._file.readinto(view)
+            if not n:
+                raise CorruptSessionError(f"file shrank while reading at offset {offset}")
+            view = view[n:]
+
+    def read(self, offset: int, length: int) -> bytearray:
+        buffer = bytearray(length)  # length is checked against the file size
+        self._readinto(offset, buffer)
+        return buffer
+
+    def view(self, offset: int, length: int) -> memoryview:
+        return memoryview(self.read(offset, length))
+
+    def close(self) -> None:
+        self._file = None
+
+
+def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[int]]:
+    """Read one container off a non-seekable stream, checking records as they arrive.
+
+    Returns its bytes and the payload offsets already checksummed.  Memory
+    grows only with bytes actually read, so a damaged length cannot make us
+    allocate more than the stream holds.
+    """
+    buf = bytearray()
+    verified: set[int] = set()
+
+    def take(n: int, what: str, hasher: Any = None) -> None:
+        end = len(buf) + n
+        while len(buf) < end:
+            chunk = stream.read(min(end - len(buf), _CHUNK))
+            if not chunk:
+                raise CorruptSessionError(
+                    f"truncated: the stream ends inside {what} at offset {len(buf)}"
+                )
+            if hasher is not None:
+                hasher.update(chunk)
+            buf.extend(chunk)
+
+    def small(n: int, what: str) -> bytes:
+        take(n, what)
+        return bytes(buf[len(buf) - n:])
+
+    try:
+        head = small(spec.HEADER.size, "the header")
+    except CorruptSessionError:
+        _check_magic(bytes(buf))  # a short stream that is not mason at all says so
+        raise
+    header = _parse_header(head)
+    algo = _checksum.by_id(header.checksum_id)
+    counts = {kind: 0 for kind in spec.RECORD_KINDS}
+    while True:
+        at = len(buf)
+        record = spec.RECORD.unpack(small(spec.RECORD.size, "a record header"))
+        if record.kind not in spec.RECORD_KINDS:
+            raise CorruptSessionError(f"unknown record kind {record.kind!r} at offset {at}")
+        name = f"{spec.RECORD_KINDS[record.kind]} {counts[record.kind]} (offset {at})"
+        counts[record.kind] += 1
+        codec = _compression.by_id(record.compression)
+        offset = at + spec.RECORD.size + record.pad
+        problem = _shape_problem(record.kind, offset, record.pad, record.length,
+                                 record.raw_length, codec)
+        if record.reserved:
+            problem = "reserved bits set"
+        if problem:
+            raise CorruptSessionError(f"{name}: {problem}")
+        if any(small(record.pad, "padding")):
+            raise CorruptSessionError(f"{name}: padding is not zero")
+        check = record.kind != spec.BLOB or verify_blobs or codec is not None
+        hasher = algo.new() if check else None
+        take(record.length, name, hasher)
+        if hasher is not None:
+            if hasher.digest() != record.checksum:
+                raise CorruptSessionError(f"{name}: checksum mismatch, the data is damaged")
+            verified.add(offset)
+        if record.kind == spec.INDEX:
+            break
+    take(spec.TRAILER.size, "the trailer")
+    return buf, verified
+
+
+# -- Checks shared by the stream scan and the index --------------------------------
+
+
+def _check_magic(data: bytes) -> None:
+    """Say what the file is instead, if it does not start with MAGIC."""
+    if not data:
+        raise CorruptSessionError("not a mason file: it is empty")
+    if len(data) < len(spec.MAGIC) and spec.MAGIC.startswith(data):
+        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
+    if data.startswith(spec.MAGIC):
+        return
+    if data.startswith(spec.MAGIC[:6]):  # b"\x89MASON", then damaged line endings
+        raise CorruptSessionError(
+            "not a mason file any more: its line endings were changed (copied in text mode?)"
+        )
+    if data[:1] == b"\x80":
+        raise CorruptSessionError("not a mason file: this looks like a plain pickle")
+    raise CorruptSessionError(f"not a mason file (it starts with {bytes(data[:10])!r})")
+
+
+def _parse_header(data: bytes) -> Any:
+    """The header's fields, after checking magic, version and reserved bits."""
+    _check_magic(data)
+    if len(data) < spec.HEADER.size:
+        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
+    header = spec.HEADER.unpack(data)
+    if header.major != spec.FORMAT_MAJOR:
+        raise UnsupportedFormatError(
+            f"format version {header.major}.{header.minor} is not one this mason reads"
+            f" ({spec.FORMAT_MAJOR}.x)"
+            + ("; upgrade mason" if header.major > spec.FORMAT_MAJOR else "")
+        )
+    if header.reserved:
+        raise CorruptSessionError("header: reserved bits set")
+    return header
+
+
+def _shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: int,
+                   codec: Any) -> str:
+    """What is impossible about a record of these numbers, or "" if nothing."""
+    if length > spec.MAX_LENGTH or raw_length > spec.MAX_LENGTH:
+        return f"absurd length {max(length, raw_length)}"
+    if kind == spec.BLOB:
+        # The writer pads with the fewest bytes that align the payload.
+        if offset % spec.ALIGNMENT or pad != (-(offset - pad)) % spec.ALIGNMENT:
+            return f"payload is not aligned to {spec.ALIGNMENT} bytes (pad {pad})"
+    elif pad:
+        return f"pad {pad} where none belongs"
+    if codec is None:
+        if raw_length != length:
+            return f"raw length {raw_length} differs from length {length} without compression"
+    elif not length < raw_length:
+        # The writer stores data raw unless compressing makes it smaller.
+        return f"compressed length {length} is not below raw length {raw_length}"
+    if kind == spec.INDEX and (codec is not None or length > spec.MAX_INDEX_LENGTH):
+        return "index is compressed or too large"
+    return ""
+
+
+def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict, list, list]:
+    """meta, segment entries and blob entries, every entry checked."""
+    try:
+        index = json.loads(bytes(payload).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
+        raise CorruptSessionError(f"index is not valid JSON: {exc}") from None
+    if not isinstance(index, dict):
+        raise CorruptSessionError("index is not a JSON object")
+    missing = [key for key in spec.INDEX_KEYS if key not in index]
+    if missing:
+        raise CorruptSessionError(f"index lacks {', '.join(missing)}")
+    if index["checksum"] != algo_name:
+        raise CorruptSessionError(f"index says checksum {index['checksum']!r}, header {algo_name!r}")
+    if not isinstance(index["meta"], dict):
+        raise CorruptSessionError("index: meta is not an object")
+    tables = []
+    for key, kind in (("segments", spec.SEGMENT), ("blobs", spec.BLOB)):
+        if not isinstance(index[key], list):
+            raise CorruptSessionError(f"index: {key} is not a list")
+        tables.append([_parse_entry(kind, i, obj) for i, obj in enumerate(index[key])])
+    # Records lie back to back from the header to the index; anything else means
+    # the index and the file disagree.
+    expected = spec.HEADER.size
+    for entry in sorted(tables[0] + tables[1], key=lambda e: e.offset):
+        if entry.offset - entry.pad - spec.RECORD.size != expected:
+            raise CorruptSessionError(f"{entry.name}: not where the previous record ends ({expected})")
+        expected = entry.offset + entry.length
+    if expected != index_offset:
+        raise CorruptSessionError(f"records end at {expected} but the index starts at {index_offset}")
+    return index["meta"], tables[0], tables[1]
+
+
+def _parse_entry(kind: bytes, number: int, obj: Any) -> _Entry:
+    where = f"index: {spec.RECORD_KINDS[kind]} {number}"
+    if not isinstance(obj, dict) or any(key not in obj for key in spec.ENTRY_KEYS):
+        raise CorruptSessionError(f"{where}: not an object with keys {', '.join(spec.ENTRY_KEYS)}")
+    ints = [obj[key] for key in ("offset", "length", "raw_length", "pad")]
+    if any(type(v) is not int or v < 0 for v in ints):
+        raise CorruptSessionError(f"{where}: offset, length, raw_length and pad must be ints >= 0")
+    if not isinstance(obj["checksum"], str) or not _HEX.fullmatch(obj["checksum"]):
+        raise CorruptSessionError(f"{where}: checksum is not {spec.CHECKSUM_HEX_DIGITS} hex digits")
+    name = obj["compression"]
+    if not (name is None or isinstance(name, str)) or name not in spec.COMPRESSION_IDS:
+        raise UnsupportedFormatError(f"{where}: unknown compression {name!r}")
+    codec = _compression.by_id(spec.COMPRESSION_IDS[name])
+    offset, length, raw_length, pad = ints
+    problem = _shape_problem(kind, offset, pad, length, raw_length, codec)
+    if problem:
+        raise CorruptSessionError(f"{where}: {problem}")
+    return _Entry(kind, number, offset, length, raw_length, codec, int(obj["checksum"], 16), pad)
+
+
+# -- The reader ----------------------------------------------------------------------
+
+
+class ContainerReader:
+    """Random access to the segments and blobs of one container.
+
+    Opening checks the header, trailer and index (with its checksum) and that
+    the tables describe the file exactly.  ``segment(i)`` checks that
+    segment's checksum every first time.  ``blob(i)`` checks the blob's
+    checksum on first access, which reads every page of it; open with
+    ``verify_blobs=False`` to leave an uncompressed memory-mapped blob's pages
+    unread until used, and call ``verify()`` when convenient (before changing
+    any blob in place, since a changed blob no longer matches).
+    Not safe for use from several threads at once.
+    """
+
+    def __init__(self, source: Any, *, mmap: bool = True, verify_blobs: bool = True) -> None:
+        self._file: BinaryIO | None = None  # a file we opened, to close
+        self._source: Any = None
+        self._verified: set[int] = set()
+        self._verify_blobs = verify_blobs
+        self._from_stream = False
+        self.meta: dict[str, Any] = {}
+        self.version: tuple[int, int] = (0, 0)  # (major, minor) of the file
+        self._name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else (
+            getattr(source, "name", "") if isinstance(getattr(source, "name", ""), str) else ""
+        )
+        try:
+            with self._named():
+                self._source = self._make_source(source, mmap)
+                self._open_index()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True) -> ContainerReader:
+        """Open a path, a binary file object, or a bytes-like object holding a container."""
+        return cls(source, mmap=mmap, verify_blobs=verify_blobs)
+
+    # -- public ------------------------------------------------------------------
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    @property
+    def blob_count(self) -> int:
+        return len(self._blobs)
+
+    def segment(self, i: int) -> bytes | memoryview:
+        """Payload of segment ``i`` (decompressed), its checksum verified."""
+        entry = self._entry(self._segments, i, "segment")
+        with self._named():
+            stored = self._stored(entry, writable=False)
+            self._check_sum(entry, stored)
+            return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+
+    def blob(self, i: int) -> memoryview:
+        """Writable view of blob ``i``; the file itself never changes."""
+        entry = self._entry(self._blobs, i, "blob")
+        with self._named():
+            stored = self._stored(entry, writable=entry.codec is None)
+            if entry.codec is None:
+                if self._verify_blobs:
+                    self._check_sum(entry, stored)
+                return stored
+            # Compressed data is read whole anyway, so it is always verified.
+            self._check_sum(entry, stored)
+            return memoryview(self._decompress(entry, stored))
+
+    def segment_info(self, i: int) -> dict[str, Any]:
+        return _info(self._entry(self._segments, i, "segment"))
+
+    def blob_info(self, i: int) -> dict[str, Any]:
+        return _info(self._entry(self._blobs, i, "blob"))
+
+    def verify(self) -> None:
+        """Check every record's checksum; CorruptSessionError names the first bad one."""
+        self._check_open()
+        with self._named():
+            for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
+                self._check_header(entry)
+                if entry.offset in self._verified:
+                    continue
+                hasher = self._algo.new()
+                for at in range(0, entry.length, _CHUNK):
+                    hasher.update(self._source.read(entry.offset + at, min(_CHUNK, entry.length - at)))
+                self._compare(entry, hasher.digest())
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> ContainerReader:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- opening -----------------------------------------------------------------
+
+    def _make_source(self, source: Any, use_mmap: bool) -> Any:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return _BufferSource(source, owned=False)
+        if isinstance(source, io.TextIOBase):
+            raise TypeError("a mason file must be opened in binary mode ('rb')")
+        if isinstance(source, (str, os.PathLike)):
+            self._file = fileobj = open_for_read(source)  # may be a FIFO: not seekable
+        else:
+            fileobj = source
+        seekable = getattr(fileobj, "seekable", None)
+        if seekable is None or not seekable():
+            self._from_stream = True
+            buf, self._verified = _scan_stream(fileobj, self._verify_blobs)
+            return _BufferSource(buf, owned=True)
+        base = fileobj.tell()
+        if use_mmap:
+            try:
+                mapped = _mmap.mmap(fileobj.fileno(), 0, access=_mmap.ACCESS_COPY)
+            except (OSError, ValueError):  # no fileno (BytesIO), empty file, not mappable
+                pass
+            else:
+                return _BufferSource(mapped, owned=True).with_base(base)
+        return _FileSource(fileobj, base)
+
+    def _open_index(self) -> None:
+        source = self._source
+        size = source.size
+        header = _parse_header(bytes(source.read(0, min(size, spec.HEADER.size))))
+        self._algo = _checksum.by_id(header.checksum_id)
+        self.version = (header.major, header.minor)
+        if size < spec.MIN_CONTAINER:
+            raise CorruptSessionError(f"truncated: {size} bytes is too short for a mason file")
+        trailer = spec.TRAILER.unpack(source.read(size - spec.TRAILER.size, spec.TRAILER.size))
+        if trailer.end_magic != spec.END_MAGIC:
+            raise CorruptSessionError("no trailer at the end: truncated, unfinished, or something was appended")
+        if trailer.container_length != size:
+            raise CorruptSessionError(
+                f"the trailer says {trailer.container_length} bytes but there are {size}:"
+                " truncated, or something was appended"
+            )
+        if trailer.checksum_id != header.checksum_id or any(trailer.reserved):
+            raise CorruptSessionError("trailer does not match the header")
+        index_offset = trailer.index_offset
+        if (trailer.index_length > spec.MAX_INDEX_LENGTH or index_offset < spec.HEADER.size
+                or index_offset + spec.RECORD.size + trailer.index_length != size - spec.TRAILER.size):
+            raise CorruptSessionError("trailer: the index does not end where the trailer begins")
+        index = _Entry(spec.INDEX, 0, index_offset + spec.RECORD.size, trailer.index_length,
+                       trailer.index_length, None, trailer.index_checksum, 0)
+        payload = self._stored(index, writable=False)
+        self._check_sum(index, payload)
+        self.meta, self._segments, self._blobs = _parse_index(payload, self._algo.name, index_offset)
+        if self._from_stream:
+            # Came off a stream: everything is in memory, so finish checking now.
+            for entry in self._segments + self._blobs:
+                self._check_header(entry)
+
+    # -- records -----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._source is None:
+            raise ValueError("reader is closed")
+
+    def _entry(self, table: list[_Entry], i: int, what: str) -> _Entry:
+        self._check_open()
+        if not 0 <= i < len(table):
+            raise IndexError(f"{what} {i} out of range ({len(table)} {what}s)")
+        return table[i]
+
+    def _check_header(self, entry: _Entry) -> None:
+        """The record header and padding in the file must say what the index says."""
+        start = entry.offset - entry.pad - spec.RECORD.size
+        head = self._source.read(start, spec.RECORD.size + entry.pad)
+        found = spec.RECORD.unpack(head)
+        expected = found._replace(
+            kind=entry.kind,
+            compression=spec.COMPRESSION_IDS[entry.codec and entry.codec.name],
+            pad=entry.pad,
+            reserved=0,
+            length=entry.length,
+            raw_length=entry.raw_length,
+            checksum=entry.checksum,
+        )
+        for field, value in expected._asdict().items():
+            if getattr(found, field) != value:
+                raise CorruptSessionError(
+                    f"{entry.name}: record header says {field} {getattr(found, field)!r},"
+                    f" the index says {value!r}"
+                )
+        if any(head[spec.RECORD.size:]):
+            raise CorruptSessionError(f"{entry.name}: padding is not zero")
+
+    def _stored(self, entry: _Entry, *, writable: bool) -> Any:
+        """The payload bytes as stored, after checking the record header."""
+        self._check_header(entry)
+        if writable:
+            return self._source.view(entry.offset, entry.length)
+        return self._source.read(entry.offset, entry.length)
+
+    def _check_sum(self, entry: _Entry, stored: Any) -> None:
+        if entry.offset not in self._verified:
+            self._compare(entry, self._algo.compute(stored))
+
+    def _compare(self, entry: _Entry, value: int) -> None:
+        if value != entry.checksum:
+            raise CorruptSessionError(
+                f"{entry.name}: checksum mismatch (stored {entry.checksum:016x}, computed"
+                f" {value:016x}), the data is damaged"
+            )
+        self._verified.add(entry.offset)
+
+    def _decompress(self, entry: _Entry, stored: Any) -> bytearray:
+        try:
+            return entry.codec.decompress(stored, entry.raw_length)
+        except CorruptSessionError as exc:
+            raise CorruptSessionError(f"{entry.name}: {exc}") from None
+
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        """Put the file's name in front of any corruption message."""
+        try:
+            yield
+        except CorruptSessionError as exc:
+            if self._name and exc.args:
+                exc.args = (f"{self._name}: {exc.args[0]}",) + exc.args[1:]
+            raise
+
+
+def _info(entry: _Entry) -> dict[str, Any]:
+    return {
+        "offset": entry.offset,
+        "length": entry.length,
+        "raw_length": entry.raw_length,
+        "compression": entry.codec and entry.codec.name,
+        "checksum": f"{entry.checksum:0{spec.CHECKSUM_HEX_DIGITS}x}",
+    }

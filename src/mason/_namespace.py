@@ -1,0 +1,171 @@
+"""A module's namespace as entries to save, and the environment it lives in."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import sys
+import types
+from dataclasses import dataclass
+
+from ._reducers.modules import is_importable_module
+from ._reducers.naming import lookup_by_name
+
+
+@dataclass
+class Entry:
+    """One variable of a saved namespace."""
+
+    name: str
+    value: object
+    stored: str  # "value" or "reference"
+
+
+def resolve_module(module) -> types.ModuleType:
+    """The module object for a module, an importable module's name, or None (``__main__``)."""
+    if module is None:
+        return sys.modules["__main__"]
+    if isinstance(module, str):
+        import importlib
+
+        return importlib.import_module(module)
+    if isinstance(module, types.ModuleType):
+        return module
+    raise TypeError(f"module must be a module object or a module name, not {type(module).__name__}")
+
+
+def module_kind(module: types.ModuleType) -> str:
+    """``main``, ``importable`` (found in sys.modules under its name) or ``dynamic``."""
+    if module.__name__ == "__main__":
+        return "main"
+    return "importable" if is_importable_module(module) else "dynamic"
+
+
+def entries(module: types.ModuleType, keep, refimported: bool) -> list[Entry]:
+    """The variables to save, sorted by name (deterministic output)."""
+    namespace = vars(module)
+    imported = _imported_objects(namespace, module.__name__) if refimported else {}
+    result = []
+    for name in sorted(namespace):
+        value = namespace[name]
+        if not keep(name, value):
+            continue
+        if name in imported:
+            result.append(Entry(name, imported[name], "reference"))
+            continue
+        result.append(Entry(name, value, how_stored(value, module.__name__)))
+    return result
+
+
+def how_stored(value, module_name: str) -> str:
+    if isinstance(value, types.ModuleType):
+        return "reference" if is_importable_module(value) or value.__name__ == "__main__" else "value"
+    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
+        if getattr(value, "__module__", None) != module_name and lookup_by_name(value, frozenset({module_name})):
+            return "reference"
+    return "value"
+
+
+class ImportedRef:
+    """An object saved as ``getattr(module, name)``: re-imported on load."""
+
+    __slots__ = ("module", "attr", "obj")
+
+    def __init__(self, module: str, attr: str, obj):
+        self.module, self.attr, self.obj = module, attr, obj
+
+    def __reduce__(self):
+        from . import _rebuild
+
+        return _rebuild.getattr_chain, (sys.modules[self.module], self.attr)
+
+
+def _imported_objects(namespace: dict, own_name: str) -> dict[str, ImportedRef]:
+    """dill's ``refimported``: objects found under the same name in another
+    loaded module are saved as references to it."""
+    wanted = {id(v): k for k, v in namespace.items() if not isinstance(v, types.ModuleType)}
+    found: dict[str, ImportedRef] = {}
+    for mod_name, mod in list(sys.modules.items()):
+        if mod is None or mod_name == own_name or mod_name == "__main__":
+            continue
+        mod_dict = getattr(mod, "__dict__", None)
+        if not isinstance(mod_dict, dict):
+            continue
+        for var_name, var_id in ((k, i) for i, k in wanted.items() if k not in found):
+            candidate = mod_dict.get(var_name, _MISSING)
+            if candidate is not _MISSING and id(candidate) == var_id and not _is_atom(candidate):
+                found[var_name] = ImportedRef(mod_name, var_name, candidate)
+    return found
+
+
+_MISSING = object()
+
+
+def _is_atom(value) -> bool:
+    # Small ints, None, short strings are shared by the interpreter; "found in
+    # another module" means nothing for them.
+    return value is None or isinstance(value, (bool, int, float, str, bytes))
+
+
+# ---------------------------------------------------------------- environment
+
+
+def environment(values) -> dict:
+    """Where a session was saved: interpreter, platform, mason and package versions."""
+    from . import __version__
+
+    return {
+        "python": list(sys.version_info[:3]),
+        "implementation": sys.implementation.name,
+        "platform": platform.platform(),
+        "byteorder": sys.byteorder,
+        "mason": __version__,
+        "packages": package_versions(values),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def package_versions(values) -> dict[str, str]:
+    """Versions of the third-party packages the saved values come from."""
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    tops: set[str] = set()
+    for value in values:
+        for name in _module_names_of(value):
+            top = name.partition(".")[0]
+            if top and top not in stdlib and top not in ("builtins", "__main__", "mason"):
+                tops.add(top)
+    versions = {}
+    for top in sorted(tops):
+        version = installed_version(top)
+        if version is not None:
+            versions[top] = version
+    return versions
+
+
+def _module_names_of(value):
+    if isinstance(value, types.ModuleType):
+        yield value.__name__
+        return
+    yield type(value).__module__ or ""
+    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
+        yield getattr(value, "__module__", None) or ""
+
+
+def installed_version(top: str) -> str | None:
+    """The version of a top-level package, without importing it."""
+    module = sys.modules.get(top)
+    version = getattr(module, "__version__", None)
+    if isinstance(version, str):
+        return version
+    from importlib import metadata
+
+    try:
+        return metadata.version(top)
+    except metadata.PackageNotFoundError:
+        pass
+    for dist in metadata.packages_distributions().get(top, ()):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None

@@ -1,0 +1,170 @@
+"""Session files on the local disk: atomic private writes, symlink-refusing reads.
+
+A save either replaces the target whole or leaves it untouched: bytes go to a
+temporary sibling (same directory, so same filesystem) that is fsynced and
+then renamed over the target with ``os.replace``.  New files are always
+created with ``mode`` (0600 by default), whatever the old target's mode was:
+a session can hold secrets, and inheriting a looser mode would leak them.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import stat
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+_TEMP_MARK = ".mason-tmp-"
+# Keep the temporary name under the usual 255-byte limit however long the target's.
+_MAX_STEM = 100
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _host_tag() -> str:
+    # Temporaries can sit on a filesystem shared between machines; a pid only
+    # means something on the machine that wrote it.
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name[:_MAX_STEM]}{_TEMP_MARK}{_host_tag()}-"
+
+
+def _refuse_symlink(path: Path, action: str) -> None:
+    if path.is_symlink():
+        raise OSError(errno.ELOOP, f"refusing to {action} a session through a symlink", str(path))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to someone else
+        return True
+    except OverflowError:  # not a pid we wrote: leave the file alone
+        return True
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove temporaries of ``target`` left by crashed writers on this machine.
+
+    Only names that match our pattern, carry this machine's tag, and whose
+    writer pid is no longer running.  On Windows os.kill(pid, 0) would
+    terminate the process, so nothing is removed there.
+    """
+    if sys.platform == "win32":
+        return
+    prefix = _temp_prefix(target)
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return  # the write itself will report an unusable directory
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid_text = name[len(prefix):].partition("-")[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        try:
+            os.unlink(target.parent / name)
+        except OSError:
+            pass  # best effort: another process may have removed it first
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str], *, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Yield a binary file whose bytes replace ``path`` only if the block succeeds.
+
+    On any exception (KeyboardInterrupt included) the temporary file is
+    removed, ``path`` is untouched, and the exception propagates.  Refuses a
+    ``path`` that is a symlink (OSError ELOOP).  The new file gets ``mode``
+    (subject to the umask).
+    """
+    target = Path(os.fspath(path))
+    _refuse_symlink(target, "write")
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a session file cannot replace a directory", str(target))
+    directory = target.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory for the session file", str(directory))
+    _remove_stale_temps(target)
+    temp = directory / f"{_temp_prefix(target)}{os.getpid()}-{os.urandom(4).hex()}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fileobj:
+            yield fileobj
+            fileobj.flush()
+            os.fsync(fileobj.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass  # already gone: nothing of ours is left behind either way
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX; Windows has no directory fsync)."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_for_read(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a session file for binary reading; refuses symlinks and directories."""
+    target = Path(os.fspath(path))
+    _refuse_symlink(target, "read")
+    try:
+        # O_NOFOLLOW closes the gap between the check above and the open.
+        fd = os.open(target, os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | _O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no mason session file here", str(target)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "refusing to read a session through a symlink", str(target)) from None
+        raise
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, "this is a directory, not a session file", str(target))
+    return os.fdopen(fd, "rb")
+
+
+def default_session_path() -> Path:
+    """``session.mason`` in a private per-user directory (created 0700 if missing).
+
+    $MASON_HOME if set, else the platform's user data directory:
+    $XDG_DATA_HOME/mason (~/.local/share/mason) on Linux and other POSIX,
+    ~/Library/Application Support/mason on macOS, %LOCALAPPDATA%\\mason on
+    Windows.  Never a shared temporary directory.  An existing directory's
+    mode is left alone.
+    """
+    home = os.environ.get("MASON_HOME")
+    if home:
+        directory = Path(home).expanduser()
+    elif sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        directory = Path(base) / "mason"
+    elif sys.platform == "darwin":
+        directory = Path.home() / "Library" / "Application Support" / "mason"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "")
+        # The XDG spec says to ignore a relative path here.
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+        directory = base / "mason"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory / "session.mason"
