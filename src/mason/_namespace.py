@@ -8,6 +8,7 @@ import sys
 import types
 from dataclasses import dataclass
 
+from ._reducers.functions import ModuleDictRef
 from ._reducers.modules import is_importable_module
 from ._reducers.naming import lookup_by_name
 
@@ -52,6 +53,9 @@ def entries(module: types.ModuleType, keep, refimported: bool) -> list[Entry]:
             continue
         if name in imported:
             result.append(Entry(name, imported[name], "reference"))
+            continue
+        if value is namespace:  # ``g = globals()``: the restored namespace
+            result.append(Entry(name, ModuleDictRef(module.__name__), "reference"))
             continue
         result.append(Entry(name, value, how_stored(value, module.__name__)))
     return result
@@ -168,4 +172,15 @@ def installed_version(top: str) -> str | None:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    return None
+    # A package without distribution metadata (on sys.path as a folder):
+    # loading would import it anyway, so import it now to read its version.
+    import importlib
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(top) is None:
+            return None
+        version = getattr(importlib.import_module(top), "__version__", None)
+    except Exception:  # a package that fails to import counts as missing
+        return None
+    return version if isinstance(version, str) else None

@@ -65,6 +65,7 @@ class Pickler(pickle.Pickler):
         self._recurse = bool(_settings.option(recurse, "recurse"))
         self._fmode = int(_settings.option(fmode, "fmode"))
         self._by_value_modules = frozenset(by_value_modules)
+        self._session_globals = None if session_module is None else vars(session_module)
         # id(globals dict) -> (globals dict, what rebuilt functions get)
         self._globals_bases: dict[int, tuple[dict, object]] = {}
         self._deferred_cells: set[int] = set()
@@ -115,11 +116,11 @@ class Pickler(pickle.Pickler):
         return base, code_global_names(func.__code__)
 
     def _refers_to_module_globals(self, source, module_name) -> bool:
+        if self._session_globals is source:
+            return True  # the session's own module: restored into its target
         module = sys.modules.get(module_name) if isinstance(module_name, str) else None
         if module is None or module.__dict__ is not source:
             return False
-        if module_name in self._by_value_modules:
-            return True  # the session's own module: restored into its target
         return not self._recurse
 
     def _reduce_cell(self, cell):

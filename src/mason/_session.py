@@ -517,14 +517,22 @@ class _SegmentLoader:
         return size
 
     def _pad(self, start: int, end: int, name: str) -> None:
-        # The memo can only grow through MEMOIZE (see reset), so a tiny
-        # pickle memoizes None as often as the failed segment would have
-        # memoized objects.  Variables that refer to those are skipped
-        # (blocked_by), so the placeholders are never seen.
-        missing = end - len(self._unpickler.memo.copy())
-        if missing > 0:
-            self._stream.switch(b"\x80\x05" + b"N\x940" * missing + b"N.")
+        """Continue with a fresh Unpickler whose memo counts ``end`` entries.
+
+        A failed load leaves the rest of its frame buffered inside the C
+        unpickler, so a new one is needed.  MEMOIZE numbers entries from a
+        count that only MEMOIZE itself advances, so a tiny pickle memoizes
+        ``end`` placeholders first; then the old memo is copied over (through
+        its proxy: CPython's ``memo = dict`` setter loses the entries).
+        Slots of the failed variable stay empty; variables that refer to
+        them are skipped (``blocked_by``).
+        """
+        old = self._unpickler
+        self._unpickler = self._make()
+        if end > 0:
+            self._stream.switch(b"\x80\x05" + b"N\x940" * end + b"N.")
             self._unpickler.load()
+            self._unpickler.memo = old.memo
         self._holes.append((start, end, name))
         self._counted_until = end
 
