@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import lzma
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import CorruptSessionError, UnsupportedFormatError
 from . import spec
@@ -26,7 +27,7 @@ _FAST_EXTRA = "pip install 'mason[fast]'"
 class Codec:
     """One compression algorithm: its id in the file, level range, and both directions."""
 
-    __slots__ = ("name", "id", "package", "default_level", "levels", "_compress", "_decompress")
+    __slots__ = ("_compress", "_decompress", "default_level", "id", "levels", "name", "package")
 
     def __init__(
         self,
@@ -135,10 +136,10 @@ def _lz4_decompress(data: Any, raw_length: int) -> bytes:
 CODECS = {
     codec.name: codec
     for codec in (
-        Codec("zlib", None, 1, range(0, 10), lambda d, lv: zlib.compress(d, lv), _zlib_decompress),
-        Codec("lzma", None, 0, range(0, 10), lambda d, lv: lzma.compress(d, preset=lv), _lzma_decompress),
+        Codec("zlib", None, 1, range(10), lambda d, lv: zlib.compress(d, lv), _zlib_decompress),
+        Codec("lzma", None, 0, range(10), lambda d, lv: lzma.compress(d, preset=lv), _lzma_decompress),
         Codec("zstd", "zstandard", 3, range(1, 23), _zstd_compress, _zstd_decompress),
-        Codec("lz4", "lz4", 0, range(0, 17), _lz4_compress, _lz4_decompress),
+        Codec("lz4", "lz4", 0, range(17), _lz4_compress, _lz4_decompress),
     )
 }
 _BY_ID = {codec.id: codec for codec in CODECS.values()}

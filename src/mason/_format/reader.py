@@ -19,8 +19,9 @@ import json
 import mmap as _mmap
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterator, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from .._storage import open_for_read
 from ..errors import CorruptSessionError, UnsupportedFormatError
@@ -29,7 +30,7 @@ from . import compression as _compression
 from . import spec
 
 _CHUNK = 16 << 20  # read and hash big payloads piecewise, to bound memory
-_HEX = re.compile(r"[0-9a-f]{%d}" % spec.CHECKSUM_HEX_DIGITS)
+_HEX = re.compile(f"[0-9a-f]{{{spec.CHECKSUM_HEX_DIGITS}}}")
 
 
 class _Entry(NamedTuple):
@@ -100,20 +101,25 @@ class _FileSource:
 
     def _readinto(self, offset: int, buffer: Any) -> None:
         self._file.seek(self._base + offset)
+        readinto = getattr(self._file, "readinto", None)
         view = memoryview(buffer)
         while view.nbytes:
-            n = self._file.readinto(view)
+            if readinto is not None:
+                n = readinto(view)
+            else:  # a minimal file-like object: read, then copy
+                chunk = self._file.read(min(view.nbytes, _CHUNK))
+                n = len(chunk)
+                view[:n] = chunk
             if not n:
                 raise CorruptSessionError(f"file shrank while reading at offset {offset}")
             view = view[n:]
 
-    def read(self, offset: int, length: int) -> bytearray:
-        buffer = bytearray(length)  # length is checked against the file size
+    def read(self, offset: int, length: int) -> memoryview:
+        buffer = bytearray(length)  # callers have checked length against the file size
         self._readinto(offset, buffer)
-        return buffer
+        return memoryview(buffer)
 
-    def view(self, offset: int, length: int) -> memoryview:
-        return memoryview(self.read(offset, length))
+    view = read  # a fresh bytearray is ours to hand out writable
 
     def close(self) -> None:
         self._file = None
@@ -227,7 +233,7 @@ def _shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: 
         return f"absurd length {max(length, raw_length)}"
     if kind == spec.BLOB:
         # The writer pads with the fewest bytes that align the payload.
-        if offset % spec.ALIGNMENT or pad != (-(offset - pad)) % spec.ALIGNMENT:
+        if offset % spec.ALIGNMENT or not 0 <= pad < spec.ALIGNMENT:
             return f"payload is not aligned to {spec.ALIGNMENT} bytes (pad {pad})"
     elif pad:
         return f"pad {pad} where none belongs"
@@ -302,7 +308,7 @@ class ContainerReader:
 
     Opening checks the header, trailer and index (with its checksum) and that
     the tables describe the file exactly.  ``segment(i)`` checks that
-    segment's checksum every first time.  ``blob(i)`` checks the blob's
+    segment's checksum on first access.  ``blob(i)`` checks the blob's
     checksum on first access, which reads every page of it; open with
     ``verify_blobs=False`` to leave an uncompressed memory-mapped blob's pages
     unread until used, and call ``verify()`` when convenient (before changing
@@ -318,9 +324,8 @@ class ContainerReader:
         self._from_stream = False
         self.meta: dict[str, Any] = {}
         self.version: tuple[int, int] = (0, 0)  # (major, minor) of the file
-        self._name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else (
-            getattr(source, "name", "") if isinstance(getattr(source, "name", ""), str) else ""
-        )
+        name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "")
+        self._name = os.fspath(name) if isinstance(name, (str, os.PathLike)) else ""  # for errors
         try:
             with self._named():
                 self._source = self._make_source(source, mmap)
@@ -331,7 +336,11 @@ class ContainerReader:
 
     @classmethod
     def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True) -> ContainerReader:
-        """Open a path, a binary file object, or a bytes-like object holding a container."""
+        """Open a path, a binary file object, or a bytes-like object holding a container.
+
+        A seekable file object is read from its current position to its end;
+        a non-seekable one is read up to the end of one container.
+        """
         return cls(source, mmap=mmap, verify_blobs=verify_blobs)
 
     # -- public ------------------------------------------------------------------
@@ -344,7 +353,7 @@ class ContainerReader:
     def blob_count(self) -> int:
         return len(self._blobs)
 
-    def segment(self, i: int) -> bytes | memoryview:
+    def segment(self, i: int) -> memoryview:
         """Payload of segment ``i`` (decompressed), its checksum verified."""
         entry = self._entry(self._segments, i, "segment")
         with self._named():
@@ -353,7 +362,12 @@ class ContainerReader:
             return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
 
     def blob(self, i: int) -> memoryview:
-        """Writable view of blob ``i``; the file itself never changes."""
+        """Writable view of blob ``i`` (decompressed); writing to it never changes the file.
+
+        Uncompressed, memory-mapped: a view of the copy-on-write map, so pages
+        are read from disk only when touched (but see ``verify_blobs``) and
+        stay valid after ``close()``.  Otherwise a view of a private bytearray.
+        """
         entry = self._entry(self._blobs, i, "blob")
         with self._named():
             stored = self._stored(entry, writable=entry.codec is None)
@@ -395,7 +409,7 @@ class ContainerReader:
     def __enter__(self) -> ContainerReader:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- opening -----------------------------------------------------------------

@@ -8,6 +8,7 @@ fixed-size trailer that lets a seeking reader find the index.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from typing import Any, BinaryIO
 
@@ -117,9 +118,16 @@ class ContainerWriter:
         self._check_open()
         # PickleBuffer gives a flat byte view of any contiguous buffer without
         # copying, whatever its item format or shape.
-        view = pickle.PickleBuffer(data).raw()
+        buffer = pickle.PickleBuffer(data)
+        try:
+            with buffer.raw() as view:
+                entry = self._write_record(kind, view, self._codec)
+        finally:
+            # Let go of the caller's buffer now (a BytesIO cannot be resized while
+            # exported), not whenever a traceback holding this frame dies.
+            buffer.release()
         table = self._tables[kind]
-        table.append(self._write_record(kind, view, self._codec))
+        table.append(entry)
         return len(table) - 1
 
     def _write_record(self, kind: bytes, view: Any, codec: Any) -> dict[str, Any]:
@@ -155,7 +163,8 @@ class ContainerWriter:
 
     def _write(self, data: Any) -> None:
         view = memoryview(data)
-        # Raw (unbuffered) streams may write only part; buffered ones write all.
+        # Raw (unbuffered) streams may write only part; buffered ones write all;
+        # hand-written sinks often return None, meaning they took everything.
         while view.nbytes:
             n = self._file.write(view)
             if n is None:
@@ -176,9 +185,7 @@ def _unserialisable(obj: Any, path: str, active: set[int]) -> str:
                 return f"{path}: string is not valid UTF-8 (lone surrogate)"
         return ""
     if isinstance(obj, float):
-        return "" if obj == obj and obj not in (float("inf"), float("-inf")) else (
-            f"{path}: {obj!r} is not JSON-serialisable"
-        )
+        return "" if math.isfinite(obj) else f"{path}: {obj!r} is not valid JSON"
     if isinstance(obj, (dict, list, tuple)):
         if id(obj) in active:
             return f"{path}: circular reference"

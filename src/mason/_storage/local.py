@@ -15,9 +15,10 @@ import os
 import socket
 import stat
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 _TEMP_MARK = ".mason-tmp-"
 # Keep the temporary name under the usual 255-byte limit however long the target's.

@@ -1,0 +1,58 @@
+"""Saved files name functions of mason._rebuild: the list only ever grows."""
+
+import mason._rebuild as rebuild
+
+# Append new names at the end; never remove or rename one.
+FROZEN = [
+    "import_module",
+    "module_dict",
+    "make_module",
+    "module_setstate",
+    "code_from_marshal",
+    "make_cell",
+    "cell_setstate",
+    "make_function",
+    "function_setstate",
+    "empty_cell_marker",
+    "make_class",
+    "make_enum",
+    "class_setstate",
+    "make_typevar",
+    "make_staticmethod",
+    "make_classmethod",
+    "make_dict_keys",
+    "make_dict_values",
+    "make_dict_items",
+    "make_mappingproxy",
+    "make_memoryview",
+    "make_weakref",
+    "make_lock",
+    "make_rlock",
+    "class_attribute",
+    "make_dead_weakref",
+    "make_weakproxy_to",
+    "make_dead_weakproxy",
+    "make_tempfile",
+    "getattr_chain",
+    "make_file",
+    "make_stringio",
+]
+
+
+def public_callables():
+    return [
+        name
+        for name, value in vars(rebuild).items()
+        if not name.startswith("_") and callable(value) and getattr(value, "__module__", None) == rebuild.__name__
+    ]
+
+
+def test_every_frozen_name_still_exists():
+    missing = [name for name in FROZEN if not callable(getattr(rebuild, name, None))]
+    assert not missing, f"removed or renamed reconstructors break saved files: {missing}"
+
+
+def test_no_unlisted_reconstructors():
+    assert set(public_callables()) <= set(FROZEN), (
+        "new reconstructors must be appended to FROZEN: " f"{sorted(set(public_callables()) - set(FROZEN))}"
+    )
