@@ -64,8 +64,11 @@ def entries(module: types.ModuleType, keep, refimported: bool) -> list[Entry]:
 def how_stored(value, module_name: str) -> str:
     if isinstance(value, types.ModuleType):
         return "reference" if is_importable_module(value) or value.__name__ == "__main__" else "value"
-    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
-        if getattr(value, "__module__", None) != module_name and lookup_by_name(value, frozenset({module_name})):
+    # Functions, classes, ufuncs...: whatever is found again under its name
+    # in another module is pickled by reference.
+    owner = getattr(value, "__module__", None)
+    if isinstance(owner, str) and owner != module_name and hasattr(value, "__name__"):
+        if lookup_by_name(value, frozenset({module_name})):
             return "reference"
     return "value"
 
