@@ -113,6 +113,7 @@ def test_matplotlib_figure_and_modified_rcparams(tmp_path):
         ax.plot([1, 2, 3], [4, 5, 6], label='line')
         ax.set_title('results')
         params = matplotlib.rcParams
+        from matplotlib import rcParams
         mason.dump_module(PATH)
         """,
         """
@@ -122,7 +123,9 @@ def test_matplotlib_figure_and_modified_rcparams(tmp_path):
         import matplotlib
         assert ax.get_title() == 'results' and ax.figure is fig
         assert list(ax.lines[0].get_ydata()) == [4, 5, 6]
+        assert rcParams is params is matplotlib.rcParams  # the live object, with the user's changes
         assert params['lines.linewidth'] == 4.5 and params['axes.titlesize'] == 'x-large'
+        assert not [w for w in caught if 'rcParams' in str(w.message)]
         fig.savefig('out.png')
         """,
     )

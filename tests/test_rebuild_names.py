@@ -36,6 +36,9 @@ FROZEN = [
     "getattr_chain",
     "make_file",
     "make_stringio",
+    "matplotlib_rcparams",
+    "make_keyed_ref",
+    "make_weakref_with_callback",
 ]
 
 

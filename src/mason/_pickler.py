@@ -22,6 +22,7 @@ from ._reducers.functions import ModuleDictRef, code_global_names, reduce_functi
 from ._reducers.modules import reduce_session_module
 from ._reducers.naming import lookup_by_name
 from ._reducers.stdlib import FILE_TYPES, make_file_reducer
+from ._reducers.thirdparty import loaded_tables
 
 __all__ = ["Pickler"]
 
@@ -76,6 +77,7 @@ class Pickler(pickle.Pickler):
         table[types.CellType] = self._reduce_cell
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
+        table.update(loaded_tables())
         table.update(USER_TABLE)
         self.dispatch_table = table
 
