@@ -45,11 +45,16 @@ def reduce_function(func: types.FunctionType, base_globals, global_names, deferr
     if closure:
         deferred_cells.update(id(cell) for cell in closure)
         cell_values = tuple(_cell_value(cell) for cell in closure)
-    attrs = {
-        "__module__": func.__module__,
-        "__qualname__": func.__qualname__,
-        "__doc__": func.__doc__,
-    }
+    # Only what ``types.FunctionType(code, globals, name)`` would not
+    # derive by itself: keeps files of many small functions small.
+    code = func.__code__
+    attrs = {}
+    if func.__module__ != base_globals_name(base_globals):
+        attrs["__module__"] = func.__module__
+    if func.__qualname__ != getattr(code, "co_qualname", func.__name__):
+        attrs["__qualname__"] = func.__qualname__
+    if func.__doc__ != _derived_doc(code):
+        attrs["__doc__"] = func.__doc__
     if func.__defaults__ is not None:
         attrs["__defaults__"] = func.__defaults__
     if func.__kwdefaults__ is not None:
@@ -62,9 +67,25 @@ def reduce_function(func: types.FunctionType, base_globals, global_names, deferr
     if global_names:
         source = func.__globals__
         globals_update = {name: source[name] for name in sorted(global_names) if name in source}
+    args = (code, base_globals, func.__name__, closure)
+    if not attrs and cell_values is None and not globals_update:
+        return _rebuild.make_function, args
     state = (attrs, cell_values, globals_update)
-    args = (func.__code__, base_globals, func.__name__, closure)
     return _rebuild.make_function, args, state, None, None, _rebuild.function_setstate
+
+
+def base_globals_name(base_globals):
+    """The ``__name__`` a rebuilt function's globals will hold."""
+    if isinstance(base_globals, ModuleDictRef):
+        return base_globals.name
+    return base_globals.get("__name__")
+
+
+def _derived_doc(code):
+    # CPython takes a function's __doc__ from its first constant when that
+    # is a string (3.10-3.12); 3.13 marks real docstrings with a flag.
+    consts = code.co_consts
+    return consts[0] if consts and isinstance(consts[0], str) else None
 
 
 def _cell_value(cell):
