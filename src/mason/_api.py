@@ -27,9 +27,7 @@ def dump(obj, file, protocol=None, byref=None, fmode=None, recurse=None, **kwds)
 
     try:
         make(file).dump(obj)
-    except MasonError:
-        raise
-    except _PICKLING_FAILURES as exc:
+    except _PICKLING_FAILURES as exc:  # mason's PicklingError too: add the path
         raise _explain(obj, make, exc) from None
 
 

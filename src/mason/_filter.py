@@ -14,8 +14,13 @@ from typing import Any, Callable, Iterable
 Rule = Any  # str | re.Pattern | type | Callable[[str, object], bool] | Iterable of those
 Predicate = Callable[[str, object], bool]
 
-#: IPython's own bookkeeping in ``__main__``, never saved from a shell.
-IPYTHON_NAMES = ("In", "Out", "_", "__", "___", "_i*", "_oh", "_ih", "_dh", "get_ipython", "exit", "quit", "_ii", "_iii")
+#: IPython's own bookkeeping in ``__main__``, never saved from a shell:
+#: history (``_i``, ``_i7``, ``_7``...), the output cache and its helpers.
+IPYTHON_NAMES = (
+    "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh",
+    "get_ipython", "exit", "quit", "_exit_code", "__builtin__",
+    re.compile(r"^_i?\d+$"),
+)
 
 #: Module attributes the import system sets; restoring them would lie about
 #: the module the session is loaded into.
@@ -47,11 +52,20 @@ def compile_rule(rule: Rule) -> Predicate:
     )
 
 
-def make_filter(exclude: Rule = None, include: Rule = None, *, ipython: bool = False) -> Predicate:
-    """``keep(name, obj)``: whether a variable is saved."""
+def make_filter(exclude: Rule = None, include: Rule = None, *, ipython=None) -> Predicate:
+    """``keep(name, obj)``: whether a variable is saved.
+
+    ``ipython``: None outside IPython, else the names IPython itself put in
+    the user namespace (``shell.user_ns_hidden``), left out with the rest
+    of its bookkeeping.
+    """
     excluded = compile_rule(exclude) if exclude is not None else None
     included = compile_rule(include) if include is not None else None
-    ipython_rule = compile_rule(list(IPYTHON_NAMES)) if ipython else None
+    ipython_rule = None
+    if ipython is not None:
+        hidden = frozenset(ipython)
+        bookkeeping = compile_rule(list(IPYTHON_NAMES))
+        ipython_rule = lambda name, obj: name in hidden or bookkeeping(name, obj)  # noqa: E731
 
     def keep(name: str, obj: object) -> bool:
         if name in MODULE_BOOKKEEPING:

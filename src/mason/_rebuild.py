@@ -296,6 +296,17 @@ def getattr_chain(obj, dotted):
     return obj
 
 
+def make_weakref_with_callback(obj, callback):
+    """A weak reference that calls ``callback`` when ``obj`` dies (how the
+    entries of a WeakSet or WeakKeyDictionary remove themselves)."""
+    return weakref.ref(obj, callback)
+
+
+def make_keyed_ref(obj, callback, key):
+    """A ``weakref.KeyedRef``: a WeakValueDictionary's reference to a value."""
+    return weakref.KeyedRef(obj, callback, key)
+
+
 # ---------------------------------------------------------------- files
 
 _STD_STREAMS = {"<stdin>": "__stdin__", "<stdout>": "__stdout__", "<stderr>": "__stderr__"}
@@ -352,3 +363,24 @@ def make_stringio(value, position):
     buf = io.StringIO(value)
     buf.seek(position)
     return buf
+
+
+# ---------------------------------------------------------------- third-party
+
+
+def matplotlib_rcparams(changed):
+    """matplotlib's live ``rcParams`` with a session's changes applied.
+
+    Values were validated when the user set them; one that this matplotlib
+    no longer accepts is skipped with a warning instead of failing the load.
+    """
+    import warnings
+
+    import matplotlib
+
+    for key, value in changed.items():
+        try:
+            matplotlib.rcParams[key] = value
+        except (KeyError, ValueError) as exc:
+            warnings.warn(f"rcParams[{key!r}] not restored: {exc}", stacklevel=2)
+    return matplotlib.rcParams

@@ -217,9 +217,18 @@ def _type_name(value) -> str:
     return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
 
 
-def _in_ipython(module) -> bool:
-    # Only a module IPython runs as the user namespace has its bookkeeping.
-    return module.__name__ == "__main__" and "IPython" in sys.modules and "get_ipython" in vars(module)
+def _in_ipython(module):
+    """The names IPython put in ``module`` when it is an IPython user namespace, else None."""
+    if module.__name__ != "__main__" or "IPython" not in sys.modules:
+        return None
+    get_ipython = vars(module).get("get_ipython")
+    shell = get_ipython() if callable(get_ipython) else None
+    if shell is None:
+        return None
+    hidden = getattr(shell, "user_ns_hidden", {})
+    namespace = vars(module)
+    # A hidden name the user has since rebound to their own value is theirs.
+    return [name for name, value in hidden.items() if namespace.get(name, value) is value]
 
 
 def dump_session(filename=None, main=None, byref=False, **kwds) -> None:

@@ -1,10 +1,17 @@
-"""Reducers for standard-library objects plain pickle refuses."""
+"""Reducers for standard-library objects plain pickle refuses.
+
+A reducer refuses an object by raising ``pickle.PicklingError``, as the C
+pickler does: the API then turns it into mason's PicklingError naming the
+path to the object (``obj['f']: ...``); mason's own error would reach the
+caller as it is, without the path.
+"""
 
 from __future__ import annotations
 
 import collections
 import gc
 import io
+import pickle
 import re
 import struct
 import threading
@@ -12,7 +19,6 @@ import types
 import weakref
 
 from .. import _rebuild
-from ..errors import PicklingError
 
 
 def reduce_staticmethod(obj):
@@ -55,8 +61,8 @@ def reduce_mappingproxy(proxy):
 
 
 def reduce_memoryview(view):
-    if not view.c_contiguous:
-        view = memoryview(view.tobytes()).cast(view.format, view.shape)
+    # tobytes() copies in C order whatever the strides, so a strided view
+    # comes back contiguous, with its format, shape and read-only flag.
     return _rebuild.make_memoryview, (view.tobytes(), view.format, view.shape, view.readonly)
 
 
@@ -64,7 +70,16 @@ def reduce_weakref(ref):
     obj = ref()
     if obj is None:
         return _rebuild.make_dead_weakref, ()
+    if ref.__callback__ is not None:
+        return _rebuild.make_weakref_with_callback, (obj, ref.__callback__)
     return _rebuild.make_weakref, (obj,)
+
+
+def reduce_keyed_ref(ref):
+    obj = ref()
+    if obj is None:  # its dictionary has dropped, or is dropping, the entry
+        return _rebuild.make_dead_weakref, ()
+    return _rebuild.make_keyed_ref, (obj, ref.__callback__, ref.key)
 
 
 _PROXY_TARGET = re.compile(r" to .+ at (0x[0-9a-fA-F]+)>$")
@@ -81,12 +96,12 @@ def reduce_weakproxy(proxy):
         return _rebuild.make_dead_weakproxy, (is_callable,)
     match = _PROXY_TARGET.search(repr(proxy))
     if match is None:
-        raise PicklingError(f"cannot find the referent of {proxy!r}")
+        raise pickle.PicklingError(f"cannot find the referent of {proxy!r}")
     address = int(match.group(1), 16)
     for candidate in gc.get_objects():
         if id(candidate) == address:
             return _rebuild.make_weakproxy_to, (candidate, is_callable)
-    raise PicklingError("cannot pickle a weakref.proxy whose referent is not tracked by the garbage collector")
+    raise pickle.PicklingError("cannot pickle a weakref.proxy whose referent is not tracked by the garbage collector")
 
 
 def reduce_lock(lock):
@@ -97,7 +112,7 @@ def reduce_rlock(lock):
     # ``_recursion_count`` exists on CPython 3.11+; older versions give 0.
     count = getattr(lock, "_recursion_count", lambda: 0)()
     if count and not lock._is_owned():
-        raise PicklingError("cannot pickle an RLock held by another thread")
+        raise pickle.PicklingError("cannot pickle an RLock held by another thread")
     return _rebuild.make_rlock, (count,)
 
 
@@ -120,9 +135,8 @@ def reduce_super(obj):
 
 def reduce_capsule(capsule):
     # Refused on purpose: dill saves the raw pointer, which is only valid in
-    # the process that made it.  TypeError, like the C pickler's own refusals,
-    # so the message gets the path to the capsule.
-    raise TypeError(
+    # the process that made it.
+    raise pickle.PicklingError(
         "cannot pickle 'PyCapsule' object: it wraps a raw C pointer, "
         "meaningless in another process"
     )
@@ -145,7 +159,7 @@ def reduce_struct(obj):
 
 def reduce_stringio(buf):
     if buf.closed:
-        raise PicklingError("cannot pickle a closed StringIO")
+        raise pickle.PicklingError("cannot pickle a closed StringIO")
     return _rebuild.make_stringio, (buf.getvalue(), buf.tell())
 
 
@@ -157,7 +171,7 @@ def make_file_reducer(fmode: int):
         if isinstance(name, int):
             return _reduce_anonymous_file(handle)
         if not isinstance(name, str):
-            raise PicklingError(
+            raise pickle.PicklingError(
                 f"cannot pickle a file handle without a file name (name={name!r})"
             )
         closed = handle.closed
@@ -177,7 +191,7 @@ def make_file_reducer(fmode: int):
                 with open(name, "rb") as src:
                     contents = src.read()
             except OSError as exc:
-                raise PicklingError(f"cannot read file {name!r} to save its contents: {exc}") from None
+                raise pickle.PicklingError(f"cannot read file {name!r} to save its contents: {exc}") from None
         return _rebuild.make_file, (name, handle.mode, position, closed, fmode, contents, _open_args(handle))
 
     return reduce_file
@@ -196,7 +210,7 @@ def _reduce_anonymous_file(handle):
             contents = handle.read() if handle.readable() else _read_behind(handle)
             handle.seek(position)
         except OSError as exc:
-            raise PicklingError(f"cannot read anonymous file {handle!r}: {exc}") from None
+            raise pickle.PicklingError(f"cannot read anonymous file {handle!r}: {exc}") from None
     return _rebuild.make_tempfile, (handle.mode, contents, position, closed, _open_args(handle))
 
 
@@ -230,6 +244,7 @@ TABLE = {
     types.MappingProxyType: reduce_mappingproxy,
     memoryview: reduce_memoryview,
     weakref.ReferenceType: reduce_weakref,
+    weakref.KeyedRef: reduce_keyed_ref,
     weakref.ProxyType: reduce_weakproxy,
     weakref.CallableProxyType: reduce_weakproxy,
     type(threading.Lock()): reduce_lock,
