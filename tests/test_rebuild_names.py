@@ -39,6 +39,7 @@ FROZEN = [
     "matplotlib_rcparams",
     "make_keyed_ref",
     "make_weakref_with_callback",
+    "make_array",
 ]
 
 

@@ -205,6 +205,10 @@ def test_skip_and_report_unpicklable_variables(session):
         shared = [1, 2]
         a, b = shared, shared
         after = 'fine'
+        class Point:
+            pass
+        p = Point()          # after the skipped 'gen': still an instance of Point
+        zz_shared = shared   # sorted after every skipped variable
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             mason.dump_module(PATH, exclude=['caught', 'warnings'])
@@ -228,7 +232,8 @@ def test_skip_and_report_unpicklable_variables(session):
         """,
         """
         mason.load_module(PATH)
-        assert a is b and a == [1, 2] and after == 'fine'
+        assert a is b is zz_shared and a == [1, 2] and after == 'fine'
+        assert type(p) is Point
         for name in ('gen', 'sock', 'conn', 'results'):
             assert name not in globals(), name
         """,

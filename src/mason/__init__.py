@@ -37,6 +37,13 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython):
+    """``%load_ext mason``: the session magics (IPython is imported only then)."""
+    from .ipython import load_ipython_extension as load
+
+    load(ipython)
+
 __all__ = [
     "CONTENTS_FMODE",
     "DEFAULT_PROTOCOL",

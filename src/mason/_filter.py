@@ -18,7 +18,7 @@ Predicate = Callable[[str, object], bool]
 #: history (``_i``, ``_i7``, ``_7``...), the output cache and its helpers.
 IPYTHON_NAMES = (
     "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh",
-    "get_ipython", "exit", "quit", "_exit_code", "__builtin__",
+    "get_ipython", "exit", "quit", "_exit_code", "__builtin__", "__doc__", "__vsc_ipynb_file__",
     re.compile(r"^_i?\d+$"),
 )
 

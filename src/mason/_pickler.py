@@ -21,7 +21,7 @@ from ._reducers.code import reduce_cell, reduce_empty_cell
 from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function
 from ._reducers.modules import reduce_session_module
 from ._reducers.naming import lookup_by_name
-from ._reducers.stdlib import FILE_TYPES, make_file_reducer
+from ._reducers.stdlib import FILE_TYPES, PROTOCOL5_TABLE, make_file_reducer
 from ._reducers.thirdparty import loaded_tables
 
 __all__ = ["Pickler"]
@@ -74,6 +74,8 @@ class Pickler(pickle.Pickler):
         table = dict(copyreg.dispatch_table)
         table.update(TABLE)
         table.update(dict.fromkeys(FILE_TYPES, make_file_reducer(self._fmode)))
+        if protocol >= 5:
+            table.update(PROTOCOL5_TABLE)
         table[types.CellType] = self._reduce_cell
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)

@@ -223,7 +223,11 @@ def make_mappingproxy(mapping):
 
 
 def make_memoryview(data, fmt, shape, readonly):
-    view = memoryview(data if readonly else bytearray(data))
+    view = memoryview(data)
+    if not readonly and view.readonly:
+        view = memoryview(bytearray(view))  # in-band bytes: a writable copy
+    elif readonly and not view.readonly:
+        view = view.toreadonly()  # an out-of-band buffer the file maps writable
     return view.cast("B").cast(fmt, shape) if shape else view.cast("B").cast(fmt)
 
 
@@ -384,3 +388,12 @@ def matplotlib_rcparams(changed):
         except (KeyError, ValueError) as exc:
             warnings.warn(f"rcParams[{key!r}] not restored: {exc}", stacklevel=2)
     return matplotlib.rcParams
+
+
+def make_array(typecode, data):
+    """An ``array.array`` from its (possibly out-of-band) bytes."""
+    import array
+
+    result = array.array(typecode)
+    result.frombytes(memoryview(data).cast("B"))
+    return result

@@ -154,6 +154,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     pickler = make_pickler(segment, on_buffer)
     variables, skipped = [], []
     memo_reset = False
+    rollback = _MemoRollback()
     for entry in entries:
         first_blob = len(blob_ids)
         try:
@@ -166,13 +167,16 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
             skipped.append({"name": entry.name, "type": _type_name(entry.value), "reason": reason})
             # What the failed dump memoized never reached the file: later
             # variables must not refer back to it.
-            pickler.clear_memo()
-            memo_reset = True
+            if not rollback.undo(pickler):
+                pickler.clear_memo()
+                memo_reset = True
+                rollback = _MemoRollback()
             segment.seek(0)
             segment.truncate()
             continue
         data = segment.getbuffer()
         index = writer.add_segment(data)
+        rollback.keep(data)
         size = len(data) + sum(blob_sizes[first_blob:])
         del data
         segment.seek(0)
@@ -198,6 +202,93 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
         "environment": _namespace.environment(e.value for e in entries),
     }
     writer.finish(meta)
+
+
+class _MemoRollback:
+    """Takes the shared Pickler's memo back to where it was before a variable
+    that failed, so sharing with later variables survives a skipped one.
+
+    The C pickler tells neither its memo's size nor which entries a dump
+    added; entries are numbered in order, so the size before the failure is
+    the number of objects the segments written so far memoize.  That is
+    counted, only after a failure, by replaying the kept segments through an
+    unpickler that builds nothing but placeholders (no code runs).  Segments
+    are kept up to a budget; past it a failure clears the memo instead, and
+    the loader starts a fresh memo there too (``memo_reset``).
+    """
+
+    BUDGET = 64 * 1024 * 1024
+
+    def __init__(self):
+        self._segments: list[bytes] | None = []
+        self._size = 0
+
+    def keep(self, data) -> None:
+        if self._segments is None:
+            return
+        self._size += len(data)
+        if self._size > self.BUDGET:
+            self._segments = None
+        else:
+            self._segments.append(bytes(data))
+
+    def undo(self, pickler) -> bool:
+        if self._segments is None:
+            return False
+        size_before = _count_memo(self._segments)
+        memo = pickler.memo.copy()
+        pickler.memo = {key: value for key, value in memo.items() if value[0] < size_before}
+        return True
+
+
+class _PlaceholderMeta(type):
+    """Every operation an unpickler applies to an object, as a no-op."""
+
+    def __call__(cls, *args, **kwargs):
+        return cls
+
+    def __setitem__(cls, key, value):
+        pass
+
+    def __setstate__(cls, state):
+        pass
+
+    def append(cls, value):
+        pass
+
+    def extend(cls, values):
+        pass
+
+    def add(cls, value):
+        pass
+
+
+class _Placeholder(metaclass=_PlaceholderMeta):
+    """Stands for every rebuilt object while counting memo entries: a class,
+    so NEWOBJ accepts it, and its own ``__new__`` returns itself."""
+
+    def __new__(cls, *args, **kwargs):
+        return cls
+
+
+class _CountingUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        return _Placeholder
+
+    def persistent_load(self, pid):
+        return _Placeholder
+
+
+def _count_memo(segments) -> int:
+    """How many memo entries the given segments create, in order."""
+    import itertools
+
+    stream = _SegmentStream()
+    unpickler = _CountingUnpickler(stream, buffers=itertools.repeat(b""))
+    for data in segments:
+        stream.switch(data)
+        unpickler.load()
+    return len(unpickler.memo.copy())
 
 
 def _explain(entry, exc, make_pickler) -> str:

@@ -8,12 +8,14 @@ caller as it is, without the path.
 
 from __future__ import annotations
 
+import array
 import collections
 import gc
 import io
 import pickle
 import re
 import struct
+import sys
 import threading
 import types
 import weakref
@@ -64,6 +66,40 @@ def reduce_memoryview(view):
     # tobytes() copies in C order whatever the strides, so a strided view
     # comes back contiguous, with its format, shape and read-only flag.
     return _rebuild.make_memoryview, (view.tobytes(), view.format, view.shape, view.readonly)
+
+
+def reduce_memoryview_out_of_band(view):
+    """Protocol 5: a contiguous view travels as an out-of-band buffer, written
+    straight from its memory (a blob of its own in a session file)."""
+    if not view.contiguous:
+        return reduce_memoryview(view)
+    return _rebuild.make_memoryview, (pickle.PickleBuffer(view), view.format, view.shape, view.readonly)
+
+
+def reduce_array_out_of_band(arr):
+    """Protocol 5: ``array.array`` data as an out-of-band buffer."""
+    return _rebuild.make_array, (arr.typecode, pickle.PickleBuffer(arr))
+
+
+def reduce_module_singleton(obj):
+    """A sentinel that its module compares by identity (``dataclasses.MISSING``,
+    ``dataclasses._FIELD``...): by name, never a copy."""
+    module = sys.modules.get(type(obj).__module__)
+    for name, value in vars(module).items() if module is not None else ():
+        if value is obj:
+            return name
+    raise pickle.PicklingError(f"cannot find sentinel {obj!r} in module {type(obj).__module__!r}")
+
+
+def _dataclass_sentinel_types():
+    import dataclasses
+
+    names = ("_FIELD_BASE", "_MISSING_TYPE", "_HAS_DEFAULT_FACTORY_CLASS", "_KW_ONLY_TYPE")
+    return [getattr(dataclasses, name) for name in names if hasattr(dataclasses, name)]
+
+
+#: reducers that only protocol 5 can use (PickleBuffer)
+PROTOCOL5_TABLE = {memoryview: reduce_memoryview_out_of_band, array.array: reduce_array_out_of_band}
 
 
 def reduce_weakref(ref):
@@ -260,6 +296,7 @@ TABLE = {
     struct.Struct: reduce_struct,
 }
 TABLE.update(dict.fromkeys(_DICT_VIEWS, reduce_dict_view))
+TABLE.update(dict.fromkeys(_dataclass_sentinel_types(), reduce_module_singleton))
 _CAPSULE_TYPE = _capsule_type()
 if _CAPSULE_TYPE is not None:
     TABLE[_CAPSULE_TYPE] = reduce_capsule

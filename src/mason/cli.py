@@ -1,0 +1,688 @@
+"""The ``mason`` command: inspect, verify, diff, load and run session files.
+
+Each subcommand is one function ``_cmd_<name>(args) -> exit status``; ``main``
+parses the command line, runs one of them and turns the errors a user can
+cause (a missing, foreign, damaged or truncated file) into one line on
+stderr, ``mason: error: ...``, and a non-zero status, never a traceback.
+Results go to stdout; mason's warnings go to stderr as ``mason: warning: ...``.
+
+``inspect``, ``verify`` and ``diff`` read the index and the raw records only:
+nothing is unpickled, so they are safe on files you do not trust.  ``load``
+and ``run`` run code (the file's, the script's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import contextlib
+import hashlib
+import io
+import json
+import os
+import pickletools
+import sys
+import traceback
+import types
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from . import __version__
+from ._format import ContainerReader, spec
+from ._session import SESSION_KIND, SessionInfo, dump_module, inspect, load_module
+from ._storage import default_session_path, open_for_read
+from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the command ran and failed (a bad file, a failed load)
+EXIT_USAGE = 2  # argparse's status for a bad command line; diff's "trouble" status
+EXIT_INTERRUPTED = 130
+
+STDIN = "-"
+
+
+class _Failure(Exception):
+    """A failure already worded for the user; main prints it and exits."""
+
+
+class _UsageError(_Failure):
+    """A command line argparse accepted but that makes no sense."""
+
+
+# ====================================================================== main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``mason`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        _error("a command is required (inspect, verify, diff, load, run)")
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("mason: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `mason inspect FILE | head`: the reader left, nothing to report
+        _silence_stdout()
+        return EXIT_FAILURE
+    except (_Failure, MasonError, OSError, ValueError) as exc:
+        if args.traceback:
+            raise
+        _error(_describe(exc, getattr(args, "file", None)))
+        return EXIT_USAGE if isinstance(exc, _UsageError) else args.error_status
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit and would complain about the closed pipe again.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _error(message: str) -> None:
+    print(f"mason: error: {message}", file=sys.stderr)
+
+
+def _describe(exc: BaseException, path: Any = None) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, MasonError) and isinstance(path, str) and path != STDIN and not message.startswith(path):
+        message = f"{path}: {message}"
+    return message
+
+
+# ====================================================================== parser
+
+_DIFF_NOTE = """\
+A variable counts as changed when its stored bytes differ: its pickle
+segment, compared with its memo references renumbered (so variables added or
+removed before it do not make it differ), and its out-of-band buffers,
+compared by checksum.  Limits of comparing stored bytes: an object shared by
+several variables is stored once, with the first of them in name order, so a
+change inside it shows on that variable only, and the others show as changed
+when what they share moves within it or to another variable; and equal
+values pickled differently (a set built in another order) show as changed.
+
+exit status: 0 identical, 1 different, 2 trouble (as diff(1)).
+"""
+
+_RUN_NOTE = """\
+--save and the other options go BEFORE the script: everything after the
+script's path is passed to the script, as `python SCRIPT ARGS` would.
+
+The script runs as __main__ (sys.argv = [SCRIPT, ARGS...], its directory
+first on sys.path).  When it ends normally or by sys.exit(0), its namespace
+is saved; when it raises or exits with another status, nothing is saved and
+mason exits with the script's status (1 for an exception).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mason",
+        description="Look into, check, compare, load and make mason session files.",
+        epilog="inspect, verify and diff never unpickle: they are safe on untrusted files."
+        " load and run execute code.",
+    )
+    parser.add_argument("--version", action="version", version=f"mason {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error (for bug reports)")
+    parser.set_defaults(command=None, error_status=EXIT_FAILURE)
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    file_help = f"a session file, or {STDIN} for stdin (default: the per-user session file that mason.dump_module() writes)"
+
+    p = commands.add_parser(
+        "inspect",
+        help="list the variables, environment and module of a session (nothing is unpickled)",
+        description="Show what a session file holds, from its index alone: nothing is unpickled.",
+    )
+    p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(handler=_cmd_inspect)
+
+    p = commands.add_parser(
+        "verify",
+        help="check every checksum of a session file",
+        description="Check the header, index and every record's checksum. Exit status 0 when the file is intact.",
+    )
+    p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
+    p.set_defaults(handler=_cmd_verify)
+
+    p = commands.add_parser(
+        "diff",
+        help="which variables were added, removed or changed between two sessions",
+        description="List the variables added, removed or changed from session A to session B,"
+        " comparing stored bytes (nothing is unpickled).",
+        epilog=_DIFF_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("a", metavar="A", help=f"the older session file ({STDIN} for stdin)")
+    p.add_argument("b", metavar="B", help="the newer session file")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object")
+    output.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status tells")
+    p.set_defaults(handler=_cmd_diff, error_status=EXIT_USAGE)
+
+    p = commands.add_parser(
+        "load",
+        help="restore a session into __main__ and open a Python prompt (-i), or just check that it loads",
+        description="Restore a session into a fresh __main__. Without -i, print what was restored and exit;"
+        " with -i, open an interactive prompt in it (IPython when installed and stdin is a terminal, else"
+        " the standard prompt). The current directory is importable, as at Python's prompt."
+        " Loading runs code from the file: only load files you trust.",
+    )
+    p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
+    p.add_argument("-i", "--interactive", action="store_true", help="open an interactive prompt in the restored namespace")
+    p.add_argument("--plain", action="store_true", help="with -i: the standard Python prompt (code.interact), even if IPython is installed")
+    p.add_argument(
+        "--names",
+        action="append",
+        metavar="A,B,...",
+        help="restore only these variables (comma-separated; may be repeated)",
+    )
+    p.add_argument("--strict", action="store_true", help="fail on the first variable that cannot be restored (default: warn and go on)")
+    p.set_defaults(handler=_cmd_load)
+
+    p = commands.add_parser(
+        "run",
+        usage="mason run --save FILE [--exclude PATTERN] [--compression NAME] SCRIPT [ARGS ...]",
+        help="run a Python script as __main__ and save its final namespace",
+        description="Run SCRIPT as __main__ with ARGS, then save its namespace to FILE.",
+        epilog=_RUN_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Not required=True: a --save after the script is the script's, and gets a hint.
+    p.add_argument("--save", metavar="FILE", help="the session file to write (required; replaced atomically)")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="leave out variables with this name or glob pattern (may be repeated)",
+    )
+    p.add_argument("--compression", choices=sorted(n for n in spec.COMPRESSION_IDS if n), help="compress the saved records")
+    p.add_argument("script", metavar="SCRIPT", help="the Python file to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
+    p.set_defaults(handler=_cmd_run)
+    return parser
+
+
+# ====================================================================== sources
+
+
+def _source(path: str | None) -> Any:
+    """What the session functions accept for FILE: a path, or stdin's bytes."""
+    if path is None:
+        return default_session_path()
+    if path == STDIN:
+        return io.BytesIO(sys.stdin.buffer.read())
+    return path
+
+
+def _label(path: str | None) -> str:
+    return os.fspath(default_session_path()) if path is None else ("<stdin>" if path == STDIN else path)
+
+
+@contextlib.contextmanager
+def _open_container(source: Any) -> Iterator[ContainerReader]:
+    reader = ContainerReader.open(source, verify_blobs=False)
+    try:
+        yield reader
+    finally:
+        with contextlib.suppress(BufferError):
+            reader.close()
+
+
+def _session_variables(reader: ContainerReader, path: str | None) -> list[dict]:
+    """The index's variable records, checked against the reader's tables."""
+    meta = reader.meta
+    if meta.get("kind") != SESSION_KIND:
+        raise _Failure(f"{_label(path)}: a mason file, but it holds no session (no session metadata in its index)")
+    variables = meta.get("variables")
+    if not isinstance(variables, list):
+        raise CorruptSessionError(f"{_label(path)}: index: variables is not a list")
+    for var in variables:
+        ok = (
+            isinstance(var, dict)
+            and isinstance(var.get("name"), str)
+            and type(var.get("segment")) is int
+            and 0 <= var["segment"] < reader.segment_count
+            and isinstance(var.get("blobs"), list)
+            and all(type(b) is int and 0 <= b < reader.blob_count for b in var["blobs"])
+        )
+        if not ok:
+            raise CorruptSessionError(f"{_label(path)}: index: a variable record refers to no record of the file: {var!r}"[:300])
+    return variables
+
+
+# ====================================================================== warnings
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[list[type]]:
+    """Show every mason warning as ``mason: warning: ...``; yield the categories shown.
+
+    Other warnings (the script's, the libraries') keep Python's usual format.
+    """
+    shown: list[type] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MasonWarning)
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, MasonWarning):
+                shown.append(category)
+                print(f"mason: warning: {message}", file=sys.stderr)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield shown
+
+
+# ====================================================================== inspect
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    info = inspect(_source(args.file))
+    label = _label(args.file)
+    if args.json:
+        print(json.dumps(_info_as_json(info, label), indent=2, sort_keys=True))
+    else:
+        print(_info_as_text(info, label))
+    return EXIT_OK
+
+
+def _info_as_json(info: SessionInfo, label: str) -> dict:
+    return {
+        "file": label,
+        "module": info.module,
+        "module_kind": info.module_kind,
+        "format_version": ".".join(map(str, info.format_version)),
+        "environment": info.environment,
+        "variables": info.variables,
+        "skipped": info.skipped,
+        "total_size": sum(v["size"] for v in info.variables),
+    }
+
+
+def _info_as_text(info: SessionInfo, label: str) -> str:
+    env = info.environment
+    python = ".".join(map(str, env.get("python", []))) or "?"
+    implementation = env.get("implementation")
+    lines = [
+        f"file:     {label} (format {'.'.join(map(str, info.format_version))})",
+        f"module:   {info.module} ({info.module_kind or 'unknown kind'})",
+        f"saved:    {env.get('created', '?')} with mason {env.get('mason', '?')}",
+        f"python:   {python}{f' ({implementation})' if implementation else ''} on {env.get('platform', '?')}",
+    ]
+    packages = env.get("packages") or {}
+    lines.append("packages: " + (", ".join(f"{name} {version}" for name, version in sorted(packages.items())) or "none recorded"))
+    lines.append("")
+    rows = [(v["name"], v["type"], _human_size(v["size"]), v["stored"]) for v in info.variables]
+    rows += [(s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}") for s in info.skipped]
+    rows.sort(key=lambda row: row[0])
+    lines += _table(("NAME", "TYPE", "SIZE", "STORED"), rows, right_aligned={2})
+    total = sum(v["size"] for v in info.variables)
+    summary = f"{_plural(len(info.variables), 'variable')}, {_human_size(total)}"
+    if info.skipped:
+        summary += f"; {len(info.skipped)} skipped when saving"
+    lines += ["", summary]
+    return "\n".join(lines)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right_aligned=frozenset()) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [
+            str(cell).rjust(width) if i in right_aligned else str(cell).ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# ====================================================================== verify
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    source = _source(args.file)
+    with _open_container(source) as reader:
+        reader.verify()
+        if reader.meta.get("kind") == SESSION_KIND:
+            what = _plural(len(_session_variables(reader, args.file)), "variable")
+        else:
+            what = _plural(reader.segment_count, "segment")
+        blobs = reader.blob_count
+    size = len(source.getbuffer()) if isinstance(source, io.BytesIO) else os.stat(source).st_size
+    print(f"ok: {what}, {_plural(blobs, 'blob')}, {size:,} bytes verified")
+    return EXIT_OK
+
+
+# ====================================================================== diff
+
+
+_PUT_OPS = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+class _Side:
+    """One session of a diff: its variables, and what is needed to compare them."""
+
+    def __init__(self, path: str, reader: ContainerReader):
+        self.path = path
+        self.reader = reader
+        self.variables = {v["name"]: v for v in _session_variables(reader, path)}
+        self.skipped = {s["name"]: s for s in reader.meta.get("skipped", []) if isinstance(s, dict) and "name" in s}
+        self.segment_digests = _segment_digests(reader, list(self.variables.values()))
+        self.checksum_id = _checksum_id(path)
+
+    def blob_digest(self, i: int) -> bytes:
+        return hashlib.blake2b(self.reader.blob(i), digest_size=16).digest()
+
+
+def _checksum_id(path: str) -> int | None:
+    """The container's checksum algorithm, from its (already checked) header."""
+    if path == STDIN:
+        return None  # unknown: blobs are then compared by content
+    with open_for_read(path) as f:
+        return spec.HEADER.unpack(f.read(spec.HEADER.size)).checksum_id
+
+
+def _segment_digests(reader: ContainerReader, variables: list[dict]) -> dict[str, bytes]:
+    """A digest per variable of its pickle segment, with memo references renumbered.
+
+    The segments share one pickler memo, so the same value gets other memo
+    numbers when an earlier variable memoized more or fewer objects.  Here a
+    memo reference becomes (the variable that memoized the object, the
+    object's position among that variable's memo entries); frame lengths are
+    left out.  pickletools only parses: nothing is unpickled.
+    """
+    owners: dict[int, tuple[str, int]] = {}
+    digests = {}
+    for var in variables:
+        if var.get("memo_reset"):
+            owners = {}
+        name, ordinal = var["name"], 0
+        digest = hashlib.blake2b(digest_size=16)
+        for op, arg in _genops(reader.segment(var["segment"]), name):
+            if op.name in _PUT_OPS:
+                owners[len(owners) if op.name == "MEMOIZE" else arg] = (name, ordinal)
+                ordinal += 1
+                digest.update(b"\x00put;")
+            elif op.name in _GET_OPS:
+                owner, position = owners.get(arg, ("?", arg))
+                where = "" if owner == name else owner
+                digest.update(f"\x00get {where!r} {position};".encode())
+            elif op.name != "FRAME":
+                digest.update(b"\x00" + op.code.encode("latin-1"))
+                if isinstance(arg, (bytes, bytearray)):
+                    digest.update(b"%d:" % len(arg))
+                    digest.update(arg)
+                elif arg is not None:
+                    digest.update(ascii(arg).encode())
+        digests[name] = digest.digest()
+    return digests
+
+
+def _genops(segment: Any, name: str) -> Iterator[tuple[Any, Any]]:
+    try:
+        for op, arg, _ in pickletools.genops(bytes(segment)):
+            yield op, arg
+    except (ValueError, EOFError) as exc:
+        raise CorruptSessionError(f"the pickle segment of {name!r} is damaged: {exc}") from None
+
+
+def _same_blobs(a: _Side, a_ids: list[int], b: _Side, b_ids: list[int]) -> bool:
+    if len(a_ids) != len(b_ids):
+        return False
+    for i, j in zip(a_ids, b_ids):
+        info_a, info_b = a.reader.blob_info(i), b.reader.blob_info(j)
+        if info_a["raw_length"] != info_b["raw_length"]:
+            return False
+        comparable = a.checksum_id is not None and a.checksum_id == b.checksum_id and info_a["compression"] == info_b["compression"]
+        if comparable and info_a["checksum"] == info_b["checksum"]:
+            continue
+        if comparable and info_a["compression"] is None:
+            return False  # the same algorithm over the same kind of bytes: they differ
+        # Other algorithms or compressions (or a compressor's other output): compare contents.
+        if a.blob_digest(i) != b.blob_digest(j):
+            return False
+    return True
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    if args.a == STDIN and args.b == STDIN:
+        raise _UsageError("only one of A and B can be stdin")
+    with _open_container(_source(args.a)) as reader_a, _open_container(_source(args.b)) as reader_b:
+        a, b = _Side(args.a, reader_a), _Side(args.b, reader_b)
+        result = _compare(a, b)
+    module_a, module_b = reader_a.meta.get("module"), reader_b.meta.get("module")
+    if module_a != module_b:
+        result["module"] = {"a": module_a, "b": module_b}
+    different = bool(result["added"] or result["removed"] or result["changed"] or "module" in result)
+    if args.json:
+        print(json.dumps({"a": _label(args.a), "b": _label(args.b), "identical": not different, **result}, indent=2, sort_keys=True))
+    elif not args.quiet:
+        print(_diff_as_text(result, _label(args.a), _label(args.b)))
+    return EXIT_FAILURE if different else EXIT_OK
+
+
+def _compare(a: _Side, b: _Side) -> dict:
+    added, removed, changed, unchanged = [], [], [], 0
+    for name in sorted(set(a.variables) | set(b.variables)):
+        var_a, var_b = a.variables.get(name), b.variables.get(name)
+        if var_a is None:
+            entry = {"name": name, "type": var_b["type"]}
+            if name in a.skipped:
+                entry["note"] = f"skipped when A was saved: {a.skipped[name].get('reason', '')}"
+            added.append(entry)
+        elif var_b is None:
+            entry = {"name": name, "type": var_a["type"]}
+            if name in b.skipped:
+                entry["note"] = f"skipped when B was saved: {b.skipped[name].get('reason', '')}"
+            removed.append(entry)
+        elif a.segment_digests[name] != b.segment_digests[name] or not _same_blobs(a, var_a["blobs"], b, var_b["blobs"]):
+            changed.append({"name": name, "type_a": var_a["type"], "type_b": var_b["type"]})
+        else:
+            unchanged += 1
+    return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+
+
+def _diff_as_text(result: dict, label_a: str, label_b: str) -> str:
+    rows = []
+    for entry in result["removed"]:
+        rows.append(("-", entry["name"], entry["type"], entry.get("note", "")))
+    for entry in result["added"]:
+        rows.append(("+", entry["name"], entry["type"], entry.get("note", "")))
+    for entry in result["changed"]:
+        types_ = entry["type_a"] if entry["type_a"] == entry["type_b"] else f"{entry['type_a']} -> {entry['type_b']}"
+        rows.append(("~", entry["name"], types_, ""))
+    rows.sort(key=lambda row: row[1])
+    lines = [f"--- {label_a}", f"+++ {label_b}"]
+    if "module" in result:
+        lines.append(f"module: {result['module']['a']} -> {result['module']['b']}")
+    lines += _table(("", "NAME", "TYPE", ""), rows)[1:] if rows else []
+    counts = f"{len(result['added'])} added, {len(result['removed'])} removed, {len(result['changed'])} changed, {result['unchanged']} unchanged"
+    lines.append(counts if rows or "module" in result else f"no differences ({_plural(result['unchanged'], 'variable')})")
+    return "\n".join(lines)
+
+
+# ====================================================================== load
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    label = _label(args.file)
+    names = _split_names(args.names)
+    source = _source(args.file)
+    info = inspect(source)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    if names is not None:
+        _check_names(names, info)
+    module = types.ModuleType("__main__")
+    module.__dict__["__builtins__"] = builtins
+    previous_main, previous_path = sys.modules.get("__main__"), sys.path[:]
+    sys.modules["__main__"] = module
+    # As at Python's own prompt: modules next to where you work (the helpers
+    # the session's objects come from) are importable.
+    sys.path.insert(0, os.getcwd())
+    try:
+        with _warnings_to_stderr() as shown:
+            for skipped in info.skipped:
+                if names is None or skipped["name"] in names:
+                    warnings.warn(f"not in the file: {skipped.get('reason', skipped['name'])} (skipped when saving)", MasonWarning)
+            before = len(shown)
+            try:
+                loaded = load_module(source, names=names, on_error="raise" if args.strict else "warn")
+            except Exception as exc:
+                if isinstance(exc, (MasonError, OSError, ValueError)) or args.traceback:
+                    raise
+                # Code from the file failed in a way mason did not word: say so, without a traceback.
+                raise _Failure(f"{label}: cannot load: {type(exc).__name__}: {exc}") from exc
+            failed = sum(issubclass(c, SkippedVariableWarning) for c in shown[before:])
+        namespace = (loaded if loaded is not None else module).__dict__
+        target = info.module if info.module_kind != "main" else "__main__"
+        wanted = len(names) if names is not None else len(info.variables)
+        summary = f"restored {_plural(wanted - failed, 'variable')} from {label} into {target}"
+        if failed:
+            summary += f"; {failed} could not be restored"
+        if info.skipped and names is None:
+            summary += f"; {len(info.skipped)} skipped when saving"
+        if not args.interactive:
+            print(summary)
+            return EXIT_FAILURE if failed else EXIT_OK
+        return _interact(namespace, loaded or module, summary, plain=args.plain)
+    finally:
+        sys.path[:] = previous_path
+        if previous_main is not None:
+            sys.modules["__main__"] = previous_main
+
+
+def _split_names(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise _UsageError("--names: no variable names given")
+    return names
+
+
+def _check_names(names: list[str], info: SessionInfo) -> None:
+    saved = set(info.names())
+    skipped = {s["name"]: s.get("reason", "") for s in info.skipped}
+    for name in names:
+        if name in skipped:
+            raise _Failure(f"{name!r} is not in the file: it was skipped when saving ({skipped[name]})")
+        if name not in saved:
+            raise _Failure(f"{name!r} is not in this session (it has: {', '.join(sorted(saved)) or 'no variables'})")
+
+
+def _interact(namespace: dict, module: types.ModuleType, summary: str, *, plain: bool) -> int:
+    """An interactive prompt in ``namespace``: IPython when installed and on a terminal, else ``code``."""
+    if not plain and sys.stdin.isatty():
+        try:
+            import IPython  # optional; the prompt falls back to the standard one
+        except ImportError:
+            pass
+        else:
+            print(summary)
+            IPython.start_ipython(argv=[], user_module=module, user_ns=namespace)
+            return EXIT_OK
+    import code
+
+    try:
+        code.interact(banner=f"Python {sys.version.split()[0]}; mason: {summary}", local=namespace, exitmsg="")
+    except SystemExit as exc:  # exit() / quit() in the prompt
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_FAILURE)
+    return EXIT_OK
+
+
+# ====================================================================== run
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    script = args.script
+    if args.save is None:
+        if any(a == "--save" or a.startswith("--save=") for a in args.args):
+            raise _UsageError("put --save FILE before SCRIPT: everything after the script's path is passed to the script")
+        raise _UsageError("--save FILE is required: mason run --save FILE SCRIPT [ARGS ...]")
+    try:
+        with open(script, "rb") as f:  # io.open_code is for imports; a plain read is what `python FILE` does
+            source = f.read()
+    except OSError as exc:
+        raise _Failure(f"cannot run {script}: {exc.strerror or exc}") from None
+    try:
+        code_obj = compile(source, script, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        traceback.print_exception(type(exc), exc, None)
+        raise _Failure(f"{script} does not compile; nothing was saved") from None
+
+    module = types.ModuleType("__main__")
+    module.__dict__.update({"__file__": script, "__builtins__": builtins, "__spec__": None, "__loader__": None})
+    saved_main, saved_argv, saved_path = sys.modules.get("__main__"), sys.argv, sys.path[:]
+    sys.modules["__main__"] = module
+    sys.argv = [script, *args.args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    try:
+        with _warnings_to_stderr():
+            status = _exec_script(code_obj, module, script)
+            if status != EXIT_OK:
+                return status
+            options = {"compression": args.compression}
+            if args.exclude:
+                options["exclude"] = args.exclude
+            dump_module(args.save, module=module, **options)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+    count = len(inspect(args.save).variables)
+    print(f"saved {_plural(count, 'variable')} of {script} to {args.save}")
+    return EXIT_OK
+
+
+def _exec_script(code_obj: types.CodeType, module: types.ModuleType, script: str) -> int:
+    """Run the script; EXIT_OK when its namespace should be saved, else its exit status."""
+    try:
+        exec(code_obj, module.__dict__)
+    except SystemExit as exc:
+        if exc.code is None or exc.code == 0:
+            return EXIT_OK
+        if isinstance(exc.code, int):
+            status = exc.code
+        else:
+            print(exc.code, file=sys.stderr)
+            status = EXIT_FAILURE
+        _error(f"{script} exited with status {status}; nothing was saved")
+        return status
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the script's own error: show its traceback, as python would
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+        _error(f"{script} raised {type(exc).__name__}; nothing was saved")
+        return EXIT_FAILURE
+    return EXIT_OK

@@ -1,0 +1,381 @@
+"""The IPython extension: magics in a real Jupyter kernel, and in a plain
+InteractiveShell in a fresh interpreter."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import mason
+
+from conftest import run_python
+
+needs_ipython = pytest.mark.skipif(importlib.util.find_spec("IPython") is None, reason="IPython is not installed")
+needs_kernel = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("IPython", "ipykernel", "jupyter_client")),
+    reason="a Jupyter kernel needs IPython, ipykernel and jupyter_client",
+)
+
+#: what the first kernel defines and %save_session keeps (tmp* is excluded,
+#: the generator cannot be pickled; it sorts last, as a skipped variable
+#: currently resets the pickler's memo for the variables after it)
+SAVED = {"Point", "data", "math", "p", "scale", "scaled", "square"}
+
+SETUP_CELL = """\
+import math
+data = {"a": [1, 2, 3], "b": "text"}
+scale = 10
+def scaled(x):
+    return x * scale + len(data["a"])
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def norm(self):
+        return math.hypot(self.x, self.y)
+p = Point(3, 4)
+square = lambda v: v * v
+tmp_scratch = [0] * 10
+waiting = (i for i in range(3))
+"""
+
+
+# ====================================================================== kernel helpers
+
+
+@dataclass
+class Cell:
+    stdout: str = ""
+    stderr: str = ""
+    results: list = field(default_factory=list)
+    error: str | None = None
+    expressions: dict = field(default_factory=dict)
+
+
+class Kernel:
+    """A blocking client of a running kernel that runs cells and collects their output."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def run(self, code: str, expressions: dict | None = None, *, ok: bool = True) -> Cell:
+        cell = Cell()
+
+        def on_output(msg):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                setattr(cell, content["name"], getattr(cell, content["name"]) + content["text"])
+            elif kind == "execute_result":
+                cell.results.append(content["data"]["text/plain"])
+
+        reply = self.client.execute_interactive(
+            code, user_expressions=expressions or {}, output_hook=on_output, timeout=60
+        )["content"]
+        if reply["status"] != "ok":
+            cell.error = f"{reply.get('ename')}: {reply.get('evalue')}"
+        for name, value in reply.get("user_expressions", {}).items():
+            cell.expressions[name] = (
+                value["data"]["text/plain"] if value["status"] == "ok" else f"{value['ename']}: {value['evalue']}"
+            )
+        if ok:
+            assert cell.error is None, f"cell failed: {cell.error}\n{code}\n--- stderr\n{cell.stderr}"
+        return cell
+
+    def values(self, **expressions: str) -> dict:
+        return self.run("", expressions).expressions
+
+
+@contextlib.contextmanager
+def kernel(workdir: Path, env: dict | None = None):
+    """A fresh IPython kernel running this interpreter (the venv's python)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    kernels = workdir / "kernels"
+    spec = kernels / "mason-test"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "mason test",
+                "language": "python",
+            }
+        )
+    )
+    full_env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
+    full_env.update(
+        MASON_HOME=str(workdir / "mason-home"),
+        IPYTHONDIR=str(workdir / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+        PYTHONWARNINGS="default",
+    )
+    full_env.update(env or {})
+    manager = KernelManager(
+        kernel_name="mason-test",
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]),
+        connection_file=str(workdir / f"kernel-{uuid.uuid4().hex}.json"),
+    )
+    manager.start_kernel(env=full_env, cwd=str(workdir))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        yield Kernel(client)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A session saved by ``%save_session`` from a first kernel."""
+    workdir = tmp_path_factory.mktemp("kernel1")
+    path = workdir / "saved.mason"
+    with kernel(workdir) as k:
+        k.run("%load_ext mason.ipython")
+        k.run(SETUP_CELL)
+        echoed = k.run("data")  # fills Out, _, _N
+        assert echoed.results
+        k.run("!true")  # sets _exit_code
+        cell = k.run(f"%save_session {path} --exclude tmp*")
+    return SimpleNamespace(path=path, cell=cell)
+
+
+# ====================================================================== kernel tests
+
+
+@needs_kernel
+def test_save_session_reports_and_warns(saved):
+    assert saved.path.exists()
+    assert f"Saved {len(SAVED)} variables to {saved.path} (1 skipped: waiting)" in saved.cell.stdout
+    assert "SkippedVariableWarning" in saved.cell.stderr
+    assert "cannot pickle 'generator' object" in saved.cell.stderr
+
+
+@needs_kernel
+def test_ipython_bookkeeping_is_not_saved(saved):
+    info = mason.inspect(saved.path)
+    assert set(info.names()) == SAVED
+    assert [s["name"] for s in info.skipped] == ["waiting"]
+
+
+@needs_kernel
+def test_load_session_in_fresh_kernel(saved, tmp_path):
+    with kernel(tmp_path) as k:
+        k.run("%load_ext mason.ipython")
+        info = k.run(f"%session_info {saved.path}").stdout
+        for name in SAVED:
+            assert f"\n  {name} " in info
+        assert "skipped when saved (1):" in info and "waiting" in info
+        assert "environment:" in info and "python" in info
+        assert k.values(ns="sorted(globals())")["ns"].count("'scaled'") == 0
+
+        cell = k.run(f"%load_session {saved.path}")
+        assert f"Loaded {len(SAVED)} variables from {saved.path}" in cell.stdout
+        got = k.values(
+            data="data",
+            scaled="scaled(2)",
+            norm="p.norm()",
+            cls="type(p) is Point",
+            square="square(7)",
+            tmp="'tmp_scratch' in globals()",
+        )
+        assert got == {
+            "data": "{'a': [1, 2, 3], 'b': 'text'}",
+            "scaled": "23",
+            "norm": "5.0",
+            "cls": "True",
+            "square": "49",
+            "tmp": "False",
+        }
+        # the function's globals are the kernel's namespace, not a copy
+        k.run("scale = 1")
+        assert k.values(v="scaled(2)")["v"] == "5"
+
+        # the kernel's own history and display hooks still work
+        assert k.run("6 * 7").results == ["42"]
+        got = k.values(
+            last="_",
+            out="list(Out.values())[-1]",
+            shell="type(get_ipython()).__name__",
+            history="In[-1]",
+        )
+        assert got == {"last": "42", "out": "42", "shell": "'ZMQInteractiveShell'", "history": "'6 * 7'"}
+
+
+@needs_kernel
+def test_load_session_names(saved, tmp_path):
+    with kernel(tmp_path) as k:
+        k.run("%load_ext mason.ipython")
+        cell = k.run(f"%load_session {saved.path} --names data,square")
+        assert "Loaded 2 variables" in cell.stdout
+        got = k.values(data="data['a']", square="square(3)", others="[n for n in ('p', 'Point', 'scaled') if n in globals()]")
+        assert got == {"data": "[1, 2, 3]", "square": "9", "others": "[]"}
+
+        bad = k.run(f"%load_session {saved.path} --names nope", ok=False)
+        assert bad.error is not None and bad.error.startswith("UsageError") and "nope" in bad.error
+
+
+@needs_kernel
+def test_default_file_is_next_to_the_notebook(tmp_path):
+    notebook = tmp_path / "analysis.ipynb"
+    with kernel(tmp_path, env={"JPY_SESSION_NAME": str(notebook)}) as k:
+        assert k.values(s="__session__")["s"] == repr(str(notebook))
+        k.run("%load_ext mason.ipython")
+        k.run("answer = 41")
+        assert str(tmp_path / "analysis.mason") in k.run("%save_session").stdout
+        k.run("del answer")
+        k.run("%load_session")
+        assert k.values(a="answer + 1")["a"] == "42"
+        assert "answer" in k.run("%session_info").stdout
+    assert mason.inspect(tmp_path / "analysis.mason").names() == ["answer"]
+    assert not (tmp_path / "mason-home" / "session.mason").exists()
+
+
+# ====================================================================== plain shell, fresh interpreter
+
+SHELL_PRELUDE = """\
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+def cell(code):
+    result = shell.run_cell(code, store_history=True)
+    result.raise_error()
+    return result.result
+"""
+
+
+@needs_ipython
+def test_magics_in_interactive_shell(tmp_path):
+    notebook = tmp_path / "nb.ipynb"
+    run_python(
+        SHELL_PRELUDE
+        + f"""
+import mason
+shell.user_ns["__vsc_ipynb_file__"] = {str(notebook)!r}
+cell("%load_ext mason.ipython")
+cell("x = 20\\ndef f():\\n    return x + 1")
+cell("x * 2")
+cell("!true")
+cell("%save_session")
+path = {str(tmp_path / "nb.mason")!r}
+assert sorted(mason.inspect(path).names()) == ["f", "x"], mason.inspect(path).names()
+cell("del x, f")
+cell("%load_session")
+assert cell("f()") == 21
+assert cell("3 + 4") == 7 and cell("_") == 7 and cell("Out[len(In) - 2]") == 7
+assert shell.user_ns["get_ipython"]() is shell
+""",
+        cwd=tmp_path,
+        env={"MASON_HOME": str(tmp_path / "home")},
+    )
+    assert not (tmp_path / "home" / "session.mason").exists()
+
+
+@needs_ipython
+def test_default_file_without_notebook_is_per_user(tmp_path):
+    run_python(
+        SHELL_PRELUDE
+        + """
+cell("%load_ext mason.ipython")
+cell("y = [1, 2]")
+cell("%save_session --include y")
+""",
+        cwd=tmp_path,
+        env={"MASON_HOME": str(tmp_path / "home"), "JPY_SESSION_NAME": ""},
+    )
+    assert mason.inspect(tmp_path / "home" / "session.mason").names() == ["y"]
+
+
+@needs_ipython
+def test_load_leaves_shell_names_alone(tmp_path):
+    """A file saved outside IPython may hold ``_`` or ``exit``: not loaded over the shell's."""
+    path = tmp_path / "script.mason"
+    run_python(f"import mason\n_ = 'script'\nexit = 'mine'\nz = 3\nmason.dump_module({str(path)!r})\n")
+    proc = run_python(
+        SHELL_PRELUDE
+        + f"""
+cell("%load_ext mason.ipython")
+exit_before = shell.user_ns["exit"]
+cell("%load_session {path}")
+assert shell.user_ns["z"] == 3
+assert shell.user_ns["exit"] is exit_before
+assert shell.user_ns.get("_") != "script"
+""",
+    )
+    left_out = proc.stdout.partition("Not loaded (IPython's own names): ")[2].strip().split(", ")
+    assert {"_", "exit"} <= set(left_out) and "z" not in left_out
+
+
+@needs_ipython
+def test_importing_mason_does_not_import_ipython():
+    run_python("import sys, mason\nassert 'IPython' not in sys.modules, 'mason imported IPython'\n")
+
+
+@needs_ipython
+def test_load_ext_mason(tmp_path):
+    run_python(
+        SHELL_PRELUDE
+        + """
+import sys
+assert "mason.ipython" not in sys.modules
+cell("%load_ext mason")
+assert "save_session" in shell.magics_manager.magics["line"]
+""",
+        cwd=tmp_path,
+    )
+
+
+@needs_ipython
+def test_dump_module_from_ipython_filters_bookkeeping(tmp_path):
+    path = tmp_path / "plain.mason"
+    run_python(
+        SHELL_PRELUDE
+        + f"""
+import mason
+cell("v = 1\\n_idx = 2")
+cell("v + 1")
+cell("!true")
+mason.dump_module({str(path)!r})
+names = mason.inspect({str(path)!r}).names()
+assert sorted(names) == ["_idx", "v"], names  # mason was imported outside the shell
+""",
+        cwd=tmp_path,
+    )
+
+
+# ====================================================================== notebook path, unit
+
+
+@needs_ipython
+def test_notebook_session_path(tmp_path, monkeypatch):
+    from mason.ipython import notebook_session_path
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def shell(**ns):
+        return SimpleNamespace(user_ns=ns)
+
+    assert notebook_session_path(shell()) is None
+    # VS Code's variable wins over Jupyter's
+    vsc = str(tmp_path / "a" / "vsc.ipynb")
+    assert notebook_session_path(shell(__vsc_ipynb_file__=vsc, __session__="other.ipynb")) == tmp_path / "a" / "vsc.mason"
+    # a path relative to the server root, while the kernel runs next to the notebook
+    assert notebook_session_path(shell(__session__="sub/dir/nb.ipynb")) == tmp_path / "nb.mason"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "nb.ipynb").touch()
+    assert notebook_session_path(shell(__session__="sub/nb.ipynb")) == tmp_path / "sub" / "nb.mason"
+    # a console session, or a .mason file from load_module_asdict: not a notebook
+    assert notebook_session_path(shell(__session__="console-1")) is None
+    assert notebook_session_path(shell(__session__=str(tmp_path / "x.mason"))) is None
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "env.ipynb"))
+    assert notebook_session_path(shell()) == tmp_path / "env.mason"
