@@ -375,13 +375,6 @@ def _other_pythons() -> dict:
 
 OTHER_PYTHONS = _other_pythons()
 
-ENUM_ON_310 = pytest.mark.xfail(
-    strict=True,
-    reason="src bug: on 3.10 the by-value Enum class's metaclass enum.EnumType (3.11+) "
-           "fails first, with a plain UnpicklingError that names no versions",
-)
-
-
 def _params(marks_by_version: dict) -> list:
     return [
         pytest.param(exe, id=f"python{version}", marks=marks_by_version.get(version, ()))
@@ -402,17 +395,16 @@ def _run_other(python: str, code: str, tmp_path) -> None:
 
 
 @pytest.mark.skipif(ON_PY311, reason="this Python can run the file's code")
-@pytest.mark.xfail(sys.version_info[:2] == (3, 10), strict=True, reason=ENUM_ON_310.kwargs["reason"])
 def test_code_golden_on_this_other_python(tmp_path):
     _run(f"PATH = {str(CODE)!r}\n" + OTHER_PYTHON_CHECK, tmp_path)
 
 
-@pytest.mark.parametrize("python", _params({"3.10": ENUM_ON_310}))
+@pytest.mark.parametrize("python", _params({}))
 def test_code_golden_on_other_installed_pythons(tmp_path, python):
     _run_other(python, OTHER_PYTHON_CHECK, tmp_path)
 
 
-@pytest.mark.parametrize("python", _params({"3.10": ENUM_ON_310}))
+@pytest.mark.parametrize("python", _params({}))
 def test_code_golden_lenient_load_on_other_installed_pythons(tmp_path, python):
     _run_other(python, OTHER_PYTHON_LENIENT, tmp_path)
 

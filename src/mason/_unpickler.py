@@ -30,6 +30,15 @@ class Unpickler(pickle.Unpickler):
         super().__init__(file, **kwds)
         self._ignore = bool(_settings.option(ignore, "ignore"))
 
+    def find_class(self, module, name):
+        try:
+            return super().find_class(module, name)
+        except AttributeError:
+            renamed = _RENAMES.get((module, name))
+            if renamed is None:
+                raise
+            return super().find_class(*renamed)
+
     def load(self):
         try:
             obj = super().load()
@@ -38,6 +47,13 @@ class Unpickler(pickle.Unpickler):
         if not self._ignore:
             _rebind_to_main(obj)
         return obj
+
+
+#: names that differ between Python versions: (saved) -> (this version's)
+_RENAMES = {
+    ("enum", "EnumType"): ("enum", "EnumMeta"),  # EnumType is 3.11+'s name
+    ("enum", "EnumMeta"): ("enum", "EnumType"),
+}
 
 
 def _rebind_to_main(obj) -> None:
