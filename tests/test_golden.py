@@ -368,7 +368,7 @@ def _other_pythons() -> dict:
             continue
         if re.fullmatch(r"3\.\d+", out):
             version = tuple(map(int, out.split(".")))
-            if version >= (3, 10) and version != here:
+            if version >= (3, 10) and version not in (here, (3, 11)):  # 3.11 made the file
                 found.setdefault(out, exe)
     return dict(sorted(found.items()))
 
