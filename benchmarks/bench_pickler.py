@@ -81,19 +81,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Callable
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(BENCH_DIR)
+from _harness import (
+    NotSupported,
+    child_env,
+    clean_main,
+    error_fields,
+    finish_child,
+    read_spec,
+    rotation,
+    run_child,
+    spread,
+    versions,
+    write_json,
+)
+
 ALL_IMPLS = ("mason", "dill", "cloudpickle", "pickle")
 SESSION_IMPLS = ("mason", "dill")
 
@@ -491,16 +501,6 @@ register(
 # Child process side
 # --------------------------------------------------------------------------
 
-_CHILD_BOOT = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "import bench_pickler as _bp; _bp._child_main()"
-)
-
-
-class NotSupported(Exception):
-    pass
-
-
 def _impl_ops(name: str) -> dict:
     """Return the operations of one implementation (imported in the child)."""
     if name == "mason":
@@ -539,18 +539,9 @@ _WARMUP_OBJ = {"a": [1, 2.5, "x", (3, None)], "b": {4, 5}, "c": b"y"}
 
 def _child_main() -> None:
     import gc
-    import traceback
 
-    main = sys.modules["__main__"]
-    spec_path = sys.argv[-1]
-    if BENCH_DIR in sys.path:
-        sys.path.remove(BENCH_DIR)
-    # Leave __main__ like a fresh interactive session: only dunder names.
-    for key in [k for k in vars(main) if not (k.startswith("__") and k.endswith("__"))]:
-        delattr(main, key)
-
-    with open(spec_path, encoding="utf-8") as fh:
-        spec = json.load(fh)
+    main = clean_main()
+    spec = read_spec()
     result: dict = {}
     try:
         ops = _impl_ops(spec["impl"])
@@ -602,19 +593,8 @@ def _child_main() -> None:
                 result["check"] = check_ns["check"](main)
             result["loads_s"] = t1 - t0
     except BaseException as exc:  # noqa: BLE001 - report everything to the parent
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        result["error"] = f"{type(exc).__name__}: {msg}"[:300]
-        result["traceback"] = traceback.format_exc()[-3000:]
-    try:
-        import resource
-
-        result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except Exception:  # pragma: no cover - non-POSIX
-        pass
-    with open(spec["result_path"], "w", encoding="utf-8") as fh:
-        json.dump(result, fh)
-    sys.stdout.flush()
-    os._exit(0)  # skip interpreter teardown of big object graphs
+        result.update(error_fields(exc))
+    finish_child(result)
 
 
 # --------------------------------------------------------------------------
@@ -622,63 +602,8 @@ def _child_main() -> None:
 # --------------------------------------------------------------------------
 
 
-def _child_env(want_mason: bool = True) -> dict:
-    env = dict(os.environ)
-    env["PYTHONHASHSEED"] = "0"
-    env.pop("PYTHONSTARTUP", None)
-    # If mason is not installed but the repository's src/ has it, use that.
-    try:
-        import importlib.util
-
-        missing = importlib.util.find_spec("mason") is None
-    except Exception:
-        missing = True
-    src = os.path.join(REPO_ROOT, "src")
-    if want_mason and missing and os.path.isdir(os.path.join(src, "mason")):
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-        print(f"note: mason is not installed; children import it from {src}", file=sys.stderr)
-    return env
-
-
-def _run_child(spec: dict, workdir: str, env: dict, timeout: float) -> dict:
-    spec_path = os.path.join(workdir, "spec.json")
-    spec["result_path"] = os.path.join(workdir, "result.json")
-    if os.path.exists(spec["result_path"]):
-        os.remove(spec["result_path"])
-    with open(spec_path, "w", encoding="utf-8") as fh:
-        json.dump(spec, fh)
-    cmd = [sys.executable, "-c", _CHILD_BOOT, BENCH_DIR, spec_path]
-    try:
-        proc = subprocess.run(
-            cmd, cwd=workdir, env=env, timeout=timeout,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f}s"}
-    try:
-        with open(spec["result_path"], encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        tail = (proc.stderr or proc.stdout or "").strip().splitlines()
-        return {"error": f"child exited {proc.returncode}: {tail[-1] if tail else 'no output'}"}
-
-
-def _versions(impls) -> dict:
-    from importlib import metadata
-
-    out = {"python": sys.version.split()[0]}
-    for name in impls:
-        if name == "pickle":
-            continue
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def run_benchmark(workloads, impls, repeat, scale, timeout, log=print) -> dict:
-    env = _child_env("mason" in impls)
+    env = child_env("mason" in impls)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_pickler_") as workdir:
         for wl in workloads:
@@ -691,7 +616,7 @@ def run_benchmark(workloads, impls, repeat, scale, timeout, log=print) -> dict:
             results[wl.name] = {"description": wl.description, "kind": wl.kind,
                                 "source_chars": len(source), "impls": per_impl}
             for rep in range(repeat):
-                order = impls[rep % len(impls):] + impls[: rep % len(impls)]
+                order = rotation(impls, rep)
                 t_rep = time.perf_counter()
                 for name in order:
                     rec = per_impl[name]
@@ -700,12 +625,13 @@ def run_benchmark(workloads, impls, repeat, scale, timeout, log=print) -> dict:
                     data_path = os.path.join(workdir, "data.bin")
                     base = {"impl": name, "kind": wl.kind, "check_source": wl.check_source,
                             "data_path": data_path}
-                    dres = _run_child(dict(base, mode="dump", source=source), workdir, env, timeout)
+                    dres = run_child("bench_pickler", dict(base, mode="dump", source=source),
+                                     workdir, env, timeout)
                     if "error" in dres:
                         rec["error"] = "dumps: " + dres["error"]
                         rec["traceback"] = dres.get("traceback")
                         continue
-                    lres = _run_child(dict(base, mode="load"), workdir, env, timeout)
+                    lres = run_child("bench_pickler", dict(base, mode="load"), workdir, env, timeout)
                     if os.path.exists(data_path):
                         os.remove(data_path)
                     if "error" in lres:
@@ -730,13 +656,6 @@ def run_benchmark(workloads, impls, repeat, scale, timeout, log=print) -> dict:
                     rec["median_loads_s"] = statistics.median(rec["loads_s"])
                     rec["size"] = int(statistics.median(rec["sizes"]))
     return results
-
-
-def _spread(xs) -> str:
-    if len(xs) < 2:
-        return ""
-    med = statistics.median(xs)
-    return f"{(max(xs) - min(xs)) / med * 100:.0f}%" if med > 0 else ""
 
 
 def compute_ratios(results: dict, baseline: str) -> dict:
@@ -773,8 +692,8 @@ def format_report(results: dict, ratios: dict, baseline: str) -> str:
         for name, rec in wres["impls"].items():
             if "median_dumps_s" in rec:
                 lines.append(
-                    f"   {name:<12} {rec['median_dumps_s']:>10.4f} {_spread(rec['dumps_s']):>6} "
-                    f"{rec['median_loads_s']:>10.4f} {_spread(rec['loads_s']):>6} "
+                    f"   {name:<12} {rec['median_dumps_s']:>10.4f} {spread(rec['dumps_s']):>6} "
+                    f"{rec['median_loads_s']:>10.4f} {spread(rec['loads_s']):>6} "
                     f"{rec['size']:>12,}  {rec['check']}"
                 )
             else:
@@ -833,9 +752,9 @@ def main(argv=None) -> int:
     if baseline not in impls:
         parser.error(f"baseline {baseline!r} is not in --impls")
 
-    versions = _versions(impls)
-    print(f"bench_pickler: python {versions['python']} on {platform.platform()}, "
-          f"{os.cpu_count()} CPUs; " + ", ".join(f"{k} {v}" for k, v in versions.items()
+    vers = versions(impls)
+    print(f"bench_pickler: python {vers['python']} on {platform.platform()}, "
+          f"{os.cpu_count()} CPUs; " + ", ".join(f"{k} {v}" for k, v in vers.items()
                                                  if k != "python"))
     print(f"workloads={','.join(names)} impls={','.join(impls)} repeat={repeat} "
           f"scale={scale:g} (medians; each measurement in fresh processes)", flush=True)
@@ -849,15 +768,12 @@ def main(argv=None) -> int:
     if args.json:
         payload = {
             "argv": sys.argv[1:], "quick": args.quick, "repeat": repeat, "scale": scale,
-            "impls": impls, "baseline": baseline, "versions": versions,
+            "impls": impls, "baseline": baseline, "versions": vers,
             "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_wall_s": total,
             "results": results, "ratios": ratios,
         }
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-        print(f"wrote {args.json}")
+        write_json(args.json, payload)
     return 0
 
 
