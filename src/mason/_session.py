@@ -101,13 +101,18 @@ class _SaveOptions:
     def from_kwds(cls, kwds: dict) -> _SaveOptions:
         kwds = dict(kwds)
         kwds.pop("protocol", None)  # sessions always use protocol 5 (out-of-band buffers)
-        known = {k: kwds.pop(k) for k in list(kwds) if k in cls.__dataclass_fields__}
-        if kwds:
-            raise TypeError(f"unexpected keyword argument(s) for dump_module: {', '.join(sorted(kwds))}")
-        options = cls(**known)
-        if options.on_error not in _ON_ERROR:
-            raise ValueError(f"on_error must be 'warn' or 'raise', not {options.on_error!r}")
-        return options
+        return _options(cls, kwds, "dump_module")
+
+
+def _options(cls, kwds: dict, function: str):
+    """An options dataclass from keyword arguments; unknown ones are an error."""
+    unknown = sorted(set(kwds) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) for {function}: {', '.join(unknown)}")
+    options = cls(**kwds)
+    if options.on_error not in _ON_ERROR:
+        raise ValueError(f"on_error must be 'warn' or 'raise', not {options.on_error!r}")
+    return options
 
 
 @contextlib.contextmanager
@@ -342,13 +347,7 @@ class _LoadOptions:
 
     @classmethod
     def from_kwds(cls, kwds: dict, function: str) -> _LoadOptions:
-        kwds = dict(kwds)
-        known = {k: kwds.pop(k) for k in list(kwds) if k in cls.__dataclass_fields__}
-        if kwds:
-            raise TypeError(f"unexpected keyword argument(s) for {function}: {', '.join(sorted(kwds))}")
-        options = cls(**known)
-        if options.on_error not in _ON_ERROR:
-            raise ValueError(f"on_error must be 'warn' or 'raise', not {options.on_error!r}")
+        options = _options(cls, kwds, function)
         if isinstance(options.names, str):
             options.names = [options.names]
         return options
