@@ -211,3 +211,14 @@ def write_json(path: str, payload: dict) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(payload, fh, indent=2)
     print(f"wrote {path}")
+
+
+def parse_impls(parser, text: str, allowed) -> list:
+    """The ``--impls`` list, checked against ``allowed`` (argparse error otherwise)."""
+    impls = [s.strip() for s in text.split(",") if s.strip()]
+    for name in impls:
+        if name not in allowed:
+            parser.error(f"unknown implementation {name!r}; choose from {', '.join(allowed)}")
+    if len(set(impls)) != len(impls):
+        parser.error("duplicate implementation in --impls")
+    return impls

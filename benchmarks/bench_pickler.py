@@ -96,6 +96,7 @@ from _harness import (
     clean_main,
     error_fields,
     finish_child,
+    parse_impls,
     read_spec,
     rotation,
     run_child,
@@ -733,12 +734,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write raw samples and summary as JSON")
     args = parser.parse_args(argv)
 
-    impls = [s.strip() for s in args.impls.split(",") if s.strip()]
-    for name in impls:
-        if name not in ALL_IMPLS:
-            parser.error(f"unknown implementation {name!r}; choose from {', '.join(ALL_IMPLS)}")
-    if len(set(impls)) != len(impls):
-        parser.error("duplicate implementation in --impls")
+    impls = parse_impls(parser, args.impls, ALL_IMPLS)
     names = (args.workloads.split(",") if args.workloads else list(WORKLOADS))
     for n in names:
         if n not in WORKLOADS:

@@ -112,6 +112,7 @@ from _harness import (
     current_rss_kb,
     error_fields,
     finish_child,
+    parse_impls,
     peak_rss_kb,
     read_spec,
     reset_peak_rss,
@@ -1099,12 +1100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write raw samples and summary as JSON")
     args = parser.parse_args(argv)
 
-    impls = [s.strip() for s in args.impls.split(",") if s.strip()]
-    for name in impls:
-        if name not in LIB_IMPLS:
-            parser.error(f"unknown implementation {name!r}; choose from {', '.join(LIB_IMPLS)}")
-    if len(set(impls)) != len(impls):
-        parser.error("duplicate implementation in --impls")
+    impls = parse_impls(parser, args.impls, LIB_IMPLS)
     codecs = [c.strip().lower() for c in args.compression.split(",") if c.strip()]
     if "all" in codecs:
         codecs = list(CODECS)
