@@ -4,6 +4,7 @@
 Loading runs code from the file: only load files you trust.
 """
 
+from ._allowlist import CODE, FILES
 from ._api import copy, dump, dumps, load, loads, pickles, register
 from ._pickler import Pickler
 from ._session import (
@@ -14,6 +15,7 @@ from ._session import (
     load_module,
     load_module_asdict,
     load_session,
+    sign,
 )
 from ._settings import (
     CONTENTS_FMODE,
@@ -28,11 +30,15 @@ from ._storage import default_session_path
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
+    ForbiddenGlobalError,
     MasonError,
     MasonWarning,
     PicklingError,
+    SignatureError,
     SkippedVariableWarning,
     UnpicklingError,
+    UnsupportedFormatError,
+    VersionMismatchError,
 )
 
 __version__ = "0.1.0"
@@ -45,6 +51,8 @@ def load_ipython_extension(ipython):
     load(ipython)
 
 __all__ = [
+    "CODE",
+    "FILES",
     "CONTENTS_FMODE",
     "DEFAULT_PROTOCOL",
     "FILE_FMODE",
@@ -52,10 +60,14 @@ __all__ = [
     "HIGHEST_PROTOCOL",
     "CorruptSessionError",
     "EnvironmentMismatchWarning",
+    "ForbiddenGlobalError",
     "MasonError",
     "MasonWarning",
     "SessionInfo",
+    "SignatureError",
     "SkippedVariableWarning",
+    "UnsupportedFormatError",
+    "VersionMismatchError",
     "Pickler",
     "PicklingError",
     "Unpickler",
@@ -75,4 +87,5 @@ __all__ = [
     "pickles",
     "register",
     "settings",
+    "sign",
 ]

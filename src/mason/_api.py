@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 
+from ._allowlist import Allowlist, StreamScanner
 from ._diagnose import find_culprit
 from ._pickler import Pickler
 from ._unpickler import Unpickler
@@ -38,20 +39,56 @@ def dumps(obj, protocol=None, byref=None, fmode=None, recurse=None, **kwds) -> b
     return buffer.getvalue()
 
 
-def load(file, ignore=None, **kwds):
+def load(file, ignore=None, *, allow=None, **kwds):
     """Unpickle one object from the binary file object ``file``.
 
     Loading runs code from the file: only load files you trust.
+    ``allow=[...]`` (module prefixes, ``module:name`` globals, ``mason.CODE``)
+    first scans the stream without running it and raises
+    :class:`ForbiddenGlobalError`, listing the offenders, if it would use
+    anything else.
     """
-    return Unpickler(file, ignore=ignore, **kwds).load()
+    allowlist = Allowlist.from_arg(allow)
+    if allowlist is not None:
+        file = _scanned(file, allowlist)
+    return Unpickler(file, ignore=ignore, allow=allowlist, **kwds).load()
 
 
-def loads(str, ignore=None, **kwds):  # noqa: A002 - dill's parameter name
+def loads(str, ignore=None, *, allow=None, **kwds):  # noqa: A002 - dill's parameter name
     """Unpickle one object from bytes.
 
-    Loading runs code from the data: only load data you trust.
+    Loading runs code from the data: only load data you trust.  ``allow``
+    as for :func:`load`.
     """
-    return load(io.BytesIO(str), ignore=ignore, **kwds)
+    return load(io.BytesIO(str), ignore=ignore, allow=allow, **kwds)
+
+
+class _Recorder:
+    """Reads from a stream and keeps what was read, to read it again."""
+
+    def __init__(self, file):
+        self._file = file
+        self.data = bytearray()
+
+    def read(self, n=-1):
+        chunk = self._file.read(n)
+        self.data += chunk
+        return chunk
+
+    def readline(self):
+        line = self._file.readline()
+        self.data += line
+        return line
+
+
+def _scanned(file, allowlist: Allowlist):
+    """Check one pickle from ``file`` against the allowlist without running
+    it; a stream positioned at the same pickle, to load it from."""
+    recorder = _Recorder(file)
+    scanner = StreamScanner(recorder, allowlist)
+    scanner.scan()
+    allowlist.check(scanner.report)
+    return io.BytesIO(recorder.data)
 
 
 def copy(obj, *args, **kwds):

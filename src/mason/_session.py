@@ -22,9 +22,12 @@ import warnings
 from dataclasses import dataclass, field
 
 from . import _namespace, _rebuild
+from ._allowlist import Allowlist, ScanReport, StreamScanner
 from ._diagnose import find_culprit
 from ._filter import make_filter
 from ._format import ContainerReader, ContainerWriter
+from ._format import signing as _signing
+from ._format.signing import resolve_key
 from ._pickler import Pickler
 from ._storage import atomic_write, default_session_path
 from ._unpickler import Unpickler, translate_error
@@ -44,6 +47,7 @@ __all__ = [
     "dump_session",
     "load_session",
     "inspect",
+    "sign",
     "SessionInfo",
 ]
 
@@ -71,7 +75,9 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     left out, named in a :class:`SkippedVariableWarning` and recorded in the
     file) or ``'raise'``; ``byref``, ``recurse``, ``fmode`` as for
     :func:`mason.dump`; ``compression`` (None, 'zlib', 'lzma', 'zstd',
-    'lz4') and ``checksum`` for the container.
+    'lz4') and ``checksum`` for the container; ``key`` (bytes or str) signs
+    the file with HMAC-SHA256 (default: the ``MASON_SIGNING_KEY``
+    environment variable when set; ``key=False``: never sign).
 
     A path is written atomically: to a private temporary file in the same
     directory, fsynced, then renamed over the target, so the previous file
@@ -96,6 +102,7 @@ class _SaveOptions:
     fmode: object = None
     compression: object = None
     checksum: object = None
+    key: object = None
 
     @classmethod
     def from_kwds(cls, kwds: dict) -> _SaveOptions:
@@ -129,7 +136,9 @@ def _output(target):
 
 
 def _write_session(stream, module, entries, options: _SaveOptions) -> None:
-    writer = ContainerWriter(stream, checksum=options.checksum, compression=options.compression)
+    writer = ContainerWriter(
+        stream, checksum=options.checksum, compression=options.compression, key=resolve_key(options.key)
+    )
     segment = io.BytesIO()
     blob_ids: list[int] = []
     blob_sizes: list[int] = []
@@ -246,54 +255,14 @@ class _MemoRollback:
         return True
 
 
-class _PlaceholderMeta(type):
-    """Every operation an unpickler applies to an object, as a no-op."""
-
-    def __call__(cls, *args, **kwargs):
-        return cls
-
-    def __setitem__(cls, key, value):
-        pass
-
-    def __setstate__(cls, state):
-        pass
-
-    def append(cls, value):
-        pass
-
-    def extend(cls, values):
-        pass
-
-    def add(cls, value):
-        pass
-
-
-class _Placeholder(metaclass=_PlaceholderMeta):
-    """Stands for every rebuilt object while counting memo entries: a class,
-    so NEWOBJ accepts it, and its own ``__new__`` returns itself."""
-
-    def __new__(cls, *args, **kwargs):
-        return cls
-
-
-class _CountingUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        return _Placeholder
-
-    def persistent_load(self, pid):
-        return _Placeholder
-
-
 def _count_memo(segments) -> int:
-    """How many memo entries the given segments create, in order."""
-    import itertools
-
+    """How many memo entries the given segments create, in order (nothing runs)."""
     stream = _SegmentStream()
-    unpickler = _CountingUnpickler(stream, buffers=itertools.repeat(b""))
+    scanner = StreamScanner(stream)
     for data in segments:
         stream.switch(data)
-        unpickler.load()
-    return len(unpickler.memo.copy())
+        scanner.scan()
+    return len(scanner.memo.copy())
 
 
 def _explain(entry, exc, make_pickler) -> str:
@@ -327,6 +296,28 @@ def _in_ipython(module):
     return [name for name, value in hidden.items() if namespace.get(name, value) is value]
 
 
+def sign(filename, key=None) -> None:
+    """Sign an existing session file with HMAC-SHA256, replacing it atomically.
+
+    ``key``: bytes or str, default the ``MASON_SIGNING_KEY`` environment
+    variable.  Every checksum is verified first: a damaged file is not
+    signed.  The records are copied byte for byte; only the header's minor
+    version and the index (which gains the signature) change.  An existing
+    signature is replaced.
+    """
+    key = resolve_key(key)
+    if key is None:
+        raise ValueError(f"no signing key: pass key= or set {_signing.ENV_VAR}")
+    if not isinstance(filename, (str, os.PathLike)):
+        raise TypeError(f"sign() rewrites a file: filename must be a path, not {type(filename).__name__}")
+    with _open_session(filename, _LoadOptions(key=False)) as session:
+        with _output(filename) as stream:
+            writer = ContainerWriter(stream, checksum=session.checksum_name, key=key)
+            for kind, stored, compression, raw_length in session.records():
+                writer.copy_record(kind, stored, compression, raw_length)
+            writer.finish(session.meta)
+
+
 def dump_session(filename=None, main=None, byref=False, **kwds) -> None:
     """Deprecated alias of :func:`dump_module` (``main`` -> ``module``,
     ``byref`` -> ``refimported``), as in dill."""
@@ -344,12 +335,15 @@ class _LoadOptions:
     ignore: object = None
     mmap: bool = True
     verify_blobs: bool = True
+    key: object = None
+    allow: object = None
 
     @classmethod
     def from_kwds(cls, kwds: dict, function: str) -> _LoadOptions:
         options = _options(cls, kwds, function)
         if isinstance(options.names, str):
             options.names = [options.names]
+        Allowlist.from_arg(options.allow)  # bad patterns fail before the file is opened
         return options
 
 
@@ -370,6 +364,17 @@ def load_module(filename=None, module=None, **kwds):
     that cannot be restored here instead of failing (default ``'raise'``);
     ``ignore`` as for :func:`mason.load`; ``mmap=False`` reads blobs into
     memory instead of mapping the file.
+
+    ``key`` (bytes or str; default: the ``MASON_SIGNING_KEY`` environment
+    variable when set): the file must carry a valid HMAC-SHA256 signature
+    made with this key, checked before anything is unpickled; unsigned or
+    altered files raise :class:`SignatureError`.  ``key=False`` loads
+    without checking a signature, even with the variable set.
+    ``allow=[...]``: module prefixes (``'numpy'``) and globals
+    (``'collections:OrderedDict'``) the file may use, plus ``mason.CODE``
+    for functions saved by value; the file is scanned without running it
+    and refused with :class:`ForbiddenGlobalError`, listing every offender,
+    if it needs anything else.
 
     The file is read, verified and unpickled completely before the module
     changes, in one step: if loading fails, the module is as before.
@@ -423,7 +428,9 @@ def load_session(filename=None, main=None, **kwds):
 def _open_session(source, options: _LoadOptions):
     if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
         raise TypeError(f"filename must be a path or a binary stream, not {type(source).__name__}")
-    reader = ContainerReader.open(source, mmap=options.mmap, verify_blobs=options.verify_blobs)
+    reader = ContainerReader.open(
+        source, mmap=options.mmap, verify_blobs=options.verify_blobs, key=resolve_key(options.key)
+    )
     try:
         if reader.meta.get("kind") != SESSION_KIND:
             raise CorruptSessionError("this mason file holds no session (no session metadata in its index)")
@@ -457,7 +464,10 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     _check_environment(meta.get("environment", {}))
     variables = meta["variables"]
     wanted = _wanted(variables, options.names)
-    loader = _SegmentLoader(session, meta["module"], namespace, module, options.ignore)
+    allowlist = Allowlist.from_arg(options.allow, session_module=meta["module"])
+    if allowlist is not None:
+        allowlist.check(scan_session(session, variables[: wanted[1]], allowlist))
+    loader = _SegmentLoader(session, meta["module"], namespace, module, options.ignore, allowlist)
     loaded: dict = {}
     failures: dict[str, str] = {}
     for position, var in enumerate(variables[: wanted[1]]):
@@ -556,7 +566,7 @@ class _Buffers:
 class _SegmentLoader:
     """One Unpickler reading the segments in order, with a shared memo."""
 
-    def __init__(self, session, saved_module: str, namespace: dict, module, ignore):
+    def __init__(self, session, saved_module: str, namespace: dict, module, ignore, allowlist=None):
         self._session = session
         self._stream = _SegmentStream()
         self._buffers = _Buffers(session)
@@ -564,7 +574,7 @@ class _SegmentLoader:
         # saved classes replace the live ones, so instances keep theirs.
         ignore = True if ignore is None else ignore
         self._make = lambda: _SessionUnpickler(
-            self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers
+            self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers, allow=allowlist
         )
         self._unpickler = self._make()
         # memo index ranges [start, end) holding placeholders for objects of
@@ -664,19 +674,34 @@ class _SessionUnpickler(Unpickler):
         self._namespace = namespace
         self._module = module
 
-    def find_class(self, module_name, name):
+    def _resolve(self, module_name, name):
         if module_name == "mason._rebuild":
             if name == "module_dict":
                 return self._module_dict
             if name == "import_module":
                 return self._import_module
-        return super().find_class(module_name, name)
+        return super()._resolve(module_name, name)
 
     def _module_dict(self, name):
         return self._namespace if name == self._saved_module else _rebuild.module_dict(name)
 
     def _import_module(self, name):
         return self._module if name == self._saved_module else _rebuild.import_module(name)
+
+
+def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None) -> ScanReport:
+    """What the segments of ``variables`` would import and call, found
+    without running anything (offenders listed when given an allowlist)."""
+    stream = _SegmentStream()
+    report = ScanReport()
+    scanner = None
+    for var in variables:
+        if scanner is None or var.get("memo_reset"):
+            scanner = StreamScanner(stream, allowlist)
+            scanner.report = report
+        stream.switch(session.segment(var["segment"]))
+        scanner.scan()
+    return report
 
 
 def _check_environment(env: dict) -> None:
@@ -703,7 +728,14 @@ def _check_environment(env: dict) -> None:
 
 @dataclass
 class SessionInfo:
-    """What a session file holds, read from its index alone."""
+    """What a session file holds, read without running anything from it.
+
+    ``imports``: the modules loading it would import (found by scanning the
+    pickle segments with inert placeholders), None if they could not be
+    scanned (``scan_error`` says why); ``functions``: names of the functions
+    saved by value (code that loading would create); ``signed``: whether the
+    file carries a signature (checked only by a load or verify with a key).
+    """
 
     module: str
     module_kind: str
@@ -711,25 +743,39 @@ class SessionInfo:
     skipped: list[dict] = field(default_factory=list)
     environment: dict = field(default_factory=dict)
     format_version: tuple = ()
+    signed: bool = False
+    imports: list | None = None
+    functions: list = field(default_factory=list)
+    scan_error: str | None = None
 
     def names(self) -> list[str]:
         return [v["name"] for v in self.variables]
 
 
 def inspect(filename=None) -> SessionInfo:
-    """Describe a session file without unpickling anything from it.
+    """Describe a session file without running anything from it.
 
-    Safe for untrusted files: only the JSON index is parsed (after its
-    checksum is verified).
+    Safe for untrusted files: the JSON index is parsed after its checksum is
+    verified, and the pickle segments are only scanned for the modules they
+    name, with inert placeholders instead of real objects.
     """
     source = default_session_path() if filename is None else filename
-    with _open_session(source, _LoadOptions(mmap=False)) as session:
+    with _open_session(source, _LoadOptions(mmap=False, key=False)) as session:
         meta = session.meta
-        return SessionInfo(
+        info = SessionInfo(
             module=meta["module"],
             module_kind=meta.get("module_kind", ""),
             variables=[{k: v[k] for k in ("name", "type", "stored", "size")} for v in meta["variables"]],
             skipped=list(meta.get("skipped", [])),
             environment=dict(meta.get("environment", {})),
             format_version=tuple(session.version),
+            signed=session.signature is not None,
         )
+        try:
+            report = scan_session(session, meta["variables"], Allowlist((), session_module=meta["module"]))
+        except UnpicklingError as exc:  # CorruptSessionError included: a damaged segment
+            info.scan_error = str(exc)
+        else:
+            info.imports = sorted(m for m in report.modules if m != meta["module"])
+            info.functions = list(report.functions)
+        return info

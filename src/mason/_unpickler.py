@@ -10,6 +10,7 @@ import pickle
 import sys
 
 from . import _settings
+from ._allowlist import Allowlist
 from .errors import UnpicklingError
 
 __all__ = ["Unpickler", "translate_error"]
@@ -23,14 +24,24 @@ class Unpickler(pickle.Unpickler):
     ``ignore=False`` (dill's default): when the loaded object is an instance
     of a class saved from ``__main__`` and this interpreter's ``__main__``
     has a class of the same name, the object is rebound to that live class.
+
+    ``allow``: an :class:`~mason._allowlist.Allowlist` (or its patterns);
+    every global is checked against it as it is looked up.  (The load
+    functions also scan the whole stream first, so that nothing runs.)
     """
 
-    def __init__(self, file, *, ignore=None, **kwds):
+    def __init__(self, file, *, ignore=None, allow=None, **kwds):
         kwds.pop("main", None)  # dill accepts it; the live __main__ is used
         super().__init__(file, **kwds)
         self._ignore = bool(_settings.option(ignore, "ignore"))
+        self._allow = Allowlist.from_arg(allow)
 
     def find_class(self, module, name):
+        if self._allow is None:
+            return self._resolve(module, name)
+        return self._allow.guard(module, name, lambda: self._resolve(module, name))
+
+    def _resolve(self, module, name):
         try:
             return super().find_class(module, name)
         except AttributeError:

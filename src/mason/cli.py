@@ -1,4 +1,4 @@
-"""The ``mason`` command: inspect, verify, diff, load and run session files.
+"""The ``mason`` command: inspect, verify, diff, sign, load and run session files.
 
 Each subcommand is one function ``_cmd_<name>(args) -> exit status``; ``main``
 parses the command line, runs one of them and turns the errors a user can
@@ -30,7 +30,9 @@ from typing import Any
 
 from . import __version__
 from ._format import ContainerReader, spec
-from ._session import SESSION_KIND, SessionInfo, dump_module, inspect, load_module
+from ._format.signing import ENV_VAR as _KEY_ENV_VAR
+from ._format.signing import resolve_key
+from ._session import SESSION_KIND, SessionInfo, dump_module, inspect, load_module, sign
 from ._storage import default_session_path, open_for_read
 from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _error("a command is required (inspect, verify, diff, load, run)")
+        _error("a command is required (inspect, verify, diff, sign, load, run)")
         return EXIT_USAGE
     try:
         return args.handler(args)
@@ -151,11 +153,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "verify",
-        help="check every checksum of a session file",
-        description="Check the header, index and every record's checksum. Exit status 0 when the file is intact.",
+        help="check every checksum (and the signature, with a key) of a session file",
+        description="Check the header, index and every record's checksum; with a key (--key, --key-file or"
+        f" ${_KEY_ENV_VAR}), also that the file is signed with it. Exit status 0 when the file is intact.",
     )
     p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
+    _key_arguments(p)
     p.set_defaults(handler=_cmd_verify)
+
+    p = commands.add_parser(
+        "sign",
+        help="sign a session file with HMAC-SHA256 (replaced atomically)",
+        description="Verify a session file's checksums, then sign it with HMAC-SHA256 using the key from"
+        f" --key, --key-file or ${_KEY_ENV_VAR}. The file is replaced atomically; records are copied as they are.",
+    )
+    p.add_argument("file", metavar="FILE", help="the session file to sign")
+    _key_arguments(p)
+    p.set_defaults(handler=_cmd_sign)
 
     p = commands.add_parser(
         "diff",
@@ -190,6 +204,14 @@ def _parser() -> argparse.ArgumentParser:
         help="restore only these variables (comma-separated; may be repeated)",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first variable that cannot be restored (default: warn and go on)")
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="PATTERN",
+        help="load only if the file uses nothing but these modules (prefixes) or module:name globals;"
+        " 'mason:code' allows functions saved by value (may be repeated or comma-separated)",
+    )
+    _key_arguments(p)
     p.set_defaults(handler=_cmd_load)
 
     p = commands.add_parser(
@@ -215,6 +237,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _key_arguments(p: argparse.ArgumentParser) -> None:
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--key", metavar="KEY", help=f"the signing key (visible to other users in the process list: prefer --key-file or ${_KEY_ENV_VAR})")
+    keys.add_argument("--key-file", metavar="PATH", help="read the signing key from this file (trailing newline ignored)")
+
+
+def _key(args: argparse.Namespace) -> bytes | None:
+    """The key from --key, --key-file, or the environment (None: no key)."""
+    if args.key is not None:
+        return resolve_key(args.key)
+    if args.key_file is not None:
+        with open(args.key_file, "rb") as f:
+            return resolve_key(f.read().rstrip(b"\r\n"))
+    return resolve_key(None)
+
+
 # ====================================================================== sources
 
 
@@ -232,8 +270,8 @@ def _label(path: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _open_container(source: Any) -> Iterator[ContainerReader]:
-    reader = ContainerReader.open(source, verify_blobs=False)
+def _open_container(source: Any, key: bytes | None = None) -> Iterator[ContainerReader]:
+    reader = ContainerReader.open(source, verify_blobs=False, key=key)
     try:
         yield reader
     finally:
@@ -311,6 +349,10 @@ def _info_as_json(info: SessionInfo, label: str) -> dict:
         "variables": info.variables,
         "skipped": info.skipped,
         "total_size": sum(v["size"] for v in info.variables),
+        "signed": info.signed,
+        "imports": info.imports,
+        "functions_by_value": info.functions,
+        "scan_error": info.scan_error,
     }
 
 
@@ -326,6 +368,16 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
     ]
     packages = env.get("packages") or {}
     lines.append("packages: " + (", ".join(f"{name} {version}" for name, version in sorted(packages.items())) or "none recorded"))
+    lines.append("signed:   " + ("yes (HMAC-SHA256; `mason verify --key` checks it)" if info.signed else "no"))
+    if info.imports is None:
+        lines.append(f"imports:  unknown ({info.scan_error})")
+    else:
+        lines.append("imports:  " + (", ".join(info.imports) or "nothing"))
+        code = sorted(set(info.functions))
+        lines.append(
+            "code:     "
+            + (f"{_plural(len(info.functions), 'function')} saved by value ({', '.join(code[:6])}{', ...' if len(code) > 6 else ''})" if code else "none saved by value")
+        )
     lines.append("")
     rows = [(v["name"], v["type"], _human_size(v["size"]), v["stored"]) for v in info.variables]
     rows += [(s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}") for s in info.skipped]
@@ -370,7 +422,8 @@ def _plural(n: int, word: str) -> str:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     source = _source(args.file)
-    with _open_container(source) as reader:
+    key = _key(args)
+    with _open_container(source, key) as reader:
         reader.verify()
         if reader.meta.get("kind") == SESSION_KIND:
             what = _plural(len(_session_variables(reader, args.file)), "variable")
@@ -378,7 +431,22 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             what = _plural(reader.segment_count, "segment")
         blobs = reader.blob_count
     size = len(source.getbuffer()) if isinstance(source, io.BytesIO) else os.stat(source).st_size
-    print(f"ok: {what}, {_plural(blobs, 'blob')}, {size:,} bytes verified")
+    signed = "; signature verified" if key is not None else (
+        "; signed (give a key to check the signature)" if reader.signature is not None else ""
+    )
+    print(f"ok: {what}, {_plural(blobs, 'blob')}, {size:,} bytes verified{signed}")
+    return EXIT_OK
+
+
+# ====================================================================== sign
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    key = _key(args)
+    if key is None:
+        raise _UsageError(f"no signing key: give --key, --key-file or set ${_KEY_ENV_VAR}")
+    sign(args.file, key)
+    print(f"signed: {args.file}")
     return EXIT_OK
 
 
@@ -557,7 +625,13 @@ def _cmd_load(args: argparse.Namespace) -> int:
                     warnings.warn(f"not in the file: {skipped.get('reason', skipped['name'])} (skipped when saving)", MasonWarning)
             before = len(shown)
             try:
-                loaded = load_module(source, names=names, on_error="raise" if args.strict else "warn")
+                loaded = load_module(
+                    source,
+                    names=names,
+                    on_error="raise" if args.strict else "warn",
+                    key=_key(args) or False,
+                    allow=_split_names(args.allow, "--allow"),
+                )
             except Exception as exc:
                 if isinstance(exc, (MasonError, OSError, ValueError)) or args.traceback:
                     raise
@@ -582,12 +656,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
             sys.modules["__main__"] = previous_main
 
 
-def _split_names(values: list[str] | None) -> list[str] | None:
+def _split_names(values: list[str] | None, option: str = "--names") -> list[str] | None:
     if values is None:
         return None
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
     if not names:
-        raise _UsageError("--names: no variable names given")
+        raise _UsageError(f"{option}: nothing given")
     return names
 
 

@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, NamedTuple
 
 from .._storage import open_for_read
-from ..errors import CorruptSessionError, UnsupportedFormatError
+from ..errors import CorruptSessionError, SignatureError, UnsupportedFormatError
 from . import checksum as _checksum
 from . import compression as _compression
+from . import signing as _signing
 from . import spec
 
 _CHUNK = 16 << 20  # read and hash big payloads piecewise, to bound memory
@@ -248,8 +249,8 @@ def _shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: 
     return ""
 
 
-def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict, list, list]:
-    """meta, segment entries and blob entries, every entry checked."""
+def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict, list, list, Any]:
+    """meta, segment entries, blob entries (every entry checked) and the signature or None."""
     try:
         index = json.loads(bytes(payload).decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
@@ -277,7 +278,10 @@ def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict,
         expected = entry.offset + entry.length
     if expected != index_offset:
         raise CorruptSessionError(f"records end at {expected} but the index starts at {index_offset}")
-    return index["meta"], tables[0], tables[1]
+    signature = index.get("signature")
+    if signature is not None:
+        signature = _signing.Signature(signature, len(tables[0]), len(tables[1]))
+    return index["meta"], tables[0], tables[1], signature
 
 
 def _parse_entry(kind: bytes, number: int, obj: Any) -> _Entry:
@@ -313,16 +317,24 @@ class ContainerReader:
     ``verify_blobs=False`` to leave an uncompressed memory-mapped blob's pages
     unread until used, and call ``verify()`` when convenient (before changing
     any blob in place, since a changed blob no longer matches).
+
+    ``key`` (bytes): the file must be signed with it (``SignatureError``
+    otherwise).  The index signature is checked on opening, each record's
+    MAC on its first access (blobs included, whatever ``verify_blobs`` says).
     Not safe for use from several threads at once.
     """
 
-    def __init__(self, source: Any, *, mmap: bool = True, verify_blobs: bool = True) -> None:
+    def __init__(self, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
+                 key: bytes | None = None) -> None:
         self._file: BinaryIO | None = None  # a file we opened, to close
         self._source: Any = None
         self._verified: set[int] = set()
         self._verify_blobs = verify_blobs
+        self._key = key
+        self._authenticated: set[int] = set()
         self._from_stream = False
         self.meta: dict[str, Any] = {}
+        self.signature: _signing.Signature | None = None  # set when the file is signed
         self.version: tuple[int, int] = (0, 0)  # (major, minor) of the file
         name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "")
         self._name = os.fspath(name) if isinstance(name, (str, os.PathLike)) else ""  # for errors
@@ -335,13 +347,14 @@ class ContainerReader:
             raise
 
     @classmethod
-    def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True) -> ContainerReader:
+    def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
+             key: bytes | None = None) -> ContainerReader:
         """Open a path, a binary file object, or a bytes-like object holding a container.
 
         A seekable file object is read from its current position to its end;
         a non-seekable one is read up to the end of one container.
         """
-        return cls(source, mmap=mmap, verify_blobs=verify_blobs)
+        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key)
 
     # -- public ------------------------------------------------------------------
 
@@ -359,6 +372,7 @@ class ContainerReader:
         with self._named():
             stored = self._stored(entry, writable=False)
             self._check_sum(entry, stored)
+            self._authenticate(entry, stored)
             return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
 
     def blob(self, i: int) -> memoryview:
@@ -371,6 +385,7 @@ class ContainerReader:
         entry = self._entry(self._blobs, i, "blob")
         with self._named():
             stored = self._stored(entry, writable=entry.codec is None)
+            self._authenticate(entry, stored)
             if entry.codec is None:
                 if self._verify_blobs:
                     self._check_sum(entry, stored)
@@ -379,6 +394,20 @@ class ContainerReader:
             self._check_sum(entry, stored)
             return memoryview(self._decompress(entry, stored))
 
+    def records(self) -> Iterator[tuple[bytes, Any, str | None, int]]:
+        """Every segment and blob in file order, as stored and checksum-verified:
+        (kind, stored payload, compression name, raw length)."""
+        self._check_open()
+        for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
+            with self._named():
+                stored = self._stored(entry, writable=False)
+                self._check_sum(entry, stored)
+            yield entry.kind, stored, entry.codec and entry.codec.name, entry.raw_length
+
+    @property
+    def checksum_name(self) -> str:
+        return self._algo.name
+
     def segment_info(self, i: int) -> dict[str, Any]:
         return _info(self._entry(self._segments, i, "segment"))
 
@@ -386,17 +415,26 @@ class ContainerReader:
         return _info(self._entry(self._blobs, i, "blob"))
 
     def verify(self) -> None:
-        """Check every record's checksum; CorruptSessionError names the first bad one."""
+        """Check every record's checksum (and MAC, with a key); the error names the first bad one."""
         self._check_open()
         with self._named():
             for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
                 self._check_header(entry)
-                if entry.offset in self._verified:
+                check = entry.offset not in self._verified
+                mac = self._key is not None and entry.offset not in self._authenticated
+                if not (check or mac):
                     continue
                 hasher = self._algo.new()
+                macer = _signing.new_record_mac(self._key) if mac else None
                 for at in range(0, entry.length, _CHUNK):
-                    hasher.update(self._source.read(entry.offset + at, min(_CHUNK, entry.length - at)))
-                self._compare(entry, hasher.digest())
+                    chunk = self._source.read(entry.offset + at, min(_CHUNK, entry.length - at))
+                    hasher.update(chunk)
+                    if macer is not None:
+                        macer.update(chunk)
+                if check:
+                    self._compare(entry, hasher.digest())
+                if macer is not None:
+                    self._record_signed(entry, macer.hexdigest())
 
     def close(self) -> None:
         if self._source is not None:
@@ -464,7 +502,14 @@ class ContainerReader:
                        trailer.index_length, None, trailer.index_checksum, 0)
         payload = self._stored(index, writable=False)
         self._check_sum(index, payload)
-        self.meta, self._segments, self._blobs = _parse_index(payload, self._algo.name, index_offset)
+        self.meta, self._segments, self._blobs, self.signature = _parse_index(
+            payload, self._algo.name, index_offset
+        )
+        if self._key is not None:
+            if self.signature is None:
+                raise SignatureError("the file is not signed, and a signing key was given")
+            header = bytes(source.read(0, spec.HEADER.size))
+            self.signature.verify_index(self._key, header, bytes(payload))
         if self._from_stream:
             # Came off a stream: everything is in memory, so finish checking now.
             for entry in self._segments + self._blobs:
@@ -524,6 +569,15 @@ class ContainerReader:
             )
         self._verified.add(entry.offset)
 
+    def _authenticate(self, entry: _Entry, stored: Any) -> None:
+        if self._key is not None and entry.offset not in self._authenticated:
+            self._record_signed(entry, _signing.record_mac(self._key, stored))
+
+    def _record_signed(self, entry: _Entry, mac: str) -> None:
+        assert self.signature is not None  # a key was given: opening checked there is one
+        self.signature.verify_record(spec.RECORD_KINDS[entry.kind], entry.number, mac)
+        self._authenticated.add(entry.offset)
+
     def _decompress(self, entry: _Entry, stored: Any) -> bytearray:
         try:
             return entry.codec.decompress(stored, entry.raw_length)
@@ -532,10 +586,10 @@ class ContainerReader:
 
     @contextmanager
     def _named(self) -> Iterator[None]:
-        """Put the file's name in front of any corruption message."""
+        """Put the file's name in front of any corruption or signature message."""
         try:
             yield
-        except CorruptSessionError as exc:
+        except (CorruptSessionError, SignatureError) as exc:
             if self._name and exc.args:
                 exc.args = (f"{self._name}: {exc.args[0]}",) + exc.args[1:]
             raise

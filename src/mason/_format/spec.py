@@ -46,6 +46,7 @@ END_MAGIC = b"MASONEND"  # last 8 bytes of every container
 
 FORMAT_MAJOR = 1  # readers refuse a newer major version
 FORMAT_MINOR = 0  # minor versions only add optional index keys; readers accept any
+SIGNED_MINOR = 1  # 1.1 adds the optional "signature" index key (written only when signing)
 ALIGNMENT = 64  # blob payloads start at a multiple of this (cache line, >= any SIMD load)
 
 # -- Fixed layouts -------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from . import checksum as _checksum
 from . import compression as _compression
+from . import signing as _signing
 from . import spec
 
 
@@ -23,8 +24,9 @@ class ContainerWriter:
     ``checksum`` is "crc32" or "xxh3_64" (default: xxh3_64 if xxhash is
     installed); ``compression`` is None, "zlib", "lzma", "zstd" or "lz4",
     applied to every segment and blob that it makes smaller, at ``level``
-    (default: a fast level of that codec).  The writer does not close or seek
-    ``fileobj``.
+    (default: a fast level of that codec).  ``key`` (bytes): sign the
+    container with HMAC-SHA256 (format 1.1, see ``signing``).  The writer does
+    not close or seek ``fileobj``.
     """
 
     def __init__(
@@ -34,8 +36,11 @@ class ContainerWriter:
         checksum: str | None = None,
         compression: str | None = None,
         level: int | None = None,
+        key: bytes | None = None,
     ) -> None:
         self._file = fileobj
+        self._key = key
+        self._macs: dict[bytes, list[str]] = {spec.SEGMENT: [], spec.BLOB: []}
         self._algo = _checksum.by_name(checksum)
         self._codec = _compression.by_name(compression)
         if self._codec is None:
@@ -47,13 +52,14 @@ class ContainerWriter:
         self._pos = 0
         self._tables: dict[bytes, list[dict[str, Any]]] = {spec.SEGMENT: [], spec.BLOB: []}
         self._finished = False
-        self._write(spec.HEADER.pack(
+        self._header = spec.HEADER.pack(
             magic=spec.MAGIC,
             major=spec.FORMAT_MAJOR,
-            minor=spec.FORMAT_MINOR,
+            minor=spec.SIGNED_MINOR if key else spec.FORMAT_MINOR,
             checksum_id=self._algo.id,
             reserved=0,
-        ))
+        )
+        self._write(self._header)
 
     @property
     def bytes_written(self) -> int:
@@ -86,10 +92,14 @@ class ContainerWriter:
             "meta": meta,
             "segments": self._tables[spec.SEGMENT],
         }
+        if self._key:
+            index["signature"] = _signing.placeholder(self._macs[spec.SEGMENT], self._macs[spec.BLOB])
         # Sorted keys: the same session gives the same bytes.
         payload = json.dumps(
             index, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode("utf-8")
+        if self._key:
+            payload = _signing.seal(payload, self._header, self._key)
         if len(payload) > spec.MAX_INDEX_LENGTH:
             raise ValueError(f"index of {len(payload)} bytes is over the format's limit")
         index_offset = self._pos
@@ -130,6 +140,14 @@ class ContainerWriter:
         table.append(entry)
         return len(table) - 1
 
+    def copy_record(self, kind: bytes, payload: Any, compression: str | None, raw_length: int) -> int:
+        """Store a record's payload exactly as another container stored it
+        (already compressed with ``compression``); returns its table index."""
+        self._check_open()
+        table = self._tables[kind]
+        table.append(self._emit(kind, memoryview(payload).cast("B"), compression, raw_length))
+        return len(table) - 1
+
     def _write_record(self, kind: bytes, view: Any, codec: Any) -> dict[str, Any]:
         raw_length = len(view)
         payload, codec_name = view, None
@@ -139,8 +157,13 @@ class ContainerWriter:
             # raw: no decompression cost, and a raw blob can be memory-mapped.
             if len(packed) < raw_length:
                 payload, codec_name = packed, codec.name
+        return self._emit(kind, payload, codec_name, raw_length)
+
+    def _emit(self, kind: bytes, payload: Any, codec_name: str | None, raw_length: int) -> dict[str, Any]:
         pad = (-(self._pos + spec.RECORD.size)) % spec.ALIGNMENT if kind == spec.BLOB else 0
         value = self._algo.compute(payload)
+        if self._key and kind != spec.INDEX:
+            self._macs[kind].append(_signing.record_mac(self._key, payload))
         self._write(spec.RECORD.pack(
             kind=kind,
             compression=spec.COMPRESSION_IDS[codec_name],

@@ -1,0 +1,376 @@
+"""Trust: signed files (HMAC-SHA256) and loads restricted by an allowlist.
+
+Files are made by fresh interpreters, the way users make them; loading
+happens here, into dicts (load_module_asdict), or in fresh interpreters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+import mason
+from mason import ForbiddenGlobalError, SignatureError
+from mason._format import ContainerReader, spec
+from mason.cli import main as cli
+
+from conftest import run_python
+
+numpy = pytest.importorskip("numpy")
+
+SESSION = """
+import collections, numpy as np, mason
+arr = np.arange(1024, dtype=np.float32)
+counts = collections.Counter('abracadabra')
+def double(x):
+    return 2 * x
+class Point:
+    def __init__(self, x):
+        self.x = x
+    def norm(self):
+        return abs(self.x)
+p = Point(-3)
+"""
+
+
+def save(tmp_path, name="s.mason", code=SESSION, args="", env=None):
+    path = tmp_path / name
+    run_python(code + f"\nmason.dump_module({str(path)!r}{', ' + args if args else ''})\n", env=env)
+    return path
+
+
+def check_session(ns):
+    assert ns["arr"].sum() == sum(range(1024))
+    assert ns["counts"]["a"] == 5
+    assert ns["double"](21) == 42
+    assert ns["p"].norm() == 3
+
+
+# ====================================================================== signing
+
+
+def test_signed_file_loads_with_its_key_in_a_fresh_interpreter(tmp_path):
+    path = save(tmp_path, args="key=b'k1'")
+    assert mason.inspect(path).signed
+    run_python(
+        f"""
+        import mason
+        mason.load_module({str(path)!r}, key=b'k1')
+        assert double(21) == 42 and p.norm() == 3 and arr.sum() == {sum(range(1024))}
+        """
+    )
+
+
+def test_wrong_key_unsigned_file_and_opt_out(tmp_path):
+    signed = save(tmp_path, "signed.mason", args="key='k1'")
+    unsigned = save(tmp_path, "unsigned.mason")
+    assert not mason.inspect(unsigned).signed
+    with pytest.raises(SignatureError, match="another key"):
+        mason.load_module_asdict(signed, key="k2")
+    with pytest.raises(SignatureError, match="not signed"):
+        mason.load_module_asdict(unsigned, key="k1")
+    # Without a key a signed file loads (nothing is checked but the checksums) ...
+    check_session(mason.load_module_asdict(signed))
+    # ... and key=False is the explicit way to load an unsigned file with a key configured.
+    check_session(mason.load_module_asdict(unsigned, key=False))
+
+
+def test_key_from_the_environment_signs_and_is_required(tmp_path, monkeypatch):
+    path = save(tmp_path, env={"MASON_SIGNING_KEY": "from-env"})
+    assert mason.inspect(path).signed
+    unsigned = save(tmp_path, "unsigned.mason", env={"MASON_SIGNING_KEY": ""})
+    monkeypatch.setenv("MASON_SIGNING_KEY", "from-env")
+    check_session(mason.load_module_asdict(path))
+    with pytest.raises(SignatureError, match="not signed"):
+        mason.load_module_asdict(unsigned)
+    check_session(mason.load_module_asdict(unsigned, key=False))
+    monkeypatch.setenv("MASON_SIGNING_KEY", "other")
+    with pytest.raises(SignatureError):
+        mason.load_module_asdict(path)
+
+
+def test_refused_signature_leaves_the_module_unchanged(tmp_path):
+    path = save(tmp_path, args="key='k1'")
+    proc = run_python(
+        f"""
+        import mason
+        double = 'mine'
+        try:
+            mason.load_module({str(path)!r}, key='wrong')
+        except mason.SignatureError as exc:
+            print('refused:', exc)
+        assert double == 'mine' and 'p' not in globals()
+        """
+    )
+    assert "refused:" in proc.stdout
+
+
+def _index(data: bytes):
+    trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)
+    start = trailer.index_offset + spec.RECORD.size
+    return trailer, json.loads(data[start : start + trailer.index_length])
+
+
+def _rebuild_index(data: bytes, index: dict) -> bytes:
+    """The container with a new index (checksums made right, as a forger would)."""
+    trailer, _ = _index(data)
+    payload = json.dumps(index, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    crc = zlib.crc32(payload)
+    record = spec.RECORD.pack(kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc)
+    head = data[: trailer.index_offset] + record + payload
+    tail = spec.TRAILER.pack(
+        index_offset=trailer.index_offset,
+        index_length=len(payload),
+        index_checksum=crc,
+        container_length=len(head) + spec.TRAILER.size,
+        checksum_id=trailer.checksum_id,
+        reserved=bytes(7),
+        end_magic=spec.END_MAGIC,
+    )
+    return head + tail
+
+
+def test_edited_metadata_with_fixed_checksums_is_refused(tmp_path):
+    """Renaming variables in the index (swap what 'double' and 'p' hold) and
+    fixing every checksum passes verification without a key, not with one."""
+    path = save(tmp_path, args="key='k1', checksum='crc32'")
+    data = path.read_bytes()
+    _, index = _index(data)
+    for var in index["meta"]["variables"]:
+        var["name"] = {"double": "p", "p": "double"}.get(var["name"], var["name"])
+    forged = tmp_path / "forged.mason"
+    forged.write_bytes(_rebuild_index(data, index))
+    with ContainerReader.open(forged) as reader:
+        reader.verify()  # every checksum is right
+    assert callable(mason.load_module_asdict(forged)["p"])  # and the swap took effect
+    with pytest.raises(SignatureError, match="altered"):
+        mason.load_module_asdict(forged, key="k1")
+    assert cli(["verify", str(forged), "--key", "k1"]) == 1
+
+
+def _crc_preserving_patch(block: bytes, change_at: int, new: bytes, fix_at: int) -> bytes:
+    """``block`` with ``new`` written at ``change_at`` and 4 bytes at ``fix_at``
+    adjusted so that its CRC-32 is unchanged (CRC is affine over GF(2))."""
+    target = zlib.crc32(block)
+    out = bytearray(block)
+    out[change_at : change_at + len(new)] = new
+    zero = zlib.crc32(bytes(len(block)))
+    columns = []
+    for bit in range(32):
+        probe = bytearray(len(block))
+        probe[fix_at + bit // 8] = 1 << (bit % 8)
+        columns.append(zlib.crc32(probe) ^ zero)
+    want = zlib.crc32(out) ^ target
+    # Gaussian elimination over GF(2): which bits of the window to flip.
+    rows = [(columns[b], 1 << b) for b in range(32)]
+    basis: dict[int, tuple[int, int]] = {}
+    for value, mask in rows:
+        for top in sorted(basis, reverse=True):
+            if value >> top & 1:
+                value ^= basis[top][0]
+                mask ^= basis[top][1]
+        if value:
+            basis[value.bit_length() - 1] = (value, mask)
+    flips = 0
+    for top in sorted(basis, reverse=True):
+        if want >> top & 1:
+            want ^= basis[top][0]
+            flips ^= basis[top][1]
+    assert want == 0, "the window cannot fix this CRC"
+    for bit in range(32):
+        if flips >> bit & 1:
+            out[fix_at + bit // 8] ^= 1 << (bit % 8)
+    assert zlib.crc32(out) == target
+    return bytes(out)
+
+
+def test_blob_altered_with_the_same_checksum_is_refused(tmp_path):
+    """CRC-32 is no defence against a forger; the per-record MAC is."""
+    path = save(tmp_path, args="key='k1', checksum='crc32'")
+    data = bytearray(path.read_bytes())
+    with ContainerReader.open(bytes(data)) as reader:
+        info = reader.blob_info(0)
+    start, length = info["offset"], info["length"]
+    assert length == 4096
+    blob = bytes(data[start : start + length])
+    data[start : start + length] = _crc_preserving_patch(blob, 0, numpy.float32(1e6).tobytes(), length - 8)
+    forged = tmp_path / "forged.mason"
+    forged.write_bytes(bytes(data))
+    with ContainerReader.open(forged) as reader:
+        reader.verify()  # the checksum still matches
+    assert mason.load_module_asdict(forged)["arr"][0] == 1e6
+    with pytest.raises(SignatureError, match="blob 0 does not match"):
+        mason.load_module_asdict(forged, key="k1")
+    with pytest.raises(SignatureError, match="blob 0"):
+        ContainerReader.open(forged, key=b"k1").verify()
+
+
+def test_sign_an_existing_file_then_verify_it_from_the_command_line(tmp_path, capsys):
+    path = save(tmp_path, args="compression='zlib'")
+    before = mason.inspect(path)
+    key_file = tmp_path / "key"
+    key_file.write_text("file-key\n")
+    assert cli(["sign", str(path), "--key-file", str(key_file)]) == 0
+    after = mason.inspect(path)
+    assert after.signed and after.format_version == (1, 1) and after.variables == before.variables
+    assert cli(["verify", str(path), "--key-file", str(key_file)]) == 0
+    assert "signature verified" in capsys.readouterr().out
+    assert cli(["verify", str(path), "--key", "nope"]) == 1
+    assert "another key" in capsys.readouterr().err
+    check_session(mason.load_module_asdict(path, key="file-key"))
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_sign_refuses_a_damaged_file_and_leaves_it(tmp_path, capsys):
+    path = save(tmp_path)
+    data = bytearray(path.read_bytes())
+    with ContainerReader.open(bytes(data)) as reader:
+        offset = reader.segment_info(0)["offset"]
+    data[offset + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cli(["sign", str(path), "--key", "k"]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert path.read_bytes() == bytes(data)
+    assert cli(["sign", str(path)]) == 2  # no key anywhere
+    assert "no signing key" in capsys.readouterr().err
+
+
+def test_bad_keys_are_clear_errors(tmp_path):
+    path = save(tmp_path)
+    with pytest.raises(TypeError, match="key must be bytes or str"):
+        mason.load_module_asdict(path, key=123)
+    with pytest.raises(ValueError, match="empty"):
+        mason.dump_module(tmp_path / "x.mason", module="json", key=b"")
+
+
+# ====================================================================== allowlist
+
+EVIL = """
+import os, mason
+class Evil:
+    def __reduce__(self):
+        return os.system, ('touch ' + {marker!r},)
+harmless = [1, 2, 3]
+payload = Evil()
+mason.dump_module({path!r}, exclude=['Evil', 'os', 'mason'])
+"""
+
+
+@pytest.fixture
+def evil_file(tmp_path):
+    path = tmp_path / "evil.mason"
+    marker = tmp_path / "pwned"
+    run_python(EVIL.format(marker=str(marker), path=str(path)))
+    return path, marker
+
+
+def test_a_file_that_calls_os_system_is_refused_and_nothing_runs(evil_file, capsys):
+    path, marker = evil_file
+    with pytest.raises(ForbiddenGlobalError, match=r"posix:system|os:system") as exc:
+        mason.load_module_asdict(path, allow=["numpy"])
+    assert "refused before running anything" in str(exc.value)
+    assert not marker.exists()
+    # The same via the command line, and inspect shows what it would import.
+    assert cli(["load", str(path), "--allow", "numpy"]) == 1
+    assert "system" in capsys.readouterr().err and not marker.exists()
+    assert mason.inspect(path).imports in (["posix"], ["os"], ["nt"])
+    assert not marker.exists()
+    # Without an allowlist the file does what it says (so the refusal above is real).
+    mason.load_module_asdict(path)
+    assert marker.exists()
+
+
+def test_only_the_requested_names_are_scanned_and_loaded(evil_file):
+    path, marker = evil_file
+    assert mason.load_module_asdict(path, names=["harmless"], allow=[])["harmless"] == [1, 2, 3]
+    assert not marker.exists()
+
+
+def test_a_real_session_loads_with_the_allowlist_it_needs(tmp_path):
+    path = save(tmp_path)
+    info = mason.inspect(path)
+    assert {"numpy", "collections"} <= set(info.imports)
+    assert {"double", "__init__", "norm"} <= set(info.functions)
+    with pytest.raises(ForbiddenGlobalError) as exc:
+        mason.load_module_asdict(path, allow=["numpy"])
+    message = str(exc.value)
+    assert "collections" in message and mason.CODE in message and "double" in message
+    check_session(mason.load_module_asdict(path, allow=["numpy", "collections", mason.CODE]))
+
+
+def test_allowlist_in_a_fresh_interpreter_with_load_module(tmp_path):
+    path = save(tmp_path)
+    run_python(
+        f"""
+        import mason
+        try:
+            mason.load_module({str(path)!r}, allow=['numpy', 'collections'])
+        except mason.ForbiddenGlobalError:
+            pass
+        else:
+            raise AssertionError('functions by value were not refused')
+        assert 'double' not in globals()
+        mason.load_module({str(path)!r}, allow=['numpy', 'collections', mason.CODE])
+        assert double(2) == 4
+        """
+    )
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_loads_scans_plain_pickles_too():
+    assert mason.loads(pickle.dumps({"a": {1, 2}, "b": (1.5, b"x")}), allow=[]) == {"a": {1, 2}, "b": (1.5, b"x")}
+    with pytest.raises(ForbiddenGlobalError, match="system"):
+        mason.loads(pickle.dumps(_Evil()), allow=["collections"])
+    with pytest.raises(ForbiddenGlobalError, match="builtins:eval"):
+        mason.loads(b"\x80\x04cbuiltins\neval\n\x8c\x011\x85R.", allow=[])
+
+
+def test_names_reached_through_an_allowed_module_are_checked_where_they_lead():
+    from mason._namespace import ImportedRef
+
+    # The scan cannot know that json.codecs is a module: the load checks it.
+    with pytest.raises(ForbiddenGlobalError, match="module codecs"):
+        mason.loads(b"\x80\x04cjson\ncodecs\n.", allow=["json"])
+    with pytest.raises(ForbiddenGlobalError, match="codecs:open"):
+        mason.loads(mason.dumps(ImportedRef("json", "codecs.open", None)), allow=["json"])
+    with pytest.raises(ForbiddenGlobalError, match="__globals__"):
+        mason.loads(b"\x80\x04cjson\ndumps.__globals__\n.", allow=["json"])
+    import json
+
+    assert mason.loads(mason.dumps(ImportedRef("json", "dumps", None)), allow=["json"]) is json.dumps
+
+
+def test_bad_allow_patterns_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not an allow pattern"):
+        mason.loads(pickle.dumps(1), allow=["numpy:"])
+    with pytest.raises(TypeError, match="allow patterns are strings"):
+        mason.load_module_asdict(tmp_path / "missing.mason", allow=[1])
+
+
+def test_file_handles_need_their_own_permission(tmp_path):
+    target = tmp_path / "data.txt"
+    target.write_text("hello")
+    with open(target) as handle:
+        data = mason.dumps(handle)
+    with pytest.raises(ForbiddenGlobalError, match=mason.FILES):
+        mason.loads(data, allow=[])
+    assert mason.loads(data, allow=[mason.FILES]).read() == "hello"
+
+
+def test_inspect_of_a_hostile_file_runs_nothing(evil_file):
+    path, marker = evil_file
+    proc = subprocess.run([sys.executable, "-m", "mason", "inspect", "--json", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["imports"] and info["signed"] is False
+    assert not marker.exists()
