@@ -630,7 +630,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
                     names=names,
                     on_error="raise" if args.strict else "warn",
                     key=_key(args) or False,
-                    allow=_split_names(args.allow, "--allow"),
+                    allow=_split_names(args.allow, "--allow", "patterns"),
                 )
             except Exception as exc:
                 if isinstance(exc, (MasonError, OSError, ValueError)) or args.traceback:
@@ -656,12 +656,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
             sys.modules["__main__"] = previous_main
 
 
-def _split_names(values: list[str] | None, option: str = "--names") -> list[str] | None:
+def _split_names(values: list[str] | None, option: str = "--names", what: str = "variable names") -> list[str] | None:
     if values is None:
         return None
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
     if not names:
-        raise _UsageError(f"{option}: nothing given")
+        raise _UsageError(f"{option}: no {what} given")
     return names
 
 
