@@ -31,7 +31,6 @@ import itertools
 import pickle
 import re
 import types
-from dataclasses import dataclass, field
 
 from .errors import ForbiddenGlobalError, UnpicklingError
 
@@ -229,14 +228,14 @@ def _is_data_type(obj) -> bool:
 # ====================================================================== scanning
 
 
-@dataclass
 class ScanReport:
     """What a pickle stream would import and call, found without running it."""
 
-    globals: set = field(default_factory=set)  # "module:name"
-    modules: set = field(default_factory=set)  # every module it would import
-    functions: list = field(default_factory=list)  # names of functions saved by value
-    problems: list = field(default_factory=list)  # offenders, when scanned with an allowlist
+    def __init__(self) -> None:
+        self.globals: set[str] = set()  # "module:name"
+        self.modules: set[str] = set()  # every module it would import
+        self.functions: list[str] = []  # names of functions saved by value
+        self.problems: list[str] = []  # offenders, when scanned with an allowlist
 
 
 class _TokenMeta(type):

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
 
-Rule = Any  # str | re.Pattern | type | Callable[[str, object], bool] | Iterable of those
-Predicate = Callable[[str, object], bool]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from typing import Any
+
+    Rule = Any  # str | re.Pattern | type | Callable[[str, object], bool] | Iterable of those
+    Predicate = Callable[[str, object], bool]
 
 #: IPython's own bookkeeping in ``__main__``, never saved from a shell:
 #: history (``_i``, ``_i7``, ``_7``...), the output cache and its helpers.

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import datetime
-import platform
 import sys
 import types
-from dataclasses import dataclass
 
 from ._reducers.functions import ModuleDictRef
 from ._reducers.modules import is_importable_module
 from ._reducers.naming import lookup_by_name
 
 
-@dataclass
 class Entry:
     """One variable of a saved namespace."""
 
-    name: str
-    value: object
-    stored: str  # "value" or "reference"
+    __slots__ = ("name", "value", "stored")
+
+    def __init__(self, name: str, value: object, stored: str) -> None:
+        self.name = name
+        self.value = value
+        self.stored = stored  # "value" or "reference"
+
+    def __repr__(self) -> str:
+        return f"Entry({self.name!r}, {type(self.value).__name__}, {self.stored!r})"
 
 
 def resolve_module(module) -> types.ModuleType:
@@ -119,6 +121,9 @@ def _is_atom(value) -> bool:
 
 def environment(values) -> dict:
     """Where a session was saved: interpreter, platform, mason and package versions."""
+    import datetime
+    import platform
+
     from . import __version__
 
     return {

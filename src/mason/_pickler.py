@@ -21,6 +21,7 @@ from ._reducers.code import reduce_cell, reduce_empty_cell
 from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function
 from ._reducers.modules import reduce_session_module
 from ._reducers.naming import lookup_by_name
+from ._reducers import stdlib as _stdlib
 from ._reducers.stdlib import FILE_TYPES, PROTOCOL5_TABLE, make_file_reducer
 from ._reducers.thirdparty import loaded_tables
 
@@ -79,6 +80,7 @@ class Pickler(pickle.Pickler):
         table[types.CellType] = self._reduce_cell
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
+        table.update(_stdlib.loaded_tables())
         table.update(loaded_tables())
         table.update(USER_TABLE)
         self.dispatch_table = table

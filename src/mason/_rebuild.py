@@ -19,7 +19,7 @@ import io
 import marshal
 import os
 import sys
-import threading
+import _thread
 import types
 import weakref
 
@@ -236,14 +236,14 @@ def make_weakref(obj):
 
 
 def make_lock(locked):
-    lock = threading.Lock()
+    lock = _thread.allocate_lock()
     if locked:
         lock.acquire()
     return lock
 
 
 def make_rlock(count):
-    lock = threading.RLock()
+    lock = _thread.RLock()
     for _ in range(count):
         lock.acquire()
     return lock

@@ -19,7 +19,6 @@ import pickletools
 import sys
 import types
 import warnings
-from dataclasses import dataclass, field
 
 from . import _namespace, _rebuild
 from ._allowlist import Allowlist, ScanReport, StreamScanner
@@ -92,17 +91,24 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
         _write_session(stream, module, entries, options)
 
 
-@dataclass
-class _SaveOptions:
-    exclude: object = None
-    include: object = None
-    on_error: str = "warn"
-    byref: object = None
-    recurse: object = None
-    fmode: object = None
-    compression: object = None
-    checksum: object = None
-    key: object = None
+class _Options:
+    """Keyword options with defaults (plain classes: dataclasses would add
+    milliseconds to ``import mason``)."""
+
+    DEFAULTS: dict = {}
+
+    def __init__(self, **kwds):
+        for name, default in self.DEFAULTS.items():
+            setattr(self, name, kwds.pop(name, default))
+        if kwds:
+            raise TypeError(f"unexpected option(s): {', '.join(sorted(kwds))}")
+
+
+class _SaveOptions(_Options):
+    DEFAULTS = dict(
+        exclude=None, include=None, on_error="warn", byref=None, recurse=None, fmode=None,
+        compression=None, checksum=None, key=None,
+    )
 
     @classmethod
     def from_kwds(cls, kwds: dict) -> _SaveOptions:
@@ -112,8 +118,8 @@ class _SaveOptions:
 
 
 def _options(cls, kwds: dict, function: str):
-    """An options dataclass from keyword arguments; unknown ones are an error."""
-    unknown = sorted(set(kwds) - set(cls.__dataclass_fields__))
+    """An options object from keyword arguments; unknown ones are an error."""
+    unknown = sorted(set(kwds) - set(cls.DEFAULTS))
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) for {function}: {', '.join(unknown)}")
     options = cls(**kwds)
@@ -328,15 +334,10 @@ def dump_session(filename=None, main=None, byref=False, **kwds) -> None:
 # ====================================================================== load
 
 
-@dataclass
-class _LoadOptions:
-    names: object = None
-    on_error: str = "raise"
-    ignore: object = None
-    mmap: bool = True
-    verify_blobs: bool = True
-    key: object = None
-    allow: object = None
+class _LoadOptions(_Options):
+    DEFAULTS = dict(
+        names=None, on_error="raise", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
+    )
 
     @classmethod
     def from_kwds(cls, kwds: dict, function: str) -> _LoadOptions:
@@ -726,7 +727,6 @@ def _check_environment(env: dict) -> None:
 # ====================================================================== inspect
 
 
-@dataclass
 class SessionInfo:
     """What a session file holds, read without running anything from it.
 
@@ -737,16 +737,34 @@ class SessionInfo:
     file carries a signature (checked only by a load or verify with a key).
     """
 
-    module: str
-    module_kind: str
-    variables: list[dict] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
-    environment: dict = field(default_factory=dict)
-    format_version: tuple = ()
-    signed: bool = False
-    imports: list | None = None
-    functions: list = field(default_factory=list)
-    scan_error: str | None = None
+    _FIELDS = (
+        "module", "module_kind", "variables", "skipped", "environment", "format_version",
+        "signed", "imports", "functions", "scan_error",
+    )
+
+    def __init__(self, module: str, module_kind: str, variables=(), skipped=(), environment=None,
+                 format_version=(), signed=False, imports=None, functions=(), scan_error=None):
+        self.module = module
+        self.module_kind = module_kind
+        self.variables: list[dict] = list(variables)
+        self.skipped: list[dict] = list(skipped)
+        self.environment: dict = dict(environment or {})
+        self.format_version: tuple = tuple(format_version)
+        self.signed = signed
+        self.imports: list | None = imports
+        self.functions: list = list(functions)
+        self.scan_error: str | None = scan_error
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"SessionInfo({fields})"
+
+    def __eq__(self, other):
+        if not isinstance(other, SessionInfo):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._FIELDS)
+
+    __hash__ = None  # mutable, like the dataclass it replaces
 
     def names(self) -> list[str]:
         return [v["name"] for v in self.variables]

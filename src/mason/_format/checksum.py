@@ -13,7 +13,6 @@ which is why xxh3_64 is the default whenever xxhash is installed.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Protocol
 
 from ..errors import UnsupportedFormatError
 from . import spec
@@ -21,9 +20,13 @@ from . import spec
 _FAST_EXTRA = "pip install 'mason[fast]'"
 
 
-class Hasher(Protocol):
-    def update(self, data: Any) -> None: ...
-    def digest(self) -> int: ...
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from typing import Any, Protocol
+
+    class Hasher(Protocol):
+        def update(self, data: Any) -> None: ...
+        def digest(self) -> int: ...
 
 
 class _Crc32:

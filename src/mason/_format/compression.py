@@ -13,10 +13,11 @@ strings and numpy arrays (ratio, compression speed):
 
 from __future__ import annotations
 
-import lzma
 import zlib
-from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from collections.abc import Callable
+    from typing import Any
 
 from ..errors import CorruptSessionError, UnsupportedFormatError
 from . import spec
@@ -93,7 +94,15 @@ def _zlib_decompress(data: Any, raw_length: int) -> bytes:
     return out
 
 
+def _lzma_compress(data: Any, level: int) -> bytes:
+    import lzma  # stdlib, but slow to import: only when used
+
+    return lzma.compress(data, preset=level)
+
+
 def _lzma_decompress(data: Any, raw_length: int) -> bytes:
+    import lzma
+
     d = lzma.LZMADecompressor()
     out = d.decompress(data, max_length=raw_length)
     if not d.eof or d.unused_data:
@@ -137,7 +146,7 @@ CODECS = {
     codec.name: codec
     for codec in (
         Codec("zlib", None, 1, range(10), lambda d, lv: zlib.compress(d, lv), _zlib_decompress),
-        Codec("lzma", None, 0, range(10), lambda d, lv: lzma.compress(d, preset=lv), _lzma_decompress),
+        Codec("lzma", None, 0, range(10), _lzma_compress, _lzma_decompress),
         Codec("zstd", "zstandard", 3, range(1, 23), _zstd_compress, _zstd_decompress),
         Codec("lz4", "lz4", 0, range(17), _lz4_compress, _lz4_decompress),
     )

@@ -19,9 +19,8 @@ import json
 import mmap as _mmap
 import os
 import re
-from collections.abc import Iterator
+from collections import namedtuple
 from contextlib import contextmanager
-from typing import Any, BinaryIO, NamedTuple
 
 from .._storage import open_for_read
 from ..errors import CorruptSessionError, SignatureError, UnsupportedFormatError
@@ -34,17 +33,19 @@ _CHUNK = 16 << 20  # read and hash big payloads piecewise, to bound memory
 _HEX = re.compile(f"[0-9a-f]{{{spec.CHECKSUM_HEX_DIGITS}}}")
 
 
-class _Entry(NamedTuple):
-    """One segment or blob, as the index describes it (already checked)."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
 
-    kind: bytes
-    number: int  # position in its table
-    offset: int  # of the payload
-    length: int  # stored
-    raw_length: int
-    codec: Any  # compression.Codec or None
-    checksum: int
-    pad: int
+
+class _Entry(namedtuple("_Entry", "kind number offset length raw_length codec checksum pad")):
+    """One segment or blob, as the index describes it (already checked):
+    kind (bytes), number (position in its table), offset (of the payload),
+    length (stored), raw_length, codec (compression.Codec or None),
+    checksum (int), pad."""
+
+    __slots__ = ()
 
     @property
     def name(self) -> str:

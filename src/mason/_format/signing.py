@@ -20,11 +20,11 @@ Unsigned files are plain format 1.0; readers of 1.0 ignore the key.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from typing import Any
 
 from ..errors import CorruptSessionError, SignatureError
 
@@ -60,6 +60,9 @@ def resolve_key(key: Any) -> bytes | None:
 
 
 def record_mac(key: bytes, payload: Any) -> str:
+    import hashlib
+    import hmac  # both only when signing: they add milliseconds to `import mason`
+
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
@@ -69,6 +72,9 @@ def placeholder(segment_macs: list[str], blob_macs: list[str]) -> dict[str, Any]
 
 
 def _index_mac(key: bytes, header: bytes, zeroed_payload: bytes) -> bytes:
+    import hashlib
+    import hmac
+
     mac = hmac.new(key, _DOMAIN, hashlib.sha256)
     mac.update(header)
     mac.update(zeroed_payload)
@@ -110,6 +116,8 @@ class Signature:
         stored = b'"value":"' + self.value.encode("ascii") + b'"'
         if payload.count(stored) != 1:
             raise SignatureError("the signature cannot be located in the index: the file was altered")
+        import hmac
+
         computed = _index_mac(key, header, payload.replace(stored, _PLACEHOLDER))
         if not hmac.compare_digest(computed, self.value.encode("ascii")):
             raise SignatureError(
@@ -118,6 +126,8 @@ class Signature:
 
     def verify_record(self, kind: str, number: int, mac: str) -> None:
         """``mac``: :func:`record_mac` of the stored payload of that record."""
+        import hmac
+
         expected = (self.segments if kind == "segment" else self.blobs)[number]
         if not hmac.compare_digest(mac, expected):
             raise SignatureError(f"{kind} {number} does not match its signature: the file was altered after signing")
@@ -125,4 +135,7 @@ class Signature:
 
 def new_record_mac(key: bytes) -> Any:
     """An incremental :func:`record_mac` (``update``, then ``hexdigest``)."""
+    import hashlib
+    import hmac
+
     return hmac.new(key, digestmod=hashlib.sha256)

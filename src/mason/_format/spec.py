@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import struct
 from collections import namedtuple
-from typing import Any, NamedTuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from typing import Any, NamedTuple
 
 
 class Layout:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from typing import Any, BinaryIO
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from typing import Any, BinaryIO
 
 from . import checksum as _checksum
 from . import compression as _compression

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import enum
-import typing
+import sys
 
 from .. import _rebuild
 from .naming import lookup_by_name
@@ -41,7 +41,8 @@ def reduce_class(cls: type):
     metaclass = type(cls)
     bases = cls.__bases__
     orig_bases = clsdict.get("__orig_bases__")
-    if orig_bases and typing.NamedTuple not in orig_bases:
+    typing = sys.modules.get("typing")  # a class with __orig_bases__ was made by typing
+    if orig_bases and (typing is None or typing.NamedTuple not in orig_bases):
         # Generic[T] and TypedDict check their bases: give them the same
         # __mro_entries__ path as the original class statement.  A NamedTuple
         # is a plain tuple subclass once made, and is rebuilt as one.
@@ -70,4 +71,4 @@ def reduce_typevar(tv):
     return _rebuild.make_typevar, args
 
 
-TABLE = {typing.TypeVar: reduce_typevar}
+TABLE: dict = {}  # TypeVar: see stdlib.loaded_tables (typing may not be loaded)

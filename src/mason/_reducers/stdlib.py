@@ -16,7 +16,7 @@ import pickle
 import re
 import struct
 import sys
-import threading
+import _thread
 import types
 import weakref
 
@@ -91,11 +91,22 @@ def reduce_module_singleton(obj):
     raise pickle.PicklingError(f"cannot find sentinel {obj!r} in module {type(obj).__module__!r}")
 
 
-def _dataclass_sentinel_types():
-    import dataclasses
+def loaded_tables() -> dict:
+    """Reducers for types of standard modules that mason does not import
+    itself: needed only once the module is loaded (no object of it exists
+    before), and importing them all would slow ``import mason`` down."""
+    table = {}
+    dataclasses = sys.modules.get("dataclasses")
+    if dataclasses is not None:
+        names = ("_FIELD_BASE", "_MISSING_TYPE", "_HAS_DEFAULT_FACTORY_CLASS", "_KW_ONLY_TYPE")
+        sentinels = [getattr(dataclasses, name) for name in names if hasattr(dataclasses, name)]
+        table.update(dict.fromkeys(sentinels, reduce_module_singleton))
+    typing = sys.modules.get("typing")
+    if typing is not None:
+        from .classes import reduce_typevar
 
-    names = ("_FIELD_BASE", "_MISSING_TYPE", "_HAS_DEFAULT_FACTORY_CLASS", "_KW_ONLY_TYPE")
-    return [getattr(dataclasses, name) for name in names if hasattr(dataclasses, name)]
+        table[typing.TypeVar] = reduce_typevar
+    return table
 
 
 #: reducers that only protocol 5 can use (PickleBuffer)
@@ -283,8 +294,8 @@ TABLE = {
     weakref.KeyedRef: reduce_keyed_ref,
     weakref.ProxyType: reduce_weakproxy,
     weakref.CallableProxyType: reduce_weakproxy,
-    type(threading.Lock()): reduce_lock,
-    type(threading.RLock()): reduce_rlock,
+    _thread.LockType: reduce_lock,
+    _thread.RLock: reduce_rlock,
     types.MemberDescriptorType: reduce_descriptor,
     types.GetSetDescriptorType: reduce_descriptor,
     types.WrapperDescriptorType: reduce_descriptor,
@@ -296,7 +307,6 @@ TABLE = {
     struct.Struct: reduce_struct,
 }
 TABLE.update(dict.fromkeys(_DICT_VIEWS, reduce_dict_view))
-TABLE.update(dict.fromkeys(_dataclass_sentinel_types(), reduce_module_singleton))
 _CAPSULE_TYPE = _capsule_type()
 if _CAPSULE_TYPE is not None:
     TABLE[_CAPSULE_TYPE] = reduce_capsule

@@ -10,15 +10,17 @@ a session can hold secrets, and inheriting a looser mode would leak them.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import socket
 import stat
 import sys
-from collections.abc import Iterator
+import zlib
 from contextlib import contextmanager
-from pathlib import Path
-from typing import BinaryIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pathlib and typing are imported only when needed: `import mason` stays fast
+    from collections.abc import Iterator
+    from pathlib import Path
+    from typing import BinaryIO
 
 _TEMP_MARK = ".mason-tmp-"
 # Keep the temporary name under the usual 255-byte limit however long the target's.
@@ -31,16 +33,22 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 def _host_tag() -> str:
     # Temporaries can sit on a filesystem shared between machines; a pid only
     # means something on the machine that wrote it.
-    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+    try:
+        host = os.uname().nodename
+    except AttributeError:  # Windows
+        import socket
+
+        host = socket.gethostname()
+    return f"{zlib.crc32(host.encode('utf-8', 'replace')):08x}"
 
 
-def _temp_prefix(target: Path) -> str:
-    return f".{target.name[:_MAX_STEM]}{_TEMP_MARK}{_host_tag()}-"
+def _temp_prefix(target: str) -> str:
+    return f".{os.path.basename(target)[:_MAX_STEM]}{_TEMP_MARK}{_host_tag()}-"
 
 
-def _refuse_symlink(path: Path, action: str) -> None:
-    if path.is_symlink():
-        raise OSError(errno.ELOOP, f"refusing to {action} a session through a symlink", str(path))
+def _refuse_symlink(path: str, action: str) -> None:
+    if os.path.islink(path):
+        raise OSError(errno.ELOOP, f"refusing to {action} a session through a symlink", path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -55,7 +63,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_temps(target: Path) -> None:
+def _remove_stale_temps(target: str) -> None:
     """Remove temporaries of ``target`` left by crashed writers on this machine.
 
     Only names that match our pattern, carry this machine's tag, and whose
@@ -66,7 +74,8 @@ def _remove_stale_temps(target: Path) -> None:
         return
     prefix = _temp_prefix(target)
     try:
-        names = os.listdir(target.parent)
+        directory = os.path.dirname(target) or os.curdir
+        names = os.listdir(directory)
     except OSError:
         return  # the write itself will report an unusable directory
     for name in names:
@@ -76,7 +85,7 @@ def _remove_stale_temps(target: Path) -> None:
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
             continue
         try:
-            os.unlink(target.parent / name)
+            os.unlink(os.path.join(directory, name))
         except OSError:
             pass  # best effort: another process may have removed it first
 
@@ -90,15 +99,15 @@ def atomic_write(path: str | os.PathLike[str], *, mode: int = 0o600) -> Iterator
     ``path`` that is a symlink (OSError ELOOP).  The new file gets ``mode``
     (subject to the umask).
     """
-    target = Path(os.fspath(path))
+    target = os.fsdecode(path)
     _refuse_symlink(target, "write")
-    if target.is_dir():
+    if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, "a session file cannot replace a directory", str(target))
-    directory = target.parent
-    if not directory.is_dir():
+    directory = os.path.dirname(target) or os.curdir
+    if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, "no such directory for the session file", str(directory))
     _remove_stale_temps(target)
-    temp = directory / f"{_temp_prefix(target)}{os.getpid()}-{os.urandom(4).hex()}"
+    temp = os.path.join(directory, f"{_temp_prefix(target)}{os.getpid()}-{os.urandom(4).hex()}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as fileobj:
@@ -115,7 +124,7 @@ def atomic_write(path: str | os.PathLike[str], *, mode: int = 0o600) -> Iterator
     _fsync_directory(directory)
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_directory(directory: str) -> None:
     """Make the rename itself durable (POSIX; Windows has no directory fsync)."""
     if sys.platform == "win32":
         return
@@ -128,7 +137,7 @@ def _fsync_directory(directory: Path) -> None:
 
 def open_for_read(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a session file for binary reading; refuses symlinks and directories."""
-    target = Path(os.fspath(path))
+    target = os.fsdecode(path)
     _refuse_symlink(target, "read")
     try:
         # O_NOFOLLOW closes the gap between the check above and the open.
@@ -154,6 +163,8 @@ def default_session_path() -> Path:
     Windows.  Never a shared temporary directory.  An existing directory's
     mode is left alone.
     """
+    from pathlib import Path
+
     home = os.environ.get("MASON_HOME")
     if home:
         directory = Path(home).expanduser()
