@@ -515,34 +515,19 @@ def _load_error(name: str, exc: BaseException) -> UnpicklingError:
         return UnpicklingError(f"cannot restore variable {name!r}: {exc}")
 
 
-class _SegmentStream:
-    """A readable stream over one segment at a time, for one shared Unpickler."""
+class _SegmentStream(io.BytesIO):
+    """A readable stream over one segment at a time, for one shared Unpickler.
 
-    def __init__(self):
-        self._data = memoryview(b"")
-        self._pos = 0
+    The unpickler binds the stream's methods once; switching copies the next
+    segment into the same BytesIO (segments are small), so every read the
+    unpickler makes is a C call, not a Python method.
+    """
 
     def switch(self, data) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
-
-    def read(self, n=-1):
-        end = len(self._data) if n is None or n < 0 else min(len(self._data), self._pos + n)
-        chunk = self._data[self._pos : end].tobytes()
-        self._pos = end
-        return chunk
-
-    def readinto(self, buffer):
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def readline(self):
-        data = self._data
-        end = self._pos
-        while end < len(data) and data[end] != 0x0A:
-            end += 1
-        return self.read(end + 1 - self._pos)
+        self.seek(0)
+        self.truncate()
+        self.write(data)
+        self.seek(0)
 
 
 class _Buffers:

@@ -285,24 +285,35 @@ def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict,
     return index["meta"], tables[0], tables[1], signature
 
 
+_ENTRY_KEYS = frozenset(spec.ENTRY_KEYS)
+
+
 def _parse_entry(kind: bytes, number: int, obj: Any) -> _Entry:
-    where = f"index: {spec.RECORD_KINDS[kind]} {number}"
-    if not isinstance(obj, dict) or any(key not in obj for key in spec.ENTRY_KEYS):
-        raise CorruptSessionError(f"{where}: not an object with keys {', '.join(spec.ENTRY_KEYS)}")
-    ints = [obj[key] for key in ("offset", "length", "raw_length", "pad")]
-    if any(type(v) is not int or v < 0 for v in ints):
-        raise CorruptSessionError(f"{where}: offset, length, raw_length and pad must be ints >= 0")
-    if not isinstance(obj["checksum"], str) or not _HEX.fullmatch(obj["checksum"]):
-        raise CorruptSessionError(f"{where}: checksum is not {spec.CHECKSUM_HEX_DIGITS} hex digits")
+    # Sessions have thousands of entries: the checks are written for speed,
+    # and the message is only built when one fails.
+    def where() -> str:
+        return f"index: {spec.RECORD_KINDS[kind]} {number}"
+
+    if type(obj) is not dict or not obj.keys() >= _ENTRY_KEYS:
+        raise CorruptSessionError(f"{where()}: not an object with keys {', '.join(spec.ENTRY_KEYS)}")
+    offset, length, raw_length, pad = obj["offset"], obj["length"], obj["raw_length"], obj["pad"]
+    if not (type(offset) is type(length) is type(raw_length) is type(pad) is int
+            and offset >= 0 and length >= 0 and raw_length >= 0 and pad >= 0):
+        raise CorruptSessionError(f"{where()}: offset, length, raw_length and pad must be ints >= 0")
+    checksum = obj["checksum"]
+    if type(checksum) is not str or not _HEX.fullmatch(checksum):
+        raise CorruptSessionError(f"{where()}: checksum is not {spec.CHECKSUM_HEX_DIGITS} hex digits")
     name = obj["compression"]
-    if not (name is None or isinstance(name, str)) or name not in spec.COMPRESSION_IDS:
-        raise UnsupportedFormatError(f"{where}: unknown compression {name!r}")
-    codec = _compression.by_id(spec.COMPRESSION_IDS[name])
-    offset, length, raw_length, pad = ints
+    if name is None:
+        codec = None
+    else:
+        if not isinstance(name, str) or name not in spec.COMPRESSION_IDS:
+            raise UnsupportedFormatError(f"{where()}: unknown compression {name!r}")
+        codec = _compression.by_id(spec.COMPRESSION_IDS[name])
     problem = _shape_problem(kind, offset, pad, length, raw_length, codec)
     if problem:
-        raise CorruptSessionError(f"{where}: {problem}")
-    return _Entry(kind, number, offset, length, raw_length, codec, int(obj["checksum"], 16), pad)
+        raise CorruptSessionError(f"{where()}: {problem}")
+    return _Entry(kind, number, offset, length, raw_length, codec, int(checksum, 16), pad)
 
 
 # -- The reader ----------------------------------------------------------------------
@@ -370,11 +381,14 @@ class ContainerReader:
     def segment(self, i: int) -> memoryview:
         """Payload of segment ``i`` (decompressed), its checksum verified."""
         entry = self._entry(self._segments, i, "segment")
-        with self._named():
+        try:  # not `with self._named()`: this runs once per variable of a session
             stored = self._stored(entry, writable=False)
             self._check_sum(entry, stored)
             self._authenticate(entry, stored)
             return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+        except (CorruptSessionError, SignatureError) as exc:
+            self._add_name(exc)
+            raise
 
     def blob(self, i: int) -> memoryview:
         """Writable view of blob ``i`` (decompressed); writing to it never changes the file.
@@ -532,6 +546,12 @@ class ContainerReader:
         """The record header and padding in the file must say what the index says."""
         start = entry.offset - entry.pad - spec.RECORD.size
         head = self._source.read(start, spec.RECORD.size + entry.pad)
+        # The fast path (thousands of segments): one tuple comparison.
+        if spec.RECORD.struct.unpack_from(head) == (
+            entry.kind, entry.codec.id if entry.codec else 0, entry.pad, 0,
+            entry.length, entry.raw_length, entry.checksum,
+        ) and (not entry.pad or not any(head[spec.RECORD.size:])):
+            return
         found = spec.RECORD.unpack(head)
         expected = found._replace(
             kind=entry.kind,
@@ -591,9 +611,12 @@ class ContainerReader:
         try:
             yield
         except (CorruptSessionError, SignatureError) as exc:
-            if self._name and exc.args:
-                exc.args = (f"{self._name}: {exc.args[0]}",) + exc.args[1:]
+            self._add_name(exc)
             raise
+
+    def _add_name(self, exc: BaseException) -> None:
+        if self._name and exc.args:
+            exc.args = (f"{self._name}: {exc.args[0]}",) + exc.args[1:]
 
 
 def _info(entry: _Entry) -> dict[str, Any]:
