@@ -433,13 +433,40 @@ def _open_session(source, options: _LoadOptions):
         source, mmap=options.mmap, verify_blobs=options.verify_blobs, key=resolve_key(options.key)
     )
     try:
-        if reader.meta.get("kind") != SESSION_KIND:
-            raise CorruptSessionError("this mason file holds no session (no session metadata in its index)")
+        check_session_meta(reader)
         yield reader
     finally:
         # Blobs mapped into loaded arrays keep the mapping alive on their own.
         with contextlib.suppress(BufferError):
             reader.close()
+
+
+def check_session_meta(reader: ContainerReader) -> list[dict]:
+    """The index's variable records, each checked against the file's tables
+    (names, record numbers, sizes): a hostile index fails here, clearly."""
+    meta = reader.meta
+    if meta.get("kind") != SESSION_KIND:
+        raise CorruptSessionError("this mason file holds no session (no session metadata in its index)")
+    if not isinstance(meta.get("module"), str):
+        raise CorruptSessionError("index: the module name is not a string")
+    variables = meta.get("variables")
+    if not isinstance(variables, list) or not isinstance(meta.get("skipped", []), list):
+        raise CorruptSessionError("index: variables is not a list")
+    segments, blobs = reader.segment_count, reader.blob_count
+    for var in variables:
+        ok = (
+            isinstance(var, dict)
+            and isinstance(var.get("name"), str)
+            and type(var.get("segment")) is int
+            and 0 <= var["segment"] < segments
+            and isinstance(var.get("blobs"), list)
+            and all(type(b) is int and 0 <= b < blobs for b in var["blobs"])
+            and all(isinstance(var.get(key), str) for key in ("type", "stored"))
+            and type(var.get("size")) is int
+        )
+        if not ok:
+            raise CorruptSessionError(f"index: a variable record does not fit the file: {var!r}"[:300])
+    return variables
 
 
 def _target_module(meta: dict, module) -> types.ModuleType:
@@ -465,10 +492,14 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     _check_environment(meta.get("environment", {}))
     variables = meta["variables"]
     wanted = _wanted(variables, options.names)
+    # Every segment to unpickle is checked first: nothing is rebuilt from a
+    # file that turns out damaged (or, with a key, altered) further on.
+    needed = variables[: wanted[1]]
+    payloads = dict(zip((v["segment"] for v in needed), session.segments([v["segment"] for v in needed])))
     allowlist = Allowlist.from_arg(options.allow, session_module=meta["module"])
     if allowlist is not None:
-        allowlist.check(scan_session(session, variables[: wanted[1]], allowlist))
-    loader = _SegmentLoader(session, meta["module"], namespace, module, options.ignore, allowlist)
+        allowlist.check(scan_session(session, needed, allowlist))
+    loader = _SegmentLoader(session, payloads, meta["module"], namespace, module, options.ignore, allowlist)
     loaded: dict = {}
     failures: dict[str, str] = {}
     for position, var in enumerate(variables[: wanted[1]]):
@@ -552,8 +583,10 @@ class _Buffers:
 class _SegmentLoader:
     """One Unpickler reading the segments in order, with a shared memo."""
 
-    def __init__(self, session, saved_module: str, namespace: dict, module, ignore, allowlist=None):
+    def __init__(self, session, payloads: dict, saved_module: str, namespace: dict, module, ignore,
+                 allowlist=None):
         self._session = session
+        self._payloads = payloads  # segment number -> its verified payload
         self._stream = _SegmentStream()
         self._buffers = _Buffers(session)
         # dill's class rebinding is for single objects: in a session, the
@@ -569,7 +602,7 @@ class _SegmentLoader:
         self._counted_until = 0  # memo size after the segments counted so far
 
     def load(self, var):
-        self._stream.switch(self._session.segment(var["segment"]))
+        self._stream.switch(self._payloads[var["segment"]])
         self._buffers.switch(var["blobs"])
         return self._unpickler.load()
 

@@ -32,7 +32,7 @@ from . import __version__
 from ._format import ContainerReader, spec
 from ._format.signing import ENV_VAR as _KEY_ENV_VAR
 from ._format.signing import resolve_key
-from ._session import SESSION_KIND, SessionInfo, dump_module, inspect, load_module, sign
+from ._session import SESSION_KIND, SessionInfo, check_session_meta, dump_module, inspect, load_module, sign
 from ._storage import default_session_path, open_for_read
 from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
 
@@ -281,24 +281,12 @@ def _open_container(source: Any, key: bytes | None = None) -> Iterator[Container
 
 def _session_variables(reader: ContainerReader, path: str | None) -> list[dict]:
     """The index's variable records, checked against the reader's tables."""
-    meta = reader.meta
-    if meta.get("kind") != SESSION_KIND:
+    if reader.meta.get("kind") != SESSION_KIND:
         raise _Failure(f"{_label(path)}: a mason file, but it holds no session (no session metadata in its index)")
-    variables = meta.get("variables")
-    if not isinstance(variables, list):
-        raise CorruptSessionError(f"{_label(path)}: index: variables is not a list")
-    for var in variables:
-        ok = (
-            isinstance(var, dict)
-            and isinstance(var.get("name"), str)
-            and type(var.get("segment")) is int
-            and 0 <= var["segment"] < reader.segment_count
-            and isinstance(var.get("blobs"), list)
-            and all(type(b) is int and 0 <= b < reader.blob_count for b in var["blobs"])
-        )
-        if not ok:
-            raise CorruptSessionError(f"{_label(path)}: index: a variable record refers to no record of the file: {var!r}"[:300])
-    return variables
+    try:
+        return check_session_meta(reader)
+    except CorruptSessionError as exc:
+        raise CorruptSessionError(f"{_label(path)}: {exc}") from None
 
 
 # ====================================================================== warnings
