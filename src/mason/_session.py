@@ -21,12 +21,12 @@ import types
 import warnings
 from dataclasses import dataclass, field
 
-from . import _namespace, _rebuild
+from . import _namespace, _progress, _rebuild
 from ._diagnose import find_culprit
 from ._filter import make_filter
 from ._format import ContainerReader, ContainerWriter
 from ._pickler import Pickler
-from ._storage import atomic_write, default_session_path
+from ._storage import default_session_path, open_input, open_output
 from ._unpickler import Unpickler, translate_error
 from .errors import (
     CorruptSessionError,
@@ -59,8 +59,10 @@ _ON_ERROR = ("warn", "raise")
 def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     """Save a module's namespace (``__main__`` by default) to ``filename``.
 
-    ``filename``: a path, or a binary stream (it may be non-seekable); by
-    default a private per-user file (see :func:`default_session_path`).
+    ``filename``: a path, a URL (``s3://bucket/key``, any ``scheme://`` that
+    fsspec knows; needs ``mason[remote]``), or a binary stream (it may be
+    non-seekable); by default a private per-user file (see
+    :func:`default_session_path`).
     ``module``: a module object, an importable module's name, or None.
     ``refimported``: also save objects imported from other modules (not only
     functions and classes) as references to them.
@@ -71,19 +73,26 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     left out, named in a :class:`SkippedVariableWarning` and recorded in the
     file) or ``'raise'``; ``byref``, ``recurse``, ``fmode`` as for
     :func:`mason.dump`; ``compression`` (None, 'zlib', 'lzma', 'zstd',
-    'lz4') and ``checksum`` for the container.
+    'lz4') and ``checksum`` for the container; ``storage_options`` (a dict
+    for fsspec, with a URL); ``progress`` (None: a bar for large saves when
+    someone watches stderr; True: always; False: never).
 
     A path is written atomically: to a private temporary file in the same
     directory, fsynced, then renamed over the target, so the previous file
-    survives any failure.
+    survives any failure.  So is a URL on S3, GCS or Azure, and on other
+    backends as far as they allow (see docs/storage.md).
     """
+    timer = _progress.Timer("dump_module")
     options = _SaveOptions.from_kwds(kwds)
     module = _namespace.resolve_module(module)
     keep = make_filter(options.exclude, options.include, ipython=_in_ipython(module))
     entries = _namespace.entries(module, keep, refimported)
     target = default_session_path() if filename is None else filename
-    with _output(target) as stream:
+    timer.lap(f"collected {len(entries)} variables")
+    with _output(target, options.storage_options) as stream:
         _write_session(stream, module, entries, options)
+        timer.lap("pickled and written")
+    timer.lap("stored")
 
 
 @dataclass
@@ -96,6 +105,8 @@ class _SaveOptions:
     fmode: object = None
     compression: object = None
     checksum: object = None
+    storage_options: object = None
+    progress: object = None
 
     @classmethod
     def from_kwds(cls, kwds: dict) -> _SaveOptions:
@@ -116,11 +127,13 @@ def _options(cls, kwds: dict, function: str):
 
 
 @contextlib.contextmanager
-def _output(target):
+def _output(target, storage_options=None):
     if isinstance(target, (str, os.PathLike)):
-        with atomic_write(target) as stream:
+        with open_output(target, storage_options) as stream:
             yield stream
     elif hasattr(target, "write"):
+        if storage_options:
+            raise ValueError("storage_options apply to URLs only, not to a stream")
         if isinstance(target, io.TextIOBase):
             raise TypeError("a session must be written to a binary stream (open the file with 'wb')")
         yield target
@@ -160,7 +173,8 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     variables, skipped = [], []
     memo_reset = False
     rollback = _MemoRollback()
-    for entry in entries:
+    progress = _progress.Progress("saving", len(entries), progress=options.progress)
+    for entry in progress.track(entries):
         first_blob = len(blob_ids)
         try:
             pickler.dump(entry.value)
@@ -183,6 +197,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
         index = writer.add_segment(data)
         rollback.keep(data)
         size = len(data) + sum(blob_sizes[first_blob:])
+        progress.add(size)
         del data
         segment.seek(0)
         segment.truncate()
@@ -344,6 +359,8 @@ class _LoadOptions:
     ignore: object = None
     mmap: bool = True
     verify_blobs: bool = True
+    storage_options: object = None
+    progress: object = None
 
     @classmethod
     def from_kwds(cls, kwds: dict, function: str) -> _LoadOptions:
@@ -369,16 +386,20 @@ def load_module(filename=None, module=None, **kwds):
     refer to); ``on_error='warn'`` leaves out, with a warning, variables
     that cannot be restored here instead of failing (default ``'raise'``);
     ``ignore`` as for :func:`mason.load`; ``mmap=False`` reads blobs into
-    memory instead of mapping the file.
+    memory instead of mapping the file (a URL's blobs are always read);
+    ``storage_options`` and ``progress`` as for :func:`dump_module`.
 
     The file is read, verified and unpickled completely before the module
     changes, in one step: if loading fails, the module is as before.
     """
+    timer = _progress.Timer("load_module")
     options = _LoadOptions.from_kwds(kwds, "load_module")
     source = default_session_path() if filename is None else filename
     with _open_session(source, options) as session:
+        timer.lap("opened (index read and checked)")
         target = _target_module(session.meta, module)
         loaded = _restore(session, options, target.__dict__, target)
+        timer.lap(f"unpickled {len(loaded)} variables")
         target.__dict__.update(loaded)
     return None if target is sys.modules.get("__main__") else target
 
@@ -394,9 +415,11 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
     the file name.  Keywords as for :func:`load_module` (and ``module=``).
     """
     module = kwds.pop("module", None)
+    timer = _progress.Timer("load_module_asdict")
     options = _LoadOptions.from_kwds(kwds, "load_module_asdict")
     source = default_session_path() if filename is None else filename
     with _open_session(source, options) as session:
+        timer.lap("opened (index read and checked)")
         name = session.meta["module"]
         live = _namespace.resolve_module(module) if module is not None else sys.modules.get(name)
         if update and live is not None:
@@ -406,6 +429,7 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
         result["__session__"] = source if isinstance(source, str) else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
         selfref = live if live is not None else types.ModuleType(name)
         loaded = _restore(session, options, result, selfref)
+        timer.lap(f"unpickled {len(loaded)} variables")
         result.update(loaded)
     return result
 
@@ -423,6 +447,12 @@ def load_session(filename=None, main=None, **kwds):
 def _open_session(source, options: _LoadOptions):
     if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
         raise TypeError(f"filename must be a path or a binary stream, not {type(source).__name__}")
+    with open_input(source, options.storage_options) as opened, _open_reader(opened, options) as reader:
+        yield reader
+
+
+@contextlib.contextmanager
+def _open_reader(source, options: _LoadOptions):
     reader = ContainerReader.open(source, mmap=options.mmap, verify_blobs=options.verify_blobs)
     try:
         if reader.meta.get("kind") != SESSION_KIND:
@@ -460,7 +490,10 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     loader = _SegmentLoader(session, meta["module"], namespace, module, options.ignore)
     loaded: dict = {}
     failures: dict[str, str] = {}
-    for position, var in enumerate(variables[: wanted[1]]):
+    unpickled = variables[: wanted[1]]
+    total = sum(var.get("size", 0) for var in unpickled)
+    progress = _progress.Progress("loading", len(unpickled), total_bytes=total, progress=options.progress)
+    for position, var in progress.track(enumerate(unpickled), size=lambda item: item[1].get("size", 0)):
         if var.get("memo_reset"):
             loader.reset()
         blocked = loader.blocked_by(var)
@@ -716,14 +749,15 @@ class SessionInfo:
         return [v["name"] for v in self.variables]
 
 
-def inspect(filename=None) -> SessionInfo:
-    """Describe a session file without unpickling anything from it.
+def inspect(filename=None, storage_options=None) -> SessionInfo:
+    """Describe a session file (a path, URL or binary stream) without
+    unpickling anything from it.
 
     Safe for untrusted files: only the JSON index is parsed (after its
-    checksum is verified).
+    checksum is verified).  ``storage_options``: a dict for fsspec, with a URL.
     """
     source = default_session_path() if filename is None else filename
-    with _open_session(source, _LoadOptions(mmap=False)) as session:
+    with _open_session(source, _LoadOptions(mmap=False, storage_options=storage_options)) as session:
         meta = session.meta
         return SessionInfo(
             module=meta["module"],
