@@ -366,3 +366,25 @@ def test_s3_multipart_save_loads_back(s3, s3_key):
     mason.dump_module(url, module=make_module(**arrays), storage_options=options(endpoint, default_block_size=5 << 20))
     loaded = mason.load_module_asdict(url, storage_options=options(endpoint), names=["a2"])
     assert loaded["a2"].shape == (3 << 20,) and loaded["a2"][-1] == 2
+
+
+def test_ipython_magics_take_urls(tmp_path):
+    pytest.importorskip("IPython")
+    proc = run_python(
+        """
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance()
+        def cell(code):
+            result = shell.run_cell(code, store_history=True)
+            result.raise_error()
+            return result.result
+        cell("%load_ext mason.ipython")
+        cell("x = 20\\ndef f():\\n    return x + 1")
+        cell("%save_session memory://notebooks/nb.mason")
+        cell("del x, f")
+        cell("%load_session memory://notebooks/nb.mason")
+        assert cell("f()") == 21
+        """,
+        cwd=tmp_path,
+    )
+    assert "Saved 2 variables to memory://notebooks/nb.mason" in proc.stdout

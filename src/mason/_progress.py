@@ -133,6 +133,7 @@ class _BarDisplay:
         self._bar = _make_bar(
             total=progress.variables,
             initial=progress.done,  # a bar that appears midway starts there
+            postfix=_bytes_text(progress),
             desc=progress.action,
             unit="var",
             file=sys.stderr,
