@@ -358,6 +358,23 @@ def test_s3_failed_save_keeps_the_previous_object(s3, s3_key, monkeypatch, multi
     assert loaded["x"] == 1 and "a_big" not in loaded
 
 
+def test_s3_failed_abort_warns_and_keeps_the_previous_object(s3, s3_key, monkeypatch):
+    s3fs = pytest.importorskip("s3fs")
+    endpoint, _ = s3
+    url = f"s3://{BUCKET}/{s3_key}"
+    mason.dump_module(url, module=make_module(x=1), storage_options=options(endpoint))
+
+    def broken_discard(self):
+        raise ConnectionError("network gone")
+
+    monkeypatch.setattr(s3fs.core.S3File, "discard", broken_discard)
+    with pytest.warns(mason.MasonWarning, match="could not abort the unfinished upload.*network gone"):
+        with pytest.raises(mason.PicklingError):
+            mason.dump_module(url, module=make_module(y=2, z=Unpicklable()), on_error="raise",
+                              storage_options=options(endpoint))
+    assert mason.load_module_asdict(url, storage_options=options(endpoint))["x"] == 1
+
+
 def test_s3_multipart_save_loads_back(s3, s3_key):
     np = pytest.importorskip("numpy")
     endpoint, _ = s3

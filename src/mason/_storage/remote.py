@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import errno
 import io
-import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
+from ..errors import MasonWarning
 from . import local
 
 _INSTALL = "pip install 'mason[remote]'"
@@ -48,8 +49,6 @@ _PUBLISH_ON_COMPLETION = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "
 # ``inspect`` fetches little more than the index, large enough that a load's
 # mostly sequential reads need few requests.
 _READ_BLOCK = 8 << 20
-
-_log = logging.getLogger("mason")
 
 
 def is_url(target: Any) -> bool:
@@ -115,10 +114,11 @@ def _abandon(stream: Any, url: str) -> None:
     try:
         stream.discard()  # s3fs: aborts the multipart upload, if one was started
     except Exception as exc:  # the previous object is safe either way; only parts linger
-        _log.warning(
-            "%s: could not abort the unfinished upload (%s: %s); the previous object is unchanged,"
-            " but the store may keep the parts already sent until they expire",
-            url, type(exc).__name__, exc,
+        warnings.warn(
+            f"{url}: could not abort the unfinished upload ({type(exc).__name__}: {exc}); the previous"
+            " object is unchanged, but the store may keep the parts already sent until they expire",
+            MasonWarning,
+            stacklevel=2,
         )
     finally:
         # close() would upload what was written and complete the upload.
