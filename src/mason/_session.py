@@ -20,7 +20,7 @@ import sys
 import types
 import warnings
 
-from . import _namespace, _rebuild
+from . import _namespace, _progress, _rebuild
 from ._allowlist import Allowlist, ScanReport, StreamScanner
 from ._diagnose import find_culprit
 from ._filter import make_filter
@@ -28,7 +28,7 @@ from ._format import ContainerReader, ContainerWriter
 from ._format import signing as _signing
 from ._format.signing import resolve_key
 from ._pickler import Pickler
-from ._storage import atomic_write, default_session_path
+from ._storage import default_session_path, open_input, open_output
 from ._unpickler import Unpickler, translate_error
 from .errors import (
     CorruptSessionError,
@@ -62,8 +62,10 @@ _ON_ERROR = ("warn", "raise")
 def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     """Save a module's namespace (``__main__`` by default) to ``filename``.
 
-    ``filename``: a path, or a binary stream (it may be non-seekable); by
-    default a private per-user file (see :func:`default_session_path`).
+    ``filename``: a path, a URL (``s3://bucket/key``, any ``scheme://`` that
+    fsspec knows; needs ``mason[remote]``), or a binary stream (it may be
+    non-seekable); by default a private per-user file (see
+    :func:`default_session_path`).
     ``module``: a module object, an importable module's name, or None.
     ``refimported``: also save objects imported from other modules (not only
     functions and classes) as references to them.
@@ -76,19 +78,27 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     :func:`mason.dump`; ``compression`` (None, 'zlib', 'lzma', 'zstd',
     'lz4') and ``checksum`` for the container; ``key`` (bytes or str) signs
     the file with HMAC-SHA256 (default: the ``MASON_SIGNING_KEY``
-    environment variable when set; ``key=False``: never sign).
+    environment variable when set; ``key=False``: never sign);
+    ``storage_options`` (a dict for fsspec, with a URL); ``progress`` (None:
+    a bar for large saves when someone watches stderr; True: always; False:
+    never).
 
     A path is written atomically: to a private temporary file in the same
     directory, fsynced, then renamed over the target, so the previous file
-    survives any failure.
+    survives any failure.  So is a URL on S3, GCS or Azure, and on other
+    backends as far as they allow (see docs/storage.md).
     """
+    timer = _progress.Timer("dump_module")
     options = _SaveOptions.from_kwds(kwds)
     module = _namespace.resolve_module(module)
     keep = make_filter(options.exclude, options.include, ipython=_in_ipython(module))
     entries = _namespace.entries(module, keep, refimported)
     target = default_session_path() if filename is None else filename
-    with _output(target) as stream:
+    timer.lap(f"collected {len(entries)} variables")
+    with _output(target, options.storage_options) as stream:
         _write_session(stream, module, entries, options)
+        timer.lap("pickled and written")
+    timer.lap("stored")
 
 
 class _Options:
@@ -107,7 +117,7 @@ class _Options:
 class _SaveOptions(_Options):
     DEFAULTS = dict(
         exclude=None, include=None, on_error="warn", byref=None, recurse=None, fmode=None,
-        compression=None, checksum=None, key=None,
+        compression=None, checksum=None, key=None, storage_options=None, progress=None,
     )
 
     @classmethod
@@ -129,11 +139,13 @@ def _options(cls, kwds: dict, function: str):
 
 
 @contextlib.contextmanager
-def _output(target):
+def _output(target, storage_options=None):
     if isinstance(target, (str, os.PathLike)):
-        with atomic_write(target) as stream:
+        with open_output(target, storage_options) as stream:
             yield stream
     elif hasattr(target, "write"):
+        if storage_options:
+            raise ValueError("storage_options apply to URLs only, not to a stream")
         if isinstance(target, io.TextIOBase):
             raise TypeError("a session must be written to a binary stream (open the file with 'wb')")
         yield target
@@ -175,7 +187,8 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     variables, skipped = [], []
     memo_reset = False
     rollback = _MemoRollback()
-    for entry in entries:
+    progress = _progress.Progress("saving", len(entries), progress=options.progress)
+    for entry in progress.track(entries):
         first_blob = len(blob_ids)
         try:
             pickler.dump(entry.value)
@@ -198,6 +211,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
         index = writer.add_segment(data)
         rollback.keep(data)
         size = len(data) + sum(blob_sizes[first_blob:])
+        progress.add(size)
         del data
         segment.seek(0)
         segment.truncate()
@@ -337,6 +351,7 @@ def dump_session(filename=None, main=None, byref=False, **kwds) -> None:
 class _LoadOptions(_Options):
     DEFAULTS = dict(
         names=None, on_error="raise", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
+        storage_options=None, progress=None,
     )
 
     @classmethod
@@ -364,7 +379,8 @@ def load_module(filename=None, module=None, **kwds):
     refer to); ``on_error='warn'`` leaves out, with a warning, variables
     that cannot be restored here instead of failing (default ``'raise'``);
     ``ignore`` as for :func:`mason.load`; ``mmap=False`` reads blobs into
-    memory instead of mapping the file.
+    memory instead of mapping the file (a URL's blobs are always read);
+    ``storage_options`` and ``progress`` as for :func:`dump_module`.
 
     ``key`` (bytes or str; default: the ``MASON_SIGNING_KEY`` environment
     variable when set): the file must carry a valid HMAC-SHA256 signature
@@ -380,11 +396,14 @@ def load_module(filename=None, module=None, **kwds):
     The file is read, verified and unpickled completely before the module
     changes, in one step: if loading fails, the module is as before.
     """
+    timer = _progress.Timer("load_module")
     options = _LoadOptions.from_kwds(kwds, "load_module")
     source = default_session_path() if filename is None else filename
     with _open_session(source, options) as session:
+        timer.lap("opened (index read and checked)")
         target = _target_module(session.meta, module)
         loaded = _restore(session, options, target.__dict__, target)
+        timer.lap(f"unpickled {len(loaded)} variables")
         target.__dict__.update(loaded)
     return None if target is sys.modules.get("__main__") else target
 
@@ -400,9 +419,11 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
     the file name.  Keywords as for :func:`load_module` (and ``module=``).
     """
     module = kwds.pop("module", None)
+    timer = _progress.Timer("load_module_asdict")
     options = _LoadOptions.from_kwds(kwds, "load_module_asdict")
     source = default_session_path() if filename is None else filename
     with _open_session(source, options) as session:
+        timer.lap("opened (index read and checked)")
         name = session.meta["module"]
         live = _namespace.resolve_module(module) if module is not None else sys.modules.get(name)
         if update and live is not None:
@@ -412,6 +433,7 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
         result["__session__"] = source if isinstance(source, str) else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
         selfref = live if live is not None else types.ModuleType(name)
         loaded = _restore(session, options, result, selfref)
+        timer.lap(f"unpickled {len(loaded)} variables")
         result.update(loaded)
     return result
 
@@ -429,6 +451,12 @@ def load_session(filename=None, main=None, **kwds):
 def _open_session(source, options: _LoadOptions):
     if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
         raise TypeError(f"filename must be a path or a binary stream, not {type(source).__name__}")
+    with open_input(source, options.storage_options) as opened, _open_reader(opened, options) as reader:
+        yield reader
+
+
+@contextlib.contextmanager
+def _open_reader(source, options: _LoadOptions):
     reader = ContainerReader.open(
         source, mmap=options.mmap, verify_blobs=options.verify_blobs, key=resolve_key(options.key)
     )
@@ -502,7 +530,10 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     loader = _SegmentLoader(session, payloads, meta["module"], namespace, module, options.ignore, allowlist)
     loaded: dict = {}
     failures: dict[str, str] = {}
-    for position, var in enumerate(variables[: wanted[1]]):
+    unpickled = variables[: wanted[1]]
+    total = sum(var.get("size", 0) for var in unpickled)
+    progress = _progress.Progress("loading", len(unpickled), total_bytes=total, progress=options.progress)
+    for position, var in progress.track(enumerate(unpickled), size=lambda item: item[1].get("size", 0)):
         if var.get("memo_reset"):
             loader.reset()
         blocked = loader.blocked_by(var)
@@ -788,15 +819,17 @@ class SessionInfo:
         return [v["name"] for v in self.variables]
 
 
-def inspect(filename=None) -> SessionInfo:
-    """Describe a session file without running anything from it.
+def inspect(filename=None, storage_options=None) -> SessionInfo:
+    """Describe a session file (a path, URL or binary stream) without
+    running anything from it.
 
     Safe for untrusted files: the JSON index is parsed after its checksum is
     verified, and the pickle segments are only scanned for the modules they
     name, with inert placeholders instead of real objects.
+    ``storage_options``: a dict for fsspec, with a URL.
     """
     source = default_session_path() if filename is None else filename
-    with _open_session(source, _LoadOptions(mmap=False, key=False)) as session:
+    with _open_session(source, _LoadOptions(mmap=False, key=False, storage_options=storage_options)) as session:
         meta = session.meta
         info = SessionInfo(
             module=meta["module"],

@@ -9,6 +9,10 @@ Results go to stdout; mason's warnings go to stderr as ``mason: warning: ...``.
 ``inspect``, ``verify`` and ``diff`` read the index and the raw records only:
 nothing is unpickled, so they are safe on files you do not trust.  ``load``
 and ``run`` run code (the file's, the script's).
+
+FILE may be a URL (``s3://bucket/key``, any fsspec protocol) when
+``mason[remote]`` is installed; credentials and endpoints come from the
+backend's usual configuration (environment variables, config files).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from . import __version__
 from ._format import ContainerReader, spec
 from ._format.signing import ENV_VAR as _KEY_ENV_VAR
 from ._format.signing import resolve_key
+from ._progress import human_size as _human_size
 from ._session import SESSION_KIND, SessionInfo, check_session_meta, dump_module, inspect, load_module, sign
-from ._storage import default_session_path, open_for_read
+from ._storage import default_session_path, open_for_read, open_input
+from ._storage import size as _file_size
 from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
 
 __all__ = ["main"]
@@ -140,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error (for bug reports)")
     parser.set_defaults(command=None, error_status=EXIT_FAILURE)
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    file_help = f"a session file, or {STDIN} for stdin (default: the per-user session file that mason.dump_module() writes)"
+    file_help = f"a session file or URL, or {STDIN} for stdin (default: the per-user session file that mason.dump_module() writes)"
 
     p = commands.add_parser(
         "inspect",
@@ -223,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Not required=True: a --save after the script is the script's, and gets a hint.
-    p.add_argument("--save", metavar="FILE", help="the session file to write (required; replaced atomically)")
+    p.add_argument("--save", metavar="FILE", help="the session file or URL to write (required; replaced atomically)")
     p.add_argument(
         "--exclude",
         action="append",
@@ -271,12 +277,13 @@ def _label(path: str | None) -> str:
 
 @contextlib.contextmanager
 def _open_container(source: Any, key: bytes | None = None) -> Iterator[ContainerReader]:
-    reader = ContainerReader.open(source, verify_blobs=False, key=key)
-    try:
-        yield reader
-    finally:
-        with contextlib.suppress(BufferError):
-            reader.close()
+    with open_input(source) as opened:
+        reader = ContainerReader.open(opened, verify_blobs=False, key=key)
+        try:
+            yield reader
+        finally:
+            with contextlib.suppress(BufferError):
+                reader.close()
 
 
 def _session_variables(reader: ContainerReader, path: str | None) -> list[dict]:
@@ -391,16 +398,6 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right_aligned=f
     return lines
 
 
-def _human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -418,7 +415,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         else:
             what = _plural(reader.segment_count, "segment")
         blobs = reader.blob_count
-    size = len(source.getbuffer()) if isinstance(source, io.BytesIO) else os.stat(source).st_size
+    size = len(source.getbuffer()) if isinstance(source, io.BytesIO) else _file_size(source)
     signed = "; signature verified" if key is not None else (
         "; signed (give a key to check the signature)" if reader.signature is not None else ""
     )
@@ -464,8 +461,9 @@ def _checksum_id(path: str) -> int | None:
     """The container's checksum algorithm, from its (already checked) header."""
     if path == STDIN:
         return None  # unknown: blobs are then compared by content
-    with open_for_read(path) as f:
-        return spec.HEADER.unpack(f.read(spec.HEADER.size)).checksum_id
+    with open_input(path) as source:
+        with open_for_read(source) if isinstance(source, (str, os.PathLike)) else contextlib.nullcontext(source) as f:
+            return spec.HEADER.unpack(f.read(spec.HEADER.size)).checksum_id
 
 
 def _segment_digests(reader: ContainerReader, variables: list[dict]) -> dict[str, bytes]:

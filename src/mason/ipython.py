@@ -27,6 +27,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import default_session_path, dump_module, load_module
 from . import inspect as inspect_session
+from ._storage import is_url
 from .errors import CorruptSessionError
 
 __all__ = ["MasonMagics", "load_ipython_extension", "notebook_session_path"]
@@ -88,7 +89,7 @@ def _user_module(shell):
 
 def _session_file(shell, given: str | None):
     if given:
-        return Path(given).expanduser()
+        return given if is_url(given) else Path(given).expanduser()
     return notebook_session_path(shell) or default_session_path()
 
 
