@@ -2,6 +2,9 @@
 
 import textwrap
 
+import mason
+import mason._format
+
 import pytest
 
 from conftest import run_python
@@ -72,3 +75,38 @@ def test_unknown_compression_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="compression"):
         mason.dump_module(io.BytesIO(), module=types.ModuleType("m"), compression="brotli")
+
+
+def test_big_bytes_variables_travel_out_of_band(tmp_path):
+    """Top-level bytes and bytearray variables go to blobs, not into the
+    pickle segment (which would double a save's memory), and come back with
+    their type and contents."""
+    path = tmp_path / "bytes.mason"
+    run_python(
+        f"""
+        import mason, os
+        raw = os.urandom(300_000)
+        buf = bytearray(raw[:100_000])
+        small = b"tiny"
+        nested = {{"payload": raw[:70_000]}}
+        mason.dump_module({str(path)!r})
+        """
+    )
+    info = {v["name"]: v for v in mason.inspect(path).variables}
+    with mason._format.ContainerReader.open(path) as reader:
+        meta = {v["name"]: v for v in reader.meta["variables"]}
+        assert [reader.blob_info(b)["length"] for b in meta["raw"]["blobs"]] == [300_000]
+        assert [reader.blob_info(b)["length"] for b in meta["buf"]["blobs"]] == [100_000]
+        assert meta["small"]["blobs"] == [] and meta["nested"]["blobs"] == []
+        assert reader.segment_info(meta["raw"]["segment"])["length"] < 1000
+    assert info["raw"]["size"] >= 300_000
+    run_python(
+        f"""
+        import mason
+        mason.load_module({str(path)!r})
+        assert type(raw) is bytes and len(raw) == 300_000 and raw[:70_000] == nested["payload"]
+        assert type(buf) is bytearray and buf == raw[:100_000]
+        buf[0] ^= 1  # a private, writable copy
+        assert small == b"tiny"
+        """
+    )

@@ -40,6 +40,7 @@ FROZEN = [
     "make_keyed_ref",
     "make_weakref_with_callback",
     "make_array",
+    "bytes_from_buffer",
 ]
 
 

@@ -62,7 +62,7 @@ _SAFE_REBUILDERS = frozenset({
     "make_dict_values", "make_dict_items", "make_mappingproxy", "make_memoryview",
     "make_weakref", "make_lock", "make_rlock", "class_attribute", "make_dead_weakref",
     "make_weakproxy_to", "make_dead_weakproxy", "make_tempfile", "make_stringio",
-    "make_keyed_ref", "make_weakref_with_callback", "make_array",
+    "make_keyed_ref", "make_weakref_with_callback", "make_array", "bytes_from_buffer",
 })
 # ... the ones that are more than data, by the pseudo-global that allows them ...
 _GATED_REBUILDERS = {"code_from_marshal": CODE, "make_file": FILES}

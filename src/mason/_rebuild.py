@@ -397,3 +397,8 @@ def make_array(typecode, data):
     result = array.array(typecode)
     result.frombytes(memoryview(data).cast("B"))
     return result
+
+
+def bytes_from_buffer(mutable, buffer):
+    """A ``bytearray`` (``mutable``) or ``bytes`` with the contents of an out-of-band buffer."""
+    return bytearray(buffer) if mutable else bytes(buffer)

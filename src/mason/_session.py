@@ -190,8 +190,11 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     progress = _progress.Progress("saving", len(entries), progress=options.progress)
     for entry in progress.track(entries):
         first_blob = len(blob_ids)
+        value = entry.value
+        if type(value) in (bytes, bytearray) and len(value) >= _LargeBytes.THRESHOLD:
+            value = _LargeBytes(value)
         try:
-            pickler.dump(entry.value)
+            pickler.dump(value)
         except Exception as exc:  # any failure skips (or raises for) this one variable
             reason = _explain(entry, exc, make_pickler)
             if options.on_error == "raise":
@@ -238,6 +241,25 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     writer.finish(meta)
 
 
+class _LargeBytes:
+    """A big ``bytes``/``bytearray`` variable, saved as an out-of-band blob.
+
+    The C pickler writes bytes in-band before any hook sees them, so the
+    whole value would be copied into the segment (doubling a save's memory
+    for a 1 GB variable).  Wrapping top-level variables sends their memory
+    straight to the file instead; bytes nested in containers stay in-band.
+    """
+
+    THRESHOLD = 64 * 1024
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return _rebuild.bytes_from_buffer, (type(self.value) is bytearray, pickle.PickleBuffer(self.value))
+
+
 class _MemoRollback:
     """Takes the shared Pickler's memo back to where it was before a variable
     that failed, so sharing with later variables survives a skipped one.
@@ -251,7 +273,8 @@ class _MemoRollback:
     the loader starts a fresh memo there too (``memo_reset``).
     """
 
-    BUDGET = 64 * 1024 * 1024
+    # Kept segments are copies: memory a save holds on top of the session.
+    BUDGET = 8 * 1024 * 1024
 
     def __init__(self):
         self._segments: list[bytes] | None = []
