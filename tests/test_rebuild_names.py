@@ -40,6 +40,11 @@ FROZEN = [
     "make_keyed_ref",
     "make_weakref_with_callback",
     "make_array",
+    "torch_storage",
+    "torch_tensor",
+    "torch_parameter",
+    "torch_tensor_setstate",
+    "torch_typed_storage",
 ]
 
 

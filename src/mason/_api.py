@@ -38,20 +38,23 @@ def dumps(obj, protocol=None, byref=None, fmode=None, recurse=None, **kwds) -> b
     return buffer.getvalue()
 
 
-def load(file, ignore=None, **kwds):
+def load(file, ignore=None, *, map_location=None, **kwds):
     """Unpickle one object from the binary file object ``file``.
 
     Loading runs code from the file: only load files you trust.
+    ``map_location``: where torch tensors go, as for ``torch.load``
+    (e.g. ``'cpu'`` for tensors saved on a GPU).
     """
-    return Unpickler(file, ignore=ignore, **kwds).load()
+    return Unpickler(file, ignore=ignore, map_location=map_location, **kwds).load()
 
 
-def loads(str, ignore=None, **kwds):  # noqa: A002 - dill's parameter name
+def loads(str, ignore=None, *, map_location=None, **kwds):  # noqa: A002 - dill's parameter name
     """Unpickle one object from bytes.
 
     Loading runs code from the data: only load data you trust.
+    ``map_location`` as for :func:`load`.
     """
-    return load(io.BytesIO(str), ignore=ignore, **kwds)
+    return load(io.BytesIO(str), ignore=ignore, map_location=map_location, **kwds)
 
 
 def copy(obj, *args, **kwds):

@@ -79,7 +79,7 @@ class Pickler(pickle.Pickler):
         table[types.CellType] = self._reduce_cell
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
-        table.update(loaded_tables())
+        table.update(loaded_tables(protocol))
         table.update(USER_TABLE)
         self.dispatch_table = table
 

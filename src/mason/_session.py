@@ -27,7 +27,7 @@ from ._filter import make_filter
 from ._format import ContainerReader, ContainerWriter
 from ._pickler import Pickler
 from ._storage import atomic_write, default_session_path
-from ._unpickler import Unpickler, translate_error
+from ._unpickler import Unpickler, check_map_location, translate_error
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
@@ -344,12 +344,14 @@ class _LoadOptions:
     ignore: object = None
     mmap: bool = True
     verify_blobs: bool = True
+    map_location: object = None
 
     @classmethod
     def from_kwds(cls, kwds: dict, function: str) -> _LoadOptions:
         options = _options(cls, kwds, function)
         if isinstance(options.names, str):
             options.names = [options.names]
+        check_map_location(options.map_location)
         return options
 
 
@@ -369,7 +371,9 @@ def load_module(filename=None, module=None, **kwds):
     refer to); ``on_error='warn'`` leaves out, with a warning, variables
     that cannot be restored here instead of failing (default ``'raise'``);
     ``ignore`` as for :func:`mason.load`; ``mmap=False`` reads blobs into
-    memory instead of mapping the file.
+    memory instead of mapping the file; ``map_location`` puts torch tensors
+    on other devices, as for ``torch.load`` (``'cpu'`` restores tensors saved
+    on a GPU on a machine without one).
 
     The file is read, verified and unpickled completely before the module
     changes, in one step: if loading fails, the module is as before.
@@ -457,7 +461,9 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     _check_environment(meta.get("environment", {}))
     variables = meta["variables"]
     wanted = _wanted(variables, options.names)
-    loader = _SegmentLoader(session, meta["module"], namespace, module, options.ignore)
+    loader = _SegmentLoader(
+        session, meta["module"], namespace, module, options.ignore, map_location=options.map_location
+    )
     loaded: dict = {}
     failures: dict[str, str] = {}
     for position, var in enumerate(variables[: wanted[1]]):
@@ -556,7 +562,7 @@ class _Buffers:
 class _SegmentLoader:
     """One Unpickler reading the segments in order, with a shared memo."""
 
-    def __init__(self, session, saved_module: str, namespace: dict, module, ignore):
+    def __init__(self, session, saved_module: str, namespace: dict, module, ignore, map_location=None):
         self._session = session
         self._stream = _SegmentStream()
         self._buffers = _Buffers(session)
@@ -564,7 +570,8 @@ class _SegmentLoader:
         # saved classes replace the live ones, so instances keep theirs.
         ignore = True if ignore is None else ignore
         self._make = lambda: _SessionUnpickler(
-            self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers
+            self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers,
+            map_location=map_location,
         )
         self._unpickler = self._make()
         # memo index ranges [start, end) holding placeholders for objects of
