@@ -41,6 +41,11 @@ FROZEN = [
     "make_weakref_with_callback",
     "make_array",
     "bytes_from_buffer",
+    "torch_storage",
+    "torch_tensor",
+    "torch_parameter",
+    "torch_tensor_setstate",
+    "torch_typed_storage",
 ]
 
 

@@ -67,7 +67,16 @@ _SAFE_REBUILDERS = frozenset({
 # ... the ones that are more than data, by the pseudo-global that allows them ...
 _GATED_REBUILDERS = {"code_from_marshal": CODE, "make_file": FILES}
 # ... and the ones whose arguments decide what they reach (checked per call).
-_CHECKED_REBUILDERS = frozenset({"import_module", "module_dict", "getattr_chain", "matplotlib_rcparams"})
+_CHECKED_REBUILDERS = frozenset({"import_module", "module_dict", "getattr_chain"})
+# ... and the ones that import a third-party package to rebuild its objects.
+_PACKAGE_REBUILDERS = {
+    "matplotlib_rcparams": "matplotlib",
+    "torch_storage": "torch",
+    "torch_tensor": "torch",
+    "torch_parameter": "torch",
+    "torch_tensor_setstate": "torch",
+    "torch_typed_storage": "torch",
+}
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -119,6 +128,9 @@ class Allowlist:
         if module == _REBUILD:
             if name in _SAFE_REBUILDERS or name in _CHECKED_REBUILDERS:
                 return None
+            package = _PACKAGE_REBUILDERS.get(name)
+            if package is not None:
+                return None if self.module_allowed(package) else package
             gate = _GATED_REBUILDERS.get(name)
             if gate is None:
                 return f"{module}:{name} (a reconstructor this allowlist does not know)"
@@ -148,8 +160,6 @@ class Allowlist:
             if owner is None:
                 return f"{_REBUILD}:getattr_chain on an object of unknown origin"
             return self.global_problem(owner, args[1])
-        if name == "matplotlib_rcparams":
-            return None if self.module_allowed("matplotlib") else "matplotlib"
         return None
 
     def origin_problem(self, module: str, name: str, obj) -> str | None:

@@ -39,28 +39,29 @@ def dumps(obj, protocol=None, byref=None, fmode=None, recurse=None, **kwds) -> b
     return buffer.getvalue()
 
 
-def load(file, ignore=None, *, allow=None, **kwds):
+def load(file, ignore=None, *, allow=None, map_location=None, **kwds):
     """Unpickle one object from the binary file object ``file``.
 
     Loading runs code from the file: only load files you trust.
     ``allow=[...]`` (module prefixes, ``module:name`` globals, ``mason.CODE``)
     first scans the stream without running it and raises
     :class:`ForbiddenGlobalError`, listing the offenders, if it would use
-    anything else.
+    anything else.  ``map_location``: where torch tensors go, as for
+    ``torch.load`` (e.g. ``'cpu'`` for tensors saved on a GPU).
     """
     allowlist = Allowlist.from_arg(allow)
     if allowlist is not None:
         file = _scanned(file, allowlist)
-    return Unpickler(file, ignore=ignore, allow=allowlist, **kwds).load()
+    return Unpickler(file, ignore=ignore, allow=allowlist, map_location=map_location, **kwds).load()
 
 
-def loads(str, ignore=None, *, allow=None, **kwds):  # noqa: A002 - dill's parameter name
+def loads(str, ignore=None, *, allow=None, map_location=None, **kwds):  # noqa: A002 - dill's parameter name
     """Unpickle one object from bytes.
 
     Loading runs code from the data: only load data you trust.  ``allow``
-    as for :func:`load`.
+    and ``map_location`` as for :func:`load`.
     """
-    return load(io.BytesIO(str), ignore=ignore, allow=allow, **kwds)
+    return load(io.BytesIO(str), ignore=ignore, allow=allow, map_location=map_location, **kwds)
 
 
 class _Recorder:

@@ -81,7 +81,7 @@ class Pickler(pickle.Pickler):
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(_stdlib.loaded_tables())
-        table.update(loaded_tables())
+        table.update(loaded_tables(protocol))
         table.update(USER_TABLE)
         self.dispatch_table = table
 

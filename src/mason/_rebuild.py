@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextvars
 import importlib
 import io
 import marshal
@@ -402,3 +403,117 @@ def make_array(typecode, data):
 def bytes_from_buffer(mutable, buffer):
     """A ``bytearray`` (``mutable``) or ``bytes`` with the contents of an out-of-band buffer."""
     return bytearray(buffer) if mutable else bytes(buffer)
+
+
+# ---------------------------------------------------------------- torch
+
+#: ``map_location`` of the load in progress (None: where it was saved).
+#: Set by the Unpickler around each ``load``; read by :func:`torch_storage`.
+_MAP_LOCATION: contextvars.ContextVar = contextvars.ContextVar("mason_map_location", default=None)
+
+
+def torch_storage(data, location):
+    """A torch ``UntypedStorage`` holding ``data``, placed on the device the
+    load's ``map_location`` chooses for ``location`` (where it was saved).
+
+    On the CPU the storage is the buffer itself: a memory-mapped blob stays
+    mapped copy-on-write, and nothing is copied.
+    """
+    import torch
+
+    view = memoryview(data)
+    if view.readonly:  # writes through the tensor must never reach a caller's bytes
+        view = memoryview(bytearray(view))
+    if view.nbytes:
+        flat = torch.frombuffer(view.cast("B"), dtype=torch.uint8)
+    else:
+        flat = torch.empty(0, dtype=torch.uint8)
+    return _place_storage(flat.untyped_storage(), location)
+
+
+def _place_storage(storage, location):
+    """Where ``torch.load`` would put a storage saved on ``location``, given
+    the current ``map_location``: a device (name or ``torch.device``), a dict
+    from saved device names to device names, or ``f(storage, location)``
+    returning a storage (None: the default)."""
+    if not isinstance(location, str):
+        raise UnpicklingError(f"damaged tensor: device {location!r} is not a name")
+    mapping = _MAP_LOCATION.get()
+    if mapping is None:
+        target = location
+    elif isinstance(mapping, dict):
+        target = mapping.get(location, location)
+    elif callable(mapping):
+        result = mapping(storage, location)
+        if result is not None:
+            return getattr(result, "_untyped_storage", result)  # a TypedStorage's bytes
+        target = location
+    else:
+        target = mapping
+    return _storage_to(storage, str(target), location)
+
+
+def _storage_to(storage, target: str, location: str):
+    import torch
+
+    try:
+        device = torch.device(target)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise UnpicklingError(f"map_location: {target!r} is not a torch device ({exc})") from None
+    if device.type == "cpu":
+        return storage
+    hint = "load with map_location='cpu' to restore it on the CPU"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnpicklingError(
+            f"a tensor was saved on {location!r}, but CUDA is not available here; {hint}"
+        )
+    try:
+        flat = torch.empty(0, dtype=torch.uint8).set_(storage)
+        return flat.to(device).untyped_storage()
+    except (RuntimeError, AssertionError, ValueError) as exc:  # torch's errors for a device it lacks
+        raise UnpicklingError(f"cannot place a tensor saved on {location!r} on {target!r}: {exc}; {hint}") from None
+
+
+def _torch_dtype(name):
+    import torch
+
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    if not isinstance(dtype, torch.dtype):
+        raise UnpicklingError(f"this torch has no dtype {name!r} (saved with another version of torch?)")
+    return dtype
+
+
+def torch_tensor(storage, dtype, offset, shape, stride, requires_grad):
+    """A strided tensor viewing ``storage`` (views of one storage share it)."""
+    import torch
+
+    try:
+        tensor = torch.empty(0, dtype=_torch_dtype(dtype), device=storage.device)
+        tensor.set_(storage, offset, shape, stride)
+    except (RuntimeError, TypeError) as exc:
+        raise UnpicklingError(f"damaged tensor: {exc}") from None
+    if requires_grad:
+        tensor.requires_grad_(True)
+    return tensor
+
+
+def torch_parameter(storage, dtype, offset, shape, stride, requires_grad):
+    """An ``nn.Parameter`` over ``storage``."""
+    import torch
+
+    return torch.nn.Parameter(torch_tensor(storage, dtype, offset, shape, stride, False), requires_grad)
+
+
+def torch_tensor_setstate(tensor, state):
+    """A tensor's gradient and Python attributes."""
+    grad = state.get("grad")
+    if grad is not None:
+        tensor.grad = grad
+    tensor.__dict__.update(state.get("dict") or {})
+
+
+def torch_typed_storage(storage, dtype):
+    """A (deprecated) ``TypedStorage`` over an untyped storage."""
+    import torch
+
+    return torch.storage.TypedStorage(wrap_storage=storage, dtype=_torch_dtype(dtype), _internal=True)

@@ -29,7 +29,7 @@ from ._format import signing as _signing
 from ._format.signing import resolve_key
 from ._pickler import Pickler
 from ._storage import default_session_path, open_input, open_output
-from ._unpickler import Unpickler, translate_error
+from ._unpickler import Unpickler, check_map_location, translate_error
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
@@ -374,7 +374,7 @@ def dump_session(filename=None, main=None, byref=False, **kwds) -> None:
 class _LoadOptions(_Options):
     DEFAULTS = dict(
         names=None, on_error="raise", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
-        storage_options=None, progress=None,
+        storage_options=None, progress=None, map_location=None,
     )
 
     @classmethod
@@ -383,6 +383,7 @@ class _LoadOptions(_Options):
         if isinstance(options.names, str):
             options.names = [options.names]
         Allowlist.from_arg(options.allow)  # bad patterns fail before the file is opened
+        check_map_location(options.map_location)
         return options
 
 
@@ -403,7 +404,10 @@ def load_module(filename=None, module=None, **kwds):
     that cannot be restored here instead of failing (default ``'raise'``);
     ``ignore`` as for :func:`mason.load`; ``mmap=False`` reads blobs into
     memory instead of mapping the file (a URL's blobs are always read);
-    ``storage_options`` and ``progress`` as for :func:`dump_module`.
+    ``storage_options`` and ``progress`` as for :func:`dump_module`;
+    ``map_location`` puts torch tensors on other devices, as for
+    ``torch.load`` (``'cpu'`` restores tensors saved on a GPU on a machine
+    without one).
 
     ``key`` (bytes or str; default: the ``MASON_SIGNING_KEY`` environment
     variable when set): the file must carry a valid HMAC-SHA256 signature
@@ -550,7 +554,9 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     allowlist = Allowlist.from_arg(options.allow, session_module=meta["module"])
     if allowlist is not None:
         allowlist.check(scan_session(session, needed, allowlist))
-    loader = _SegmentLoader(session, payloads, meta["module"], namespace, module, options.ignore, allowlist)
+    loader = _SegmentLoader(
+        session, payloads, meta["module"], namespace, module, options.ignore, allowlist, options.map_location
+    )
     loaded: dict = {}
     failures: dict[str, str] = {}
     unpickled = variables[: wanted[1]]
@@ -638,7 +644,7 @@ class _SegmentLoader:
     """One Unpickler reading the segments in order, with a shared memo."""
 
     def __init__(self, session, payloads: dict, saved_module: str, namespace: dict, module, ignore,
-                 allowlist=None):
+                 allowlist=None, map_location=None):
         self._session = session
         self._payloads = payloads  # segment number -> its verified payload
         self._stream = _SegmentStream()
@@ -647,7 +653,8 @@ class _SegmentLoader:
         # saved classes replace the live ones, so instances keep theirs.
         ignore = True if ignore is None else ignore
         self._make = lambda: _SessionUnpickler(
-            self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers, allow=allowlist
+            self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers, allow=allowlist,
+            map_location=map_location,
         )
         self._unpickler = self._make()
         # memo index ranges [start, end) holding placeholders for objects of

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pickle
 import sys
 
-from . import _settings
+from . import _rebuild, _settings
 from ._allowlist import Allowlist
 from .errors import UnpicklingError
 
-__all__ = ["Unpickler", "translate_error"]
+__all__ = ["Unpickler", "check_map_location", "translate_error"]
 
 
 class Unpickler(pickle.Unpickler):
@@ -28,13 +28,18 @@ class Unpickler(pickle.Unpickler):
     ``allow``: an :class:`~mason._allowlist.Allowlist` (or its patterns);
     every global is checked against it as it is looked up.  (The load
     functions also scan the whole stream first, so that nothing runs.)
+    ``map_location``: where torch tensors go, as for ``torch.load``: a device
+    ('cpu', 'cuda:1', a ``torch.device``), a dict from saved device names to
+    device names, or ``f(storage, location)``; None (default) restores each
+    tensor on the device it was saved from.
     """
 
-    def __init__(self, file, *, ignore=None, allow=None, **kwds):
+    def __init__(self, file, *, ignore=None, allow=None, map_location=None, **kwds):
         kwds.pop("main", None)  # dill accepts it; the live __main__ is used
         super().__init__(file, **kwds)
         self._ignore = bool(_settings.option(ignore, "ignore"))
         self._allow = Allowlist.from_arg(allow)
+        self._map_location = check_map_location(map_location)
 
     def find_class(self, module, name):
         if self._allow is None:
@@ -51,10 +56,15 @@ class Unpickler(pickle.Unpickler):
             return super().find_class(*renamed)
 
     def load(self):
+        # Rebuilders are module-level functions: the load's options reach
+        # them through a context variable, set only while this load runs.
+        token = _rebuild._MAP_LOCATION.set(self._map_location)
         try:
             obj = super().load()
         except (EOFError, pickle.UnpicklingError) as exc:
             raise translate_error(exc) from None
+        finally:
+            _rebuild._MAP_LOCATION.reset(token)
         if not self._ignore:
             _rebind_to_main(obj)
         return obj
@@ -77,6 +87,17 @@ def _rebind_to_main(obj) -> None:
             obj.__class__ = live
         except TypeError:  # layouts differ (slots, builtins): keep the saved class
             pass
+
+
+def check_map_location(value):
+    """``value`` if it is a ``map_location`` torch.load would accept, else TypeError."""
+    is_device = type(value).__name__ == "device" and type(value).__module__ == "torch"
+    if value is None or isinstance(value, (str, dict)) or callable(value) or is_device:
+        return value
+    raise TypeError(
+        "map_location must be a device name, a torch.device, a dict of device names "
+        f"or a callable, not {type(value).__name__}"
+    )
 
 
 def translate_error(exc: BaseException) -> UnpicklingError:
