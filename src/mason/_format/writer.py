@@ -23,8 +23,8 @@ from . import spec
 class ContainerWriter:
     """Writes the header on construction, then records, then (``finish``) index and trailer.
 
-    ``checksum`` is "crc32" or "xxh3_64" (default: xxh3_64 if xxhash is
-    installed); ``compression`` is None, "zlib", "lzma", "zstd" or "lz4",
+    ``checksum`` is "crc32" (the default: every Python reads it) or
+    "xxh3_64" (faster, needs the xxhash package to read); ``compression`` is None, "zlib", "lzma", "zstd" or "lz4",
     applied to every segment and blob that it makes smaller, at ``level``
     (default: a fast level of that codec).  ``key`` (bytes): sign the
     container with HMAC-SHA256 (format 1.1, see ``signing``).  The writer does
