@@ -17,6 +17,7 @@ import os
 import pickle
 import pickletools
 import sys
+import traceback
 import types
 import warnings
 from dataclasses import dataclass, field
@@ -134,13 +135,24 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     blob_ids: list[int] = []
     blob_sizes: list[int] = []
 
+    write_failed = False
+
     def on_buffer(buffer: pickle.PickleBuffer):
+        nonlocal write_failed
         try:
             raw = buffer.raw()
         except BufferError:  # not contiguous: let pickle copy it in-band
             return True
         with raw:
-            blob_ids.append(writer.add_blob(raw))
+            try:
+                blob_ids.append(writer.add_blob(raw))
+            except BaseException as exc:
+                write_failed = True
+                # The failed write's frames (the stream's among them) still
+                # hold views of ``raw``; without this, releasing it would
+                # raise BufferError and hide the real error.
+                traceback.clear_frames(exc.__traceback__)
+                raise
             blob_sizes.append(raw.nbytes)
         return False
 
@@ -165,6 +177,11 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
         try:
             pickler.dump(entry.value)
         except Exception as exc:  # any failure skips (or raises for) this one variable
+            if write_failed:
+                # The output failed (disk full, I/O error) halfway through a
+                # blob: not this variable's fault, and the container is now
+                # unfinishable.  Skipping it would write a broken file.
+                raise
             reason = _explain(entry, exc, make_pickler)
             if options.on_error == "raise":
                 raise PicklingError(reason) from exc
@@ -427,11 +444,58 @@ def _open_session(source, options: _LoadOptions):
     try:
         if reader.meta.get("kind") != SESSION_KIND:
             raise CorruptSessionError("this mason file holds no session (no session metadata in its index)")
+        problem = session_meta_problem(reader.meta, reader.segment_count, reader.blob_count)
+        if problem:
+            raise CorruptSessionError(f"index: the session metadata is malformed: {problem}")
         yield reader
     finally:
         # Blobs mapped into loaded arrays keep the mapping alive on their own.
         with contextlib.suppress(BufferError):
             reader.close()
+
+
+def session_meta_problem(meta: dict, segments: int, blobs: int) -> str:
+    """What is wrong with the shape of a session's metadata, or "" if nothing.
+
+    The index passed its checksum, so a bad shape means a file mason did not
+    write: refuse it here rather than with a KeyError or TypeError halfway
+    through loading or inspecting it.  ``segments`` and ``blobs`` are how many
+    the container holds.
+    """
+    if not isinstance(meta.get("module"), str) or not isinstance(meta.get("module_kind", ""), str):
+        return "module or module_kind is not a string"
+    variables = meta.get("variables")
+    if not isinstance(variables, list):
+        return "variables is not a list"
+    for number, var in enumerate(variables):
+        if not (
+            isinstance(var, dict)
+            and all(isinstance(var.get(key), str) for key in ("name", "type", "stored"))
+            and _is_count(var.get("size"))
+            and _is_count(var.get("segment"))
+            and var["segment"] < segments
+            and isinstance(var.get("blobs"), list)
+            and all(_is_count(blob) and blob < blobs for blob in var["blobs"])
+            and isinstance(var.get("memo_reset", False), bool)
+        ):
+            return f"variable {number} is not a saved variable's record, or refers to no record of the file"
+    skipped = meta.get("skipped", [])
+    if not isinstance(skipped, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in skipped):
+        return "skipped is not a list of records with names"
+    env = meta.get("environment", {})
+    packages = env.get("packages", {}) if isinstance(env, dict) else None
+    if (
+        not isinstance(packages, dict)
+        or not isinstance(env.get("python", []), list)
+        # Package names are looked up (and maybe imported) to compare versions.
+        or not all(name.isidentifier() and isinstance(v, str) for name, v in packages.items())
+    ):
+        return "environment is not an object of the expected shape"
+    return ""
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and value >= 0
 
 
 def _target_module(meta: dict, module) -> types.ModuleType:
@@ -457,6 +521,10 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     _check_environment(meta.get("environment", {}))
     variables = meta["variables"]
     wanted = _wanted(variables, options.names)
+    # Damage must surface before the first object is rebuilt (rebuilding can
+    # have side effects), not halfway, when a damaged record comes up.
+    needed = variables[: wanted[1]]
+    session.verify_records([var["segment"] for var in needed], [blob for var in needed for blob in var["blobs"]])
     loader = _SegmentLoader(session, meta["module"], namespace, module, options.ignore)
     loaded: dict = {}
     failures: dict[str, str] = {}

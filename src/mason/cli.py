@@ -30,7 +30,7 @@ from typing import Any
 
 from . import __version__
 from ._format import ContainerReader, spec
-from ._session import SESSION_KIND, SessionInfo, dump_module, inspect, load_module
+from ._session import SESSION_KIND, SessionInfo, dump_module, inspect, load_module, session_meta_problem
 from ._storage import default_session_path, open_for_read
 from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
 
@@ -246,21 +246,10 @@ def _session_variables(reader: ContainerReader, path: str | None) -> list[dict]:
     meta = reader.meta
     if meta.get("kind") != SESSION_KIND:
         raise _Failure(f"{_label(path)}: a mason file, but it holds no session (no session metadata in its index)")
-    variables = meta.get("variables")
-    if not isinstance(variables, list):
-        raise CorruptSessionError(f"{_label(path)}: index: variables is not a list")
-    for var in variables:
-        ok = (
-            isinstance(var, dict)
-            and isinstance(var.get("name"), str)
-            and type(var.get("segment")) is int
-            and 0 <= var["segment"] < reader.segment_count
-            and isinstance(var.get("blobs"), list)
-            and all(type(b) is int and 0 <= b < reader.blob_count for b in var["blobs"])
-        )
-        if not ok:
-            raise CorruptSessionError(f"{_label(path)}: index: a variable record refers to no record of the file: {var!r}"[:300])
-    return variables
+    problem = session_meta_problem(meta, reader.segment_count, reader.blob_count)
+    if problem:
+        raise CorruptSessionError(f"{_label(path)}: index: the session metadata is malformed: {problem}")
+    return meta["variables"]
 
 
 # ====================================================================== warnings

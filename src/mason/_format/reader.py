@@ -19,7 +19,7 @@ import json
 import mmap as _mmap
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, NamedTuple
 
@@ -384,6 +384,29 @@ class ContainerReader:
 
     def blob_info(self, i: int) -> dict[str, Any]:
         return _info(self._entry(self._blobs, i, "blob"))
+
+    def verify_records(self, segments: Iterable[int], blobs: Iterable[int]) -> None:
+        """Check these segments and blobs now, as ``segment()`` and ``blob()`` would.
+
+        Lets a caller refuse a damaged file before acting on any part of it.
+        Blobs are checked as ``blob()`` checks them: uncompressed ones only if
+        this reader verifies blobs.  Records already checked are skipped, and
+        ``segment()``/``blob()`` do not check them again.
+        """
+        self._check_open()
+        entries = [self._entry(self._segments, i, "segment") for i in segments]
+        entries += [
+            entry for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
+            if entry.codec is not None or self._verify_blobs
+        ]
+        with self._named():
+            for entry in sorted(set(entries), key=lambda e: e.offset):
+                self._check_header(entry)
+                if entry.offset not in self._verified:
+                    hasher = self._algo.new()
+                    for at in range(0, entry.length, _CHUNK):
+                        hasher.update(self._source.read(entry.offset + at, min(_CHUNK, entry.length - at)))
+                    self._compare(entry, hasher.digest())
 
     def verify(self) -> None:
         """Check every record's checksum; CorruptSessionError names the first bad one."""
