@@ -447,9 +447,11 @@ def _absurd_files() -> dict[str, tuple[bytes, str]]:
         files[f"stream-length-{claim}"] = (
             plain[:start + 8] + claim.to_bytes(8, "little") + claim.to_bytes(8, "little") + plain[start + 24:],
             "stream")
-        # A trailer claiming a huge index.
+        # A trailer and an index record header claiming a huge index.
         t = trailer._replace(index_length=claim)
-        files[f"trailer-index-{claim}"] = (plain[:-spec.TRAILER.size] + spec.TRAILER.pack(**t._asdict()), "path")
+        at = trailer.index_offset + 8
+        patched = plain[:at] + claim.to_bytes(8, "little") * 2 + plain[at + 16:-spec.TRAILER.size]
+        files[f"trailer-index-{claim}"] = (patched + spec.TRAILER.pack(**t._asdict()), "path")
     deep = reseal(body, {"x": 0}).replace(b'{"x":0}', b"[" * 100_000 + b"]" * 100_000)
     files["deep-json"] = (deep, "path")
     return files
