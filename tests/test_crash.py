@@ -111,11 +111,22 @@ def kill_saves(tmp_path, kills: int, megabytes: float, sample_every: int) -> lis
     path = tmp_path / "session.mason"
     script = tmp_path / "saver.py"
     script.write_text(SAVER)
-    held = None  # the generation the file holds
-    first = 0  # of the next child
-    durations = [0.1]  # of saves, as the children report them; the kill window follows them
-    stale_ok: set[int] = set()  # pids whose temporaries may still be there
+    # A first child, killed after its first save, tells how long a save takes
+    # here: the kill window (2.5 saves from "ready") follows the reports.
+    calibrate = subprocess.Popen([sys.executable, str(script), str(path), "0", str(megabytes)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        lines = [_wait_for_line(calibrate, 120), _wait_for_line(calibrate, 600)]
+    finally:
+        calibrate.kill()
+        out, err = calibrate.communicate()
+    assert lines[1].startswith("saved 0 "), f"the saving child failed:\n{lines}\n{err}"
+    durations = [float(line.split()[2]) for line in [lines[1], *out.splitlines()] if line.startswith("saved")]
+    held = _generation(path)  # the generation the file holds
+    first = held + 2  # of the next child
+    stale_ok = {calibrate.pid}  # pids whose temporaries may still be there
     log = []
+    midway = newer = 0  # kills that left a temporary; kills after which the file was newer
     for kill in range(kills):
         window = 2.5 * statistics.median(durations)
         delay = rng.uniform(0, window)
@@ -160,8 +171,13 @@ def kill_saves(tmp_path, kills: int, megabytes: float, sample_every: int) -> lis
                 cwd=tmp_path,
             )
         log.append(f"kill {kill}: {delay:.3f}s, {len(saved)} saves, file gen {found}, {len(left)} temporaries")
+        midway += any(_temp_pid(path, name) == proc.pid for name in left)
+        newer += found != held
         held = found
         first = in_flight + 1
+    # The kills must have hit both inside a save and after one (if not, the
+    # window above is wrong, and the test would test little).
+    assert midway and newer, f"seed {seed}: {midway} kills inside a save, {newer} after one:\n" + "\n".join(log)
     # One more save, in this process: every stale temporary goes.
     module = types.ModuleType("after")
     module.x = 1

@@ -487,8 +487,8 @@ def session_meta_problem(meta: dict, segments: int, blobs: int) -> str:
     if (
         not isinstance(packages, dict)
         or not isinstance(env.get("python", []), list)
-        # Package names are looked up (and maybe imported) to compare versions.
-        or not all(name.isidentifier() and isinstance(v, str) for name, v in packages.items())
+        # Top-level package names, as saved: looked up (maybe imported) to compare versions.
+        or not all(name and "." not in name and isinstance(v, str) for name, v in packages.items())
     ):
         return "environment is not an object of the expected shape"
     return ""
@@ -518,13 +518,13 @@ def _target_module(meta: dict, module) -> types.ModuleType:
 def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, module) -> dict:
     """Unpickle the saved variables into a new dict (the namespace is untouched)."""
     meta = session.meta
-    _check_environment(meta.get("environment", {}))
     variables = meta["variables"]
     wanted = _wanted(variables, options.names)
     # Damage must surface before the first object is rebuilt (rebuilding can
     # have side effects), not halfway, when a damaged record comes up.
     needed = variables[: wanted[1]]
     session.verify_records([var["segment"] for var in needed], [blob for var in needed for blob in var["blobs"]])
+    _check_environment(meta.get("environment", {}))
     loader = _SegmentLoader(session, meta["module"], namespace, module, options.ignore)
     loaded: dict = {}
     failures: dict[str, str] = {}
