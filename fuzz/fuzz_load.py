@@ -17,9 +17,11 @@ this file keeps working.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import types
@@ -90,7 +92,9 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (atheris's name)
             except MasonError:
                 pass
     if not _PATH:
-        _PATH.append(os.path.join(tempfile.mkdtemp(prefix="mason-fuzz-"), "input.mason"))
+        directory = tempfile.mkdtemp(prefix="mason-fuzz-")
+        atexit.register(shutil.rmtree, directory, True)
+        _PATH.append(os.path.join(directory, "input.mason"))
     with open(_PATH[0], "wb") as f:
         f.write(data)
     for command in ("inspect", "verify"):
