@@ -17,6 +17,7 @@ import os
 import pickle
 import pickletools
 import sys
+import traceback
 import types
 import warnings
 
@@ -161,13 +162,24 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     blob_ids: list[int] = []
     blob_sizes: list[int] = []
 
+    write_failed = False
+
     def on_buffer(buffer: pickle.PickleBuffer):
+        nonlocal write_failed
         try:
             raw = buffer.raw()
         except BufferError:  # not contiguous: let pickle copy it in-band
             return True
         with raw:
-            blob_ids.append(writer.add_blob(raw))
+            try:
+                blob_ids.append(writer.add_blob(raw))
+            except BaseException as exc:
+                write_failed = True
+                # The failed write's frames (the stream's among them) still
+                # hold views of ``raw``; without this, releasing it would
+                # raise BufferError and hide the real error.
+                traceback.clear_frames(exc.__traceback__)
+                raise
             blob_sizes.append(raw.nbytes)
         return False
 
@@ -196,6 +208,11 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
         try:
             pickler.dump(value)
         except Exception as exc:  # any failure skips (or raises for) this one variable
+            if write_failed:
+                # The output failed (disk full, I/O error) halfway through a
+                # blob: not this variable's fault, and the container is now
+                # unfinishable.  Skipping it would write a broken file.
+                raise
             reason = _explain(entry, exc, make_pickler)
             if options.on_error == "raise":
                 raise PicklingError(reason) from exc
@@ -497,31 +514,59 @@ def _open_reader(source, options: _LoadOptions):
 
 
 def check_session_meta(reader: ContainerReader) -> list[dict]:
-    """The index's variable records, each checked against the file's tables
-    (names, record numbers, sizes): a hostile index fails here, clearly."""
+    """The index's variable records, after checking that the session
+    metadata fits the file (see :func:`session_meta_problem`)."""
     meta = reader.meta
     if meta.get("kind") != SESSION_KIND:
         raise CorruptSessionError("this mason file holds no session (no session metadata in its index)")
-    if not isinstance(meta.get("module"), str):
-        raise CorruptSessionError("index: the module name is not a string")
+    problem = session_meta_problem(meta, reader.segment_count, reader.blob_count)
+    if problem:
+        raise CorruptSessionError(f"index: the session metadata is malformed: {problem}")
+    return meta["variables"]
+
+
+def session_meta_problem(meta: dict, segments: int, blobs: int) -> str:
+    """What is wrong with the shape of a session's metadata, or "" if nothing.
+
+    The index passed its checksum, so a bad shape means a file mason did not
+    write: refuse it here rather than with a KeyError or TypeError halfway
+    through loading or inspecting it.  ``segments`` and ``blobs`` are how many
+    the container holds.
+    """
+    if not isinstance(meta.get("module"), str) or not isinstance(meta.get("module_kind", ""), str):
+        return "module or module_kind is not a string"
     variables = meta.get("variables")
-    if not isinstance(variables, list) or not isinstance(meta.get("skipped", []), list):
-        raise CorruptSessionError("index: variables is not a list")
-    segments, blobs = reader.segment_count, reader.blob_count
-    for var in variables:
-        ok = (
+    if not isinstance(variables, list):
+        return "variables is not a list"
+    for number, var in enumerate(variables):
+        if not (
             isinstance(var, dict)
-            and isinstance(var.get("name"), str)
-            and type(var.get("segment")) is int
-            and 0 <= var["segment"] < segments
+            and all(isinstance(var.get(key), str) for key in ("name", "type", "stored"))
+            and _is_count(var.get("size"))
+            and _is_count(var.get("segment"))
+            and var["segment"] < segments
             and isinstance(var.get("blobs"), list)
-            and all(type(b) is int and 0 <= b < blobs for b in var["blobs"])
-            and all(isinstance(var.get(key), str) for key in ("type", "stored"))
-            and type(var.get("size")) is int
-        )
-        if not ok:
-            raise CorruptSessionError(f"index: a variable record does not fit the file: {var!r}"[:300])
-    return variables
+            and all(_is_count(blob) and blob < blobs for blob in var["blobs"])
+            and isinstance(var.get("memo_reset", False), bool)
+        ):
+            return f"variable {number} is not a saved variable's record, or refers to no record of the file"
+    skipped = meta.get("skipped", [])
+    if not isinstance(skipped, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in skipped):
+        return "skipped is not a list of records with names"
+    env = meta.get("environment", {})
+    packages = env.get("packages", {}) if isinstance(env, dict) else None
+    if (
+        not isinstance(packages, dict)
+        or not isinstance(env.get("python", []), list)
+        # Top-level package names, as saved: looked up (maybe imported) to compare versions.
+        or not all(name and "." not in name and isinstance(v, str) for name, v in packages.items())
+    ):
+        return "environment is not an object of the expected shape"
+    return ""
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and value >= 0
 
 
 def _target_module(meta: dict, module) -> types.ModuleType:
@@ -544,13 +589,15 @@ def _target_module(meta: dict, module) -> types.ModuleType:
 def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, module) -> dict:
     """Unpickle the saved variables into a new dict (the namespace is untouched)."""
     meta = session.meta
-    _check_environment(meta.get("environment", {}))
     variables = meta["variables"]
     wanted = _wanted(variables, options.names)
-    # Every segment to unpickle is checked first: nothing is rebuilt from a
-    # file that turns out damaged (or, with a key, altered) further on.
+    # Every record to unpickle is checked first (checksums, and MACs with a
+    # key): damage must surface before the first object is rebuilt (rebuilding
+    # can have side effects), not halfway, when a damaged record comes up.
     needed = variables[: wanted[1]]
     payloads = dict(zip((v["segment"] for v in needed), session.segments([v["segment"] for v in needed])))
+    session.verify_records([], [blob for var in needed for blob in var["blobs"]])
+    _check_environment(meta.get("environment", {}))
     allowlist = Allowlist.from_arg(options.allow, session_module=meta["module"])
     if allowlist is not None:
         allowlist.check(scan_session(session, needed, allowlist))
@@ -559,10 +606,9 @@ def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, m
     )
     loaded: dict = {}
     failures: dict[str, str] = {}
-    unpickled = variables[: wanted[1]]
-    total = sum(var.get("size", 0) for var in unpickled)
-    progress = _progress.Progress("loading", len(unpickled), total_bytes=total, progress=options.progress)
-    for position, var in progress.track(enumerate(unpickled), size=lambda item: item[1].get("size", 0)):
+    total = sum(var.get("size", 0) for var in needed)
+    progress = _progress.Progress("loading", len(needed), total_bytes=total, progress=options.progress)
+    for position, var in progress.track(enumerate(needed), size=lambda item: item[1].get("size", 0)):
         if var.get("memo_reset"):
             loader.reset()
         blocked = loader.blocked_by(var)

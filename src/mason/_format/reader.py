@@ -20,6 +20,7 @@ import mmap as _mmap
 import os
 import re
 from collections import namedtuple
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from .._storage import open_for_read
@@ -449,6 +450,440 @@ class ContainerReader:
 
     def blob_info(self, i: int) -> dict[str, Any]:
         return _info(self._entry(self._blobs, i, "blob"))
+
+    def verify_records(self, segments: Iterable[int], blobs: Iterable[int]) -> None:
+        """Check these segments and blobs now, as ``segment()`` and ``blob()`` would.
+
+        Lets a caller refuse a damaged (or, with a key, altered) file before
+        acting on any part of it.  Blobs are checked as ``blob()`` checks
+        them: uncompressed ones only if this reader verifies blobs (always
+        their MAC, with a key).  Records already checked are skipped, and
+        ``segment()``/``blob()`` do not check them again.
+        """
+        self._check_open()
+        entries = [self._entry(self._segments, i, "segment") for i in segments]
+        entries += [
+            entry for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
+            if entry.codec is not None or self._verify_blobs or self._key is not None
+        ]
+        self._verify_entries(set(entries))
+
+    def verify(self) -> None:
+        """Check every record's checksum (and MAC, with a key); the error names the first bad one."""
+        self._check_open()
+        self._verify_entries(self._segments + self._blobs)
+
+    def _verify_entries(self, entries: Iterable[_Entry]) -> None:
+        with self._named():
+            for entry in sorted(entries, key=lambda e: e.offset):
+                self._check_header(entry)
+                check = entry.offset not in self._verified
+                mac = self._key is not None and entry.offset not in self._authenticated
+                if not (check or mac):
+                    continue
+                hasher = self._algo.new()
+                macer = _signing.new_record_mac(self._key) if mac else None
+                for at in range(0, entry.length, _CHUNK):
+                    chunk = self._source.read(entry.offset + at, min(_CHUNK, entry.length - at))
+                    hasher.update(chunk)
+                    if macer is not None:
+                        macer.update(chunk)
+                if check:
+                    self._compare(entry, hasher.digest())
+                if macer is not None:
+                    self._record_signed(entry, macer.hexdigest())
+
+    def close(self) -> None:
+        self._view.release()
+        if isinstance(self._buffer, _mmap.mmap):
+            try:
+                self._buffer.close()
+            except BufferError:
+                # Blob views handed out (numpy arrays built on them) still use the
+                # map; it is unmapped when the last of them is garbage collected.
+                pass
+        self._buffer = None
+
+
+class _FileSource:
+    """A seekable file object, read with seek/read; the container starts at ``base``."""
+
+    def __init__(self, fileobj: BinaryIO, base: int) -> None:
+        self._file = fileobj
+        self._base = base
+        self.size = max(0, fileobj.seek(0, io.SEEK_END) - base)
+
+    def _readinto(self, offset: int, buffer: Any) -> None:
+        self._file.seek(self._base + offset)
+        readinto = getattr(self._file, "readinto", None)
+        view = memoryview(buffer)
+        while view.nbytes:
+            if readinto is not None:
+                n = readinto(view)
+            else:  # a minimal file-like object: read, then copy
+                chunk = self._file.read(min(view.nbytes, _CHUNK))
+                n = len(chunk)
+                view[:n] = chunk
+            if not n:
+                raise CorruptSessionError(f"file shrank while reading at offset {offset}")
+            view = view[n:]
+
+    def read(self, offset: int, length: int) -> memoryview:
+        buffer = bytearray(length)  # callers have checked length against the file size
+        self._readinto(offset, buffer)
+        return memoryview(buffer)
+
+    view = read  # a fresh bytearray is ours to hand out writable
+
+    def close(self) -> None:
+        self._file = None
+
+
+def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[int]]:
+    """Read one container off a non-seekable stream, checking records as they arrive.
+
+    Returns its bytes and the payload offsets already checksummed.  Memory
+    grows only with bytes actually read, so a damaged length cannot make us
+    allocate more than the stream holds.
+    """
+    buf = bytearray()
+    verified: set[int] = set()
+
+    def take(n: int, what: str, hasher: Any = None) -> None:
+        end = len(buf) + n
+        while len(buf) < end:
+            chunk = stream.read(min(end - len(buf), _CHUNK))
+            if not chunk:
+                raise CorruptSessionError(
+                    f"truncated: the stream ends inside {what} at offset {len(buf)}"
+                )
+            if hasher is not None:
+                hasher.update(chunk)
+            buf.extend(chunk)
+
+    def small(n: int, what: str) -> bytes:
+        take(n, what)
+        return bytes(buf[len(buf) - n:])
+
+    try:
+        head = small(spec.HEADER.size, "the header")
+    except CorruptSessionError:
+        _check_magic(bytes(buf))  # a short stream that is not mason at all says so
+        raise
+    header = _parse_header(head)
+    algo = _checksum.by_id(header.checksum_id)
+    counts = {kind: 0 for kind in spec.RECORD_KINDS}
+    while True:
+        at = len(buf)
+        record = spec.RECORD.unpack(small(spec.RECORD.size, "a record header"))
+        if record.kind not in spec.RECORD_KINDS:
+            raise CorruptSessionError(f"unknown record kind {record.kind!r} at offset {at}")
+        name = f"{spec.RECORD_KINDS[record.kind]} {counts[record.kind]} (offset {at})"
+        counts[record.kind] += 1
+        codec = _compression.by_id(record.compression)
+        offset = at + spec.RECORD.size + record.pad
+        problem = _shape_problem(record.kind, offset, record.pad, record.length,
+                                 record.raw_length, codec)
+        if record.reserved:
+            problem = "reserved bits set"
+        if problem:
+            raise CorruptSessionError(f"{name}: {problem}")
+        if any(small(record.pad, "padding")):
+            raise CorruptSessionError(f"{name}: padding is not zero")
+        check = record.kind != spec.BLOB or verify_blobs or codec is not None
+        hasher = algo.new() if check else None
+        take(record.length, name, hasher)
+        if hasher is not None:
+            if hasher.digest() != record.checksum:
+                raise CorruptSessionError(f"{name}: checksum mismatch, the data is damaged")
+            verified.add(offset)
+        if record.kind == spec.INDEX:
+            break
+    take(spec.TRAILER.size, "the trailer")
+    return buf, verified
+
+
+# -- Checks shared by the stream scan and the index --------------------------------
+
+
+def _check_magic(data: bytes) -> None:
+    """Say what the file is instead, if it does not start with MAGIC."""
+    if not data:
+        raise CorruptSessionError("not a mason file: it is empty")
+    if len(data) < len(spec.MAGIC) and spec.MAGIC.startswith(data):
+        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
+    if data.startswith(spec.MAGIC):
+        return
+    if data.startswith(spec.MAGIC[:6]):  # b"\x89MASON", then damaged line endings
+        raise CorruptSessionError(
+            "not a mason file any more: its line endings were changed (copied in text mode?)"
+        )
+    if data[:1] == b"\x80":
+        raise CorruptSessionError("not a mason file: this looks like a plain pickle")
+    raise CorruptSessionError(f"not a mason file (it starts with {bytes(data[:10])!r})")
+
+
+def _parse_header(data: bytes) -> Any:
+    """The header's fields, after checking magic, version and reserved bits."""
+    _check_magic(data)
+    if len(data) < spec.HEADER.size:
+        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
+    header = spec.HEADER.unpack(data)
+    if header.major != spec.FORMAT_MAJOR:
+        raise UnsupportedFormatError(
+            f"format version {header.major}.{header.minor} is not one this mason reads"
+            f" ({spec.FORMAT_MAJOR}.x)"
+            + ("; upgrade mason" if header.major > spec.FORMAT_MAJOR else "")
+        )
+    if header.reserved:
+        raise CorruptSessionError("header: reserved bits set")
+    return header
+
+
+def _shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: int,
+                   codec: Any) -> str:
+    """What is impossible about a record of these numbers, or "" if nothing."""
+    if length > spec.MAX_LENGTH or raw_length > spec.MAX_LENGTH:
+        return f"absurd length {max(length, raw_length)}"
+    if kind == spec.BLOB:
+        # The writer pads with the fewest bytes that align the payload.
+        if offset % spec.ALIGNMENT or not 0 <= pad < spec.ALIGNMENT:
+            return f"payload is not aligned to {spec.ALIGNMENT} bytes (pad {pad})"
+    elif pad:
+        return f"pad {pad} where none belongs"
+    if codec is None:
+        if raw_length != length:
+            return f"raw length {raw_length} differs from length {length} without compression"
+    elif not length < raw_length:
+        # The writer stores data raw unless compressing makes it smaller.
+        return f"compressed length {length} is not below raw length {raw_length}"
+    if kind == spec.INDEX and (codec is not None or length > spec.MAX_INDEX_LENGTH):
+        return "index is compressed or too large"
+    return ""
+
+
+def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict, list, list, Any]:
+    """meta, segment entries, blob entries (every entry checked) and the signature or None."""
+    try:
+        index = json.loads(bytes(payload).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
+        raise CorruptSessionError(f"index is not valid JSON: {exc}") from None
+    if not isinstance(index, dict):
+        raise CorruptSessionError("index is not a JSON object")
+    missing = [key for key in spec.INDEX_KEYS if key not in index]
+    if missing:
+        raise CorruptSessionError(f"index lacks {', '.join(missing)}")
+    if index["checksum"] != algo_name:
+        raise CorruptSessionError(f"index says checksum {index['checksum']!r}, header {algo_name!r}")
+    if not isinstance(index["meta"], dict):
+        raise CorruptSessionError("index: meta is not an object")
+    tables = []
+    for key, kind in (("segments", spec.SEGMENT), ("blobs", spec.BLOB)):
+        if not isinstance(index[key], list):
+            raise CorruptSessionError(f"index: {key} is not a list")
+        tables.append([_parse_entry(kind, i, obj) for i, obj in enumerate(index[key])])
+    # Records lie back to back from the header to the index; anything else means
+    # the index and the file disagree.
+    expected = spec.HEADER.size
+    for entry in sorted(tables[0] + tables[1], key=lambda e: e.offset):
+        if entry.offset - entry.pad - spec.RECORD.size != expected:
+            raise CorruptSessionError(f"{entry.name}: not where the previous record ends ({expected})")
+        expected = entry.offset + entry.length
+    if expected != index_offset:
+        raise CorruptSessionError(f"records end at {expected} but the index starts at {index_offset}")
+    signature = index.get("signature")
+    if signature is not None:
+        signature = _signing.Signature(signature, len(tables[0]), len(tables[1]))
+    return index["meta"], tables[0], tables[1], signature
+
+
+_ENTRY_KEYS = frozenset(spec.ENTRY_KEYS)
+
+
+def _parse_entry(kind: bytes, number: int, obj: Any) -> _Entry:
+    # Sessions have thousands of entries: the checks are written for speed,
+    # and the message is only built when one fails.
+    def where() -> str:
+        return f"index: {spec.RECORD_KINDS[kind]} {number}"
+
+    if type(obj) is not dict or not obj.keys() >= _ENTRY_KEYS:
+        raise CorruptSessionError(f"{where()}: not an object with keys {', '.join(spec.ENTRY_KEYS)}")
+    offset, length, raw_length, pad = obj["offset"], obj["length"], obj["raw_length"], obj["pad"]
+    if not (type(offset) is type(length) is type(raw_length) is type(pad) is int
+            and offset >= 0 and length >= 0 and raw_length >= 0 and pad >= 0):
+        raise CorruptSessionError(f"{where()}: offset, length, raw_length and pad must be ints >= 0")
+    checksum = obj["checksum"]
+    if type(checksum) is not str or not _HEX.fullmatch(checksum):
+        raise CorruptSessionError(f"{where()}: checksum is not {spec.CHECKSUM_HEX_DIGITS} hex digits")
+    name = obj["compression"]
+    if name is None:
+        codec = None
+    else:
+        if not isinstance(name, str) or name not in spec.COMPRESSION_IDS:
+            raise UnsupportedFormatError(f"{where()}: unknown compression {name!r}")
+        codec = _compression.by_id(spec.COMPRESSION_IDS[name])
+    problem = _shape_problem(kind, offset, pad, length, raw_length, codec)
+    if problem:
+        raise CorruptSessionError(f"{where()}: {problem}")
+    return _Entry(kind, number, offset, length, raw_length, codec, int(checksum, 16), pad)
+
+
+# -- The reader ----------------------------------------------------------------------
+
+
+class ContainerReader:
+    """Random access to the segments and blobs of one container.
+
+    Opening checks the header, trailer and index (with its checksum) and that
+    the tables describe the file exactly.  ``segment(i)`` checks that
+    segment's checksum on first access.  ``blob(i)`` checks the blob's
+    checksum on first access, which reads every page of it; open with
+    ``verify_blobs=False`` to leave an uncompressed memory-mapped blob's pages
+    unread until used, and call ``verify()`` when convenient (before changing
+    any blob in place, since a changed blob no longer matches).
+
+    ``key`` (bytes): the file must be signed with it (``SignatureError``
+    otherwise).  The index signature is checked on opening, each record's
+    MAC on its first access (blobs included, whatever ``verify_blobs`` says).
+    Not safe for use from several threads at once.
+    """
+
+    def __init__(self, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
+                 key: bytes | None = None) -> None:
+        self._file: BinaryIO | None = None  # a file we opened, to close
+        self._source: Any = None
+        self._verified: set[int] = set()
+        self._verify_blobs = verify_blobs
+        self._key = key
+        self._authenticated: set[int] = set()
+        self._from_stream = False
+        self.meta: dict[str, Any] = {}
+        self.signature: _signing.Signature | None = None  # set when the file is signed
+        self.version: tuple[int, int] = (0, 0)  # (major, minor) of the file
+        name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "")
+        self._name = os.fspath(name) if isinstance(name, (str, os.PathLike)) else ""  # for errors
+        try:
+            with self._named():
+                self._source = self._make_source(source, mmap)
+                self._open_index()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
+             key: bytes | None = None) -> ContainerReader:
+        """Open a path, a binary file object, or a bytes-like object holding a container.
+
+        A seekable file object is read from its current position to its end;
+        a non-seekable one is read up to the end of one container.
+        """
+        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key)
+
+    # -- public ------------------------------------------------------------------
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    @property
+    def blob_count(self) -> int:
+        return len(self._blobs)
+
+    def segment(self, i: int) -> memoryview:
+        """Payload of segment ``i`` (decompressed), its checksum verified."""
+        entry = self._entry(self._segments, i, "segment")
+        try:  # not `with self._named()`: this runs once per variable of a session
+            stored = self._stored(entry, writable=False)
+            self._check_sum(entry, stored)
+            self._authenticate(entry, stored)
+            return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+        except (CorruptSessionError, SignatureError) as exc:
+            self._add_name(exc)
+            raise
+
+    def segments(self, numbers: Any) -> list[memoryview]:
+        """Payloads of the segments ``numbers`` (decompressed), in that order.
+
+        Every one is checked (record header, checksum, and MAC with a key)
+        before any is returned, so a caller that unpickles them afterwards
+        never starts on a file that turns out damaged or altered further on.
+        """
+        self._check_open()
+        table = self._segments
+        payloads = []
+        with self._named():
+            for i in numbers:
+                if not 0 <= i < len(table):
+                    raise IndexError(f"segment {i} out of range ({len(table)} segments)")
+                entry = table[i]
+                stored = self._stored(entry, writable=False)
+                self._check_sum(entry, stored)
+                self._authenticate(entry, stored)
+                payloads.append(stored if entry.codec is None else memoryview(self._decompress(entry, stored)))
+        return payloads
+
+    def blob(self, i: int) -> memoryview:
+        """Writable view of blob ``i`` (decompressed); writing to it never changes the file.
+
+        Uncompressed, memory-mapped: a view of the copy-on-write map, so pages
+        are read from disk only when touched (but see ``verify_blobs``) and
+        stay valid after ``close()``.  Otherwise a view of a private bytearray.
+        """
+        entry = self._entry(self._blobs, i, "blob")
+        with self._named():
+            stored = self._stored(entry, writable=entry.codec is None)
+            self._authenticate(entry, stored)
+            if entry.codec is None:
+                if self._verify_blobs:
+                    self._check_sum(entry, stored)
+                return stored
+            # Compressed data is read whole anyway, so it is always verified.
+            self._check_sum(entry, stored)
+            return memoryview(self._decompress(entry, stored))
+
+    def records(self) -> Iterator[tuple[bytes, Any, str | None, int]]:
+        """Every segment and blob in file order, as stored and checksum-verified:
+        (kind, stored payload, compression name, raw length)."""
+        self._check_open()
+        for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
+            with self._named():
+                stored = self._stored(entry, writable=False)
+                self._check_sum(entry, stored)
+            yield entry.kind, stored, entry.codec and entry.codec.name, entry.raw_length
+
+    @property
+    def checksum_name(self) -> str:
+        return self._algo.name
+
+    def segment_info(self, i: int) -> dict[str, Any]:
+        return _info(self._entry(self._segments, i, "segment"))
+
+    def blob_info(self, i: int) -> dict[str, Any]:
+        return _info(self._entry(self._blobs, i, "blob"))
+
+    def verify_records(self, segments: Iterable[int], blobs: Iterable[int]) -> None:
+        """Check these segments and blobs now, as ``segment()`` and ``blob()`` would.
+
+        Lets a caller refuse a damaged file before acting on any part of it.
+        Blobs are checked as ``blob()`` checks them: uncompressed ones only if
+        this reader verifies blobs.  Records already checked are skipped, and
+        ``segment()``/``blob()`` do not check them again.
+        """
+        self._check_open()
+        entries = [self._entry(self._segments, i, "segment") for i in segments]
+        entries += [
+            entry for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
+            if entry.codec is not None or self._verify_blobs
+        ]
+        with self._named():
+            for entry in sorted(set(entries), key=lambda e: e.offset):
+                self._check_header(entry)
+                if entry.offset not in self._verified:
+                    hasher = self._algo.new()
+                    for at in range(0, entry.length, _CHUNK):
+                        hasher.update(self._source.read(entry.offset + at, min(_CHUNK, entry.length - at)))
+                    self._compare(entry, hasher.digest())
 
     def verify(self) -> None:
         """Check every record's checksum (and MAC, with a key); the error names the first bad one."""

@@ -115,13 +115,22 @@ def atomic_write(path: str | os.PathLike[str], *, mode: int = 0o600) -> Iterator
             fileobj.flush()
             os.fsync(fileobj.fileno())
         os.replace(temp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(temp)
         except FileNotFoundError:
             pass  # already gone: nothing of ours is left behind either way
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise _not_written(exc, target) from exc
         raise
     _fsync_directory(directory)
+
+
+def _not_written(exc: OSError, target: str) -> OSError:
+    """``exc`` (a write's ENOSPC, EIO, EDQUOT: no file named) saying which file
+    was not written and that the old one is intact; same errno, same subclass."""
+    kept = "the previous file is unchanged" if os.path.exists(target) else "no file was created"
+    return OSError(exc.errno, f"{exc.strerror or exc} (session not saved; {kept})", str(target))
 
 
 def _fsync_directory(directory: str) -> None:
