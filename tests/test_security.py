@@ -374,3 +374,29 @@ def test_inspect_of_a_hostile_file_runs_nothing(evil_file):
     info = json.loads(proc.stdout)
     assert info["imports"] and info["signed"] is False
     assert not marker.exists()
+
+
+def test_the_signature_format_is_pinned():
+    """A signed container's bytes (format 1.1) are fixed for fixed inputs, so
+    files signed today keep verifying; and the layout is the documented one."""
+    import hashlib
+    import hmac
+    import io
+
+    from mason._format import ContainerWriter
+
+    buffer = io.BytesIO()
+    writer = ContainerWriter(buffer, checksum="crc32", key=b"golden-key")
+    writer.add_segment(b"seg0")
+    writer.add_blob(b"blob-bytes")
+    writer.add_segment(b"seg1")
+    writer.finish({"mason": "0.1.0"})
+    data = buffer.getvalue()
+    assert hashlib.sha256(data).hexdigest() == "a14fcca5ecb696c68b984d535ca8a9d54e177a0f9504d67e6a3712e8f6ccbf84"
+    _, index = _index(data)
+    signature = index["signature"]
+    assert signature["segments"] == [hmac.new(b"golden-key", s, "sha256").hexdigest() for s in (b"seg0", b"seg1")]
+    assert signature["blobs"] == [hmac.new(b"golden-key", b"blob-bytes", "sha256").hexdigest()]
+    with ContainerReader.open(data, key=b"golden-key") as reader:
+        reader.verify()
+        assert reader.version == (1, 1)
