@@ -222,3 +222,34 @@ def parse_impls(parser, text: str, allowed) -> list:
     if len(set(impls)) != len(impls):
         parser.error("duplicate implementation in --impls")
     return impls
+
+
+DISK_CHUNK = 64 << 20  # bytes per os.write / readinto when timing the disk
+
+
+def time_write_and_read(path: str, src, dst) -> tuple[float, float]:
+    """Seconds to write ``src`` (a buffer) to ``path`` with fsync, then to
+    ``readinto`` it back into ``dst`` (same size, already touched, so the read
+    is not timing page faults).  ``path`` is left for the caller to remove."""
+    view_src, view_dst = memoryview(src).cast("B"), memoryview(dst).cast("B")
+    n = view_src.nbytes
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    off = 0
+    while off < n:
+        off += os.write(fd, view_src[off:off + DISK_CHUNK])
+    os.fsync(fd)
+    os.close(fd)
+    write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as fh:
+        off = 0
+        while off < n:
+            got = fh.readinto(view_dst[off:off + DISK_CHUNK])
+            if not got:
+                raise OSError(f"short read at {off} of {n} bytes")
+            off += got
+    read_s = time.perf_counter() - t0
+    if view_src[:4096] != view_dst[:4096]:
+        raise AssertionError("read back different bytes")
+    return write_s, read_s

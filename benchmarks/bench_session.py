@@ -105,8 +105,8 @@ import time
 from typing import Callable
 
 from _harness import (
-    REPO_ROOT,
     NotSupported,
+    REPO_ROOT,
     child_env,
     clean_main,
     current_rss_kb,
@@ -119,6 +119,7 @@ from _harness import (
     rotation,
     run_child,
     spread,
+    time_write_and_read,
     versions,
     write_json,
 )
@@ -128,7 +129,6 @@ from bench_pickler import code_source
 LIB_IMPLS = ("mason", "dill", "cloudpickle", "pickle")
 #: compression codecs of mason and the package each needs (None: standard library)
 CODECS = {"zlib": None, "lzma": None, "zstd": "zstandard", "lz4": "lz4"}
-_CHUNK = 64 << 20  # bytes per os.write / readinto in the limits child
 _MB = 1e6
 
 
@@ -762,29 +762,8 @@ def _child_limits(spec: dict, result: dict) -> None:
     dst = np.empty(n, np.uint8)
     dst.fill(1)
     result["fault_s"] = time.perf_counter() - t0
-    view_src, view_dst = memoryview(src), memoryview(dst)
     try:
-        t0 = time.perf_counter()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        off = 0
-        while off < n:
-            off += os.write(fd, view_src[off:off + _CHUNK])
-        os.fsync(fd)
-        os.close(fd)
-        result["write_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        with open(path, "rb", buffering=0) as fh:
-            off = 0
-            while off < n:
-                got = fh.readinto(view_dst[off:off + _CHUNK])
-                if not got:
-                    raise OSError(f"short read at {off} of {n} bytes")
-                off += got
-        result["read_s"] = time.perf_counter() - t0
-        if not np.array_equal(src[:4096], dst[:4096]):
-            raise AssertionError("read back different bytes")
-
+        result["write_s"], result["read_s"] = time_write_and_read(path, src, dst)
         dst.fill(0)
         t0 = time.perf_counter()
         np.copyto(dst, src)

@@ -66,8 +66,8 @@ import tempfile
 import time
 
 from _harness import (
-    REPO_ROOT,
     NotSupported,
+    REPO_ROOT,
     child_env,
     clean_main,
     error_fields,
@@ -78,12 +78,12 @@ from _harness import (
     rotation,
     run_child,
     spread,
+    time_write_and_read,
     versions,
     write_json,
 )
 
 IMPLS = ("mason", "torch", "torch+mmap", "dill")
-_CHUNK = 64 << 20  # bytes per os.write / readinto in the limits child
 _MB = 1e6
 
 
@@ -346,31 +346,12 @@ def _child_limits(spec: dict, result: dict) -> None:
     dst = bytearray(n)
     for off in range(0, n, 4096):
         dst[off] = 1  # touched: the timed read does not fault it in
-    view_src, view_dst = memoryview(src), memoryview(dst)
     try:
-        t0 = time.perf_counter()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        off = 0
-        while off < n:
-            off += os.write(fd, view_src[off:off + _CHUNK])
-        os.fsync(fd)
-        os.close(fd)
-        result["write_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with open(path, "rb", buffering=0) as fh:
-            off = 0
-            while off < n:
-                got = fh.readinto(view_dst[off:off + _CHUNK])
-                if not got:
-                    raise OSError(f"short read at {off} of {n} bytes")
-                off += got
-        result["read_s"] = time.perf_counter() - t0
-        if view_src[:4096] != view_dst[:4096]:
-            raise AssertionError("read back different bytes")
+        result["write_s"], result["read_s"] = time_write_and_read(path, src, dst)
     finally:
         if os.path.exists(path):
             os.remove(path)
-    del view_src, view_dst, src, dst
+    del src, dst
     if spec["device"] != "cpu":
         import torch
 
