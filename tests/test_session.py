@@ -269,16 +269,21 @@ def test_bad_filter_rule_is_a_clear_error():
         mason.dump_module(__import__("io").BytesIO(), exclude=[3.5])
 
 
-def test_inspect_runs_nothing(tmp_path, session):
-    marker = tmp_path / "marker"
-    session(
-        f"""
+def _trap_session(marker) -> str:
+    """A session whose variable ``trap`` creates ``marker`` when unpickled."""
+    return f"""
         class Trap:
             def __reduce__(self):
                 return (open, ({str(marker)!r}, 'w'))
         trap = Trap()
         mason.dump_module(PATH)
-        """,
+        """
+
+
+def test_inspect_runs_nothing(tmp_path, session):
+    marker = tmp_path / "marker"
+    session(
+        _trap_session(marker),
         f"""
         import os
         info = mason.inspect(PATH)
@@ -429,13 +434,7 @@ def _scratch_module(**values):
 def test_corrupt_file_is_refused_before_anything_runs(tmp_path, session):
     marker = tmp_path / "marker"
     session(
-        f"""
-        class Trap:
-            def __reduce__(self):
-                return (open, ({str(marker)!r}, 'w'))
-        trap = Trap()
-        mason.dump_module(PATH)
-        """,
+        _trap_session(marker),
         f"""
         import os
         data = open(PATH, 'rb').read()

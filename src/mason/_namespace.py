@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 
@@ -172,8 +173,7 @@ def installed_version(top: str) -> str | None:
     # The names of installed distributions' metadata folders carry their
     # versions: a directory listing, where importlib.metadata costs ~25 ms to
     # import (a fixed cost of every load of a file that records packages).
-    versions, top_levels = _dist_info_versions()
-    version = versions.get(_normalize(top)) or top_levels().get(top)
+    version = _dist_versions().get(_normalize(top)) or _top_level_versions().get(top)
     if version is not None:
         return version
     from importlib import metadata
@@ -205,44 +205,47 @@ def _normalize(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-_DIST_INFO: tuple | None = None
+@functools.lru_cache(maxsize=None)
+def _dist_info_folders() -> tuple[tuple[str, str, str], ...]:
+    """(normalized distribution name, version, folder) of every
+    ``NAME-VERSION.dist-info`` folder on sys.path, in import order."""
+    import os
+
+    found = []
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                dist, sep, version = name[: -len(".dist-info")].rpartition("-")
+                if sep and dist:
+                    found.append((_normalize(dist), version, os.path.join(entry or ".", name)))
+    return tuple(found)
 
 
-def _dist_info_versions():
-    """({normalized distribution name: version}, top_levels) from the
-    ``NAME-VERSION.dist-info`` folders on sys.path (first one wins, as for
-    imports); ``top_levels()`` maps import names to versions through their
-    ``top_level.txt`` (``sklearn`` -> scikit-learn's), read on first use.
-    Cached."""
-    global _DIST_INFO
-    if _DIST_INFO is None:
-        import os
+@functools.lru_cache(maxsize=None)
+def _dist_versions() -> dict[str, str]:
+    """{normalized distribution name: version}; the first on sys.path wins, as for imports."""
+    versions: dict[str, str] = {}
+    for dist, version, _ in _dist_info_folders():
+        versions.setdefault(dist, version)
+    return versions
 
-        found: dict[str, str] = {}
-        folders: list[tuple[str, str]] = []
-        for entry in sys.path:
-            try:
-                names = os.listdir(entry or ".")
-            except OSError:
-                continue
-            for name in names:
-                if name.endswith(".dist-info"):
-                    dist, sep, version = name[: -len(".dist-info")].rpartition("-")
-                    if sep and dist:
-                        found.setdefault(_normalize(dist), version)
-                        folders.append((os.path.join(entry or ".", name), version))
-        tops: dict[str, str] = {}
 
-        def top_levels() -> dict[str, str]:
-            if not tops and folders:
-                for folder, version in folders:
-                    try:
-                        with open(os.path.join(folder, "top_level.txt"), encoding="utf-8") as f:
-                            for line in f:
-                                tops.setdefault(line.strip(), version)
-                    except OSError:
-                        continue
-            return tops
+@functools.lru_cache(maxsize=None)
+def _top_level_versions() -> dict[str, str]:
+    """{import name: version} from the folders' ``top_level.txt`` (``sklearn``
+    is scikit-learn's); read only when a name is not a distribution's."""
+    import os
 
-        _DIST_INFO = (found, top_levels)
-    return _DIST_INFO
+    versions: dict[str, str] = {}
+    for _, version, folder in _dist_info_folders():
+        try:
+            with open(os.path.join(folder, "top_level.txt"), encoding="utf-8") as f:
+                for line in f:
+                    versions.setdefault(line.strip(), version)
+        except OSError:
+            continue
+    return versions

@@ -917,7 +917,7 @@ def inspect(filename=None, storage_options=None) -> SessionInfo:
             signed=session.signature is not None,
         )
         try:
-            report = scan_session(session, meta["variables"], Allowlist((), session_module=meta["module"]))
+            report = scan_session(session, meta["variables"])
         except UnpicklingError as exc:  # CorruptSessionError included: a damaged segment
             info.scan_error = str(exc)
         else:

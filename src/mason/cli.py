@@ -38,7 +38,7 @@ from ._format.signing import ENV_VAR as _KEY_ENV_VAR
 from ._format.signing import resolve_key
 from ._progress import human_size as _human_size
 from ._session import SESSION_KIND, SessionInfo, check_session_meta, dump_module, inspect, load_module, sign
-from ._storage import default_session_path, open_for_read, open_input
+from ._storage import default_session_path, open_input
 from ._storage import size as _file_size
 from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
 
@@ -451,19 +451,9 @@ class _Side:
         self.variables = {v["name"]: v for v in _session_variables(reader, path)}
         self.skipped = {s["name"]: s for s in reader.meta.get("skipped", []) if isinstance(s, dict) and "name" in s}
         self.segment_digests = _segment_digests(reader, list(self.variables.values()))
-        self.checksum_id = _checksum_id(path)
 
     def blob_digest(self, i: int) -> bytes:
         return hashlib.blake2b(self.reader.blob(i), digest_size=16).digest()
-
-
-def _checksum_id(path: str) -> int | None:
-    """The container's checksum algorithm, from its (already checked) header."""
-    if path == STDIN:
-        return None  # unknown: blobs are then compared by content
-    with open_input(path) as source:
-        with open_for_read(source) if isinstance(source, (str, os.PathLike)) else contextlib.nullcontext(source) as f:
-            return spec.HEADER.unpack(f.read(spec.HEADER.size)).checksum_id
 
 
 def _segment_digests(reader: ContainerReader, variables: list[dict]) -> dict[str, bytes]:
@@ -517,7 +507,7 @@ def _same_blobs(a: _Side, a_ids: list[int], b: _Side, b_ids: list[int]) -> bool:
         info_a, info_b = a.reader.blob_info(i), b.reader.blob_info(j)
         if info_a["raw_length"] != info_b["raw_length"]:
             return False
-        comparable = a.checksum_id is not None and a.checksum_id == b.checksum_id and info_a["compression"] == info_b["compression"]
+        comparable = a.reader.checksum_name == b.reader.checksum_name and info_a["compression"] == info_b["compression"]
         if comparable and info_a["checksum"] == info_b["checksum"]:
             continue
         if comparable and info_a["compression"] is None:

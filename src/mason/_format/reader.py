@@ -382,10 +382,7 @@ class ContainerReader:
         """Payload of segment ``i`` (decompressed), its checksum verified."""
         entry = self._entry(self._segments, i, "segment")
         try:  # not `with self._named()`: this runs once per variable of a session
-            stored = self._stored(entry, writable=False)
-            self._check_sum(entry, stored)
-            self._authenticate(entry, stored)
-            return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+            return self._segment_payload(entry)
         except (CorruptSessionError, SignatureError) as exc:
             self._add_name(exc)
             raise
@@ -397,19 +394,15 @@ class ContainerReader:
         before any is returned, so a caller that unpickles them afterwards
         never starts on a file that turns out damaged or altered further on.
         """
-        self._check_open()
-        table = self._segments
-        payloads = []
+        entries = [self._entry(self._segments, i, "segment") for i in numbers]
         with self._named():
-            for i in numbers:
-                if not 0 <= i < len(table):
-                    raise IndexError(f"segment {i} out of range ({len(table)} segments)")
-                entry = table[i]
-                stored = self._stored(entry, writable=False)
-                self._check_sum(entry, stored)
-                self._authenticate(entry, stored)
-                payloads.append(stored if entry.codec is None else memoryview(self._decompress(entry, stored)))
-        return payloads
+            return [self._segment_payload(entry) for entry in entries]
+
+    def _segment_payload(self, entry: _Entry) -> memoryview:
+        stored = self._stored(entry, writable=False)
+        self._check_sum(entry, stored)
+        self._authenticate(entry, stored)
+        return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
 
     def blob(self, i: int) -> memoryview:
         """Writable view of blob ``i`` (decompressed); writing to it never changes the file.
