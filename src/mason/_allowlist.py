@@ -181,11 +181,11 @@ class Allowlist:
         """The global ``module:name`` from ``resolve()``, if the policy allows it."""
         problem = self.global_problem(module, name)
         if problem is not None:
-            raise ForbiddenGlobalError(f"this file uses {problem}, which is not allowed")
+            _refuse(problem)
         obj = resolve()
         problem = self.origin_problem(module, name, obj)
         if problem is not None:
-            raise ForbiddenGlobalError(f"this file uses {problem}, which is not allowed")
+            _refuse(problem)
         if module == _REBUILD and name in _CHECKED_REBUILDERS:
             return self._guarded_call(name, obj)
         return obj
@@ -194,12 +194,12 @@ class Allowlist:
         def checked(*args):
             problem = self.call_problem(name, args, _origin)
             if problem is not None:
-                raise ForbiddenGlobalError(f"this file uses {problem}, which is not allowed")
+                _refuse(problem)
             result = function(*args)
             if name == "getattr_chain":
                 problem = self.origin_problem(_origin(args[0]) or "?", args[1], result)
                 if problem is not None:
-                    raise ForbiddenGlobalError(f"this file uses {problem}, which is not allowed")
+                    _refuse(problem)
             return result
 
         return checked
@@ -221,6 +221,10 @@ class Allowlist:
             + ", outside the allowlist"
             + (" (" + "; ".join(hints) + ")" if hints else "")
         )
+
+
+def _refuse(problem: str):
+    raise ForbiddenGlobalError(f"this file uses {problem}, which is not allowed")
 
 
 def _origin(obj) -> str | None:
