@@ -253,3 +253,22 @@ def time_write_and_read(path: str, src, dst) -> tuple[float, float]:
     if view_src[:4096] != view_dst[:4096]:
         raise AssertionError("read back different bytes")
     return write_s, read_s
+
+
+def run_session_child(save, load, limits) -> None:
+    """A session benchmark's child: ``save(main, spec, result)`` or
+    ``load(main, spec, result)`` by the spec's mode, else ``limits(spec,
+    result)``; any exception is reported to the parent in the result."""
+    main = clean_main()
+    spec = read_spec()
+    result: dict = {}
+    try:
+        if spec["mode"] == "save":
+            save(main, spec, result)
+        elif spec["mode"] == "load":
+            load(main, spec, result)
+        else:
+            limits(spec, result)
+    except BaseException as exc:  # noqa: BLE001 - report everything to the parent
+        result.update(error_fields(exc))
+    finish_child(result)

@@ -69,14 +69,11 @@ from _harness import (
     NotSupported,
     REPO_ROOT,
     child_env,
-    clean_main,
-    error_fields,
-    finish_child,
     parse_impls,
     peak_rss_kb,
-    read_spec,
     rotation,
     run_child,
+    run_session_child,
     spread,
     time_write_and_read,
     versions,
@@ -370,19 +367,7 @@ def _child_limits(spec: dict, result: dict) -> None:
 
 
 def _child_main() -> None:
-    main = clean_main()
-    spec = read_spec()
-    result: dict = {}
-    try:
-        if spec["mode"] == "save":
-            _child_save(main, spec, result)
-        elif spec["mode"] == "load":
-            _child_load(main, spec, result)
-        else:
-            _child_limits(spec, result)
-    except BaseException as exc:  # noqa: BLE001 - report everything to the parent
-        result.update(error_fields(exc))
-    finish_child(result)
+    run_session_child(_child_save, _child_load, _child_limits)
 
 
 # --------------------------------------------------------------------------
