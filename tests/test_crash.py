@@ -66,7 +66,9 @@ for generation in range(first, first + 10_000):
     stamp = np.full(16, generation)
     started = time.perf_counter()
     mason.dump_module(path)
-    print("saved", generation, time.perf_counter() - started, flush=True)
+    # One write per line: a kill between print()'s pieces must not leave half a report.
+    sys.stdout.write(f"saved {generation} {time.perf_counter() - started}\n")
+    sys.stdout.flush()
 '''
 
 SAVED_NAMES = {"__builtins__", "big", "parts", "table", "text", "area", "Point", "origin", "stamp",
@@ -142,8 +144,10 @@ def kill_saves(tmp_path, kills: int, megabytes: float, sample_every: int) -> lis
                  f" (window {window:.3f} s)")
         assert line == "ready\n", f"{where}: the child did not start:\n{line}{out}\n{err}"
         assert proc.returncode == -signal.SIGKILL, f"{where}: the child ended by itself ({proc.returncode}):\n{err}"
-        saved = [int(line.split()[1]) for line in out.splitlines() if line.startswith("saved")]
-        durations += [float(line.split()[2]) for line in out.splitlines() if line.startswith("saved")]
+        reports = [line.split() for line in out.splitlines() if line.startswith("saved ")]
+        reports = [fields for fields in reports if len(fields) == 3]  # a kill can cut the last line
+        saved = [int(fields[1]) for fields in reports]
+        durations += [float(fields[2]) for fields in reports]
         if not saved and delay > statistics.median(durations[-9:]):
             durations.append(delay)  # saves got slower (writeback): one took longer than this
         in_flight = saved[-1] + 1 if saved else first
