@@ -341,7 +341,7 @@ def test_names_reached_through_an_allowed_module_are_checked_where_they_lead():
     # The scan cannot know that json.codecs is a module: the load checks it.
     with pytest.raises(ForbiddenGlobalError, match="module codecs"):
         mason.loads(b"\x80\x04cjson\ncodecs\n.", allow=["json"])
-    with pytest.raises(ForbiddenGlobalError, match="codecs:open"):
+    with pytest.raises(ForbiddenGlobalError, match="module codecs"):
         mason.loads(mason.dumps(ImportedRef("json", "codecs.open", None)), allow=["json"])
     with pytest.raises(ForbiddenGlobalError, match="__globals__"):
         mason.loads(b"\x80\x04cjson\ndumps.__globals__\n.", allow=["json"])

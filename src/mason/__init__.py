@@ -4,7 +4,7 @@
 Loading runs code from the file: only load files you trust.
 """
 
-from ._allowlist import CODE, FILES
+from ._allowlist import CODE, DATA, FILES
 from ._api import copy, dump, dumps, load, loads, pickles, register
 from ._pickler import Pickler
 from ._session import (
@@ -52,6 +52,7 @@ def load_ipython_extension(ipython):
 
 __all__ = [
     "CODE",
+    "DATA",
     "FILES",
     "CONTENTS_FMODE",
     "DEFAULT_PROTOCOL",

@@ -1,24 +1,25 @@
-"""What may a pickle import or call: an allowlist, checked twice.
+"""The policy of a restricted load: which globals a file may name, which
+objects a load may obtain, and which of mason's reconstructors it may call.
 
-1. Before anything runs, the stream is *scanned*: replayed through an
-   unpickler whose ``find_class`` hands out inert tokens instead of real
-   globals, so every opcode is interpreted by CPython's own unpickler (memo,
-   marks, frames, extension codes) while no foreign code runs.  The scan
-   collects every global the stream names and every argument of mason's own
-   reconstructors that decides what they would import (a module name, an
-   attribute path), and the load is refused, listing all offenders, if any
-   is outside the allowlist.
-2. While loading, the same policy guards ``find_class`` and mason's
-   reconstructors, and also checks where a resolved object really comes from
-   (``numpy:os`` names the ``os`` module, whatever the prefix says).
+An allowlist entry means the objects a module *defines*, not what is
+reachable from it: ``"numpy"`` allows classes and functions whose home is
+``numpy`` or one of its submodules, never ``numpy:core._internal.sys`` (the
+``sys`` module numpy happens to import) nor a bound method or instance found
+there.  Every object a load obtains (a global, or the result of one of the
+attribute accessors) is judged by where it really comes from, not by the
+name the file used.  ``"os.path:join"`` allows exactly that global.
 
-Patterns: ``"numpy"`` allows the module and its submodules; ``"os.path:join"``
-allows one global.  Two pseudo-globals name what mason itself can rebuild
-that is more than data: :data:`CODE` (functions and methods saved by value,
-i.e. bytecode from the file) and :data:`FILES` (file handles reopened by
-name, which may create files).  Plain data types of ``builtins`` and
-``copyreg``'s object rebuilders are always allowed.
+mason's own reconstructors are allowed by exact name from a frozen table,
+each with the rule that judges its arguments.  Two pseudo-globals name what
+mason itself can rebuild that is more than data: :data:`CODE` (functions
+and methods saved by value: bytecode from the file) and :data:`FILES` (file
+handles reopened by name, which may create files).
 
+:data:`DATA` is a preset of exact globals for numpy arrays and dtypes,
+pandas frames, series, indexes and categoricals, and the standard library's
+value types: a file that needs only these can be loaded from a stranger.
+
+The machine that enforces this (scan first, then load) is in ``_vm.py``.
 An allowlist narrows what a file can reach; it is not a sandbox (see
 docs/security.md).
 """
@@ -26,328 +27,298 @@ docs/security.md).
 from __future__ import annotations
 
 import builtins
-import io
-import itertools
-import pickle
 import re
+import sys
 import types
 
-from .errors import ForbiddenGlobalError, UnpicklingError
+from .errors import ForbiddenGlobalError
 
-__all__ = ["CODE", "FILES", "Allowlist", "ScanReport", "scan_pickle", "StreamScanner"]
+__all__ = ["CODE", "FILES", "DATA", "Allowlist", "REBUILDERS"]
 
 #: allow-pattern for functions and methods saved by value (they carry bytecode)
 CODE = "mason:code"
 #: allow-pattern for file handles that are reopened by name on load
 FILES = "mason:files"
 
-_REBUILD = "mason._rebuild"
+REBUILD = "mason._rebuild"
 
-# Data types and object rebuilders that cannot reach anything by themselves.
-_ALWAYS = frozenset(
+# Always allowed: value types of builtins and copyreg's object rebuilders.
+# They build objects of allowed classes and reach nothing by themselves
+# (their arguments are checked on their own; see _vm.py for the limits put on
+# calling them).
+ALWAYS = frozenset(
     [("builtins", name) for name in (
         "object", "bool", "int", "float", "complex", "str", "bytes", "bytearray",
         "list", "tuple", "dict", "set", "frozenset", "slice", "range", "type",
-        "NoneType", "Ellipsis", "NotImplemented",
     )]
     + [("copyreg", name) for name in ("_reconstructor", "__newobj__", "__newobj_ex__")]
 )
 
-# mason._rebuild: structural reconstructors (they rebuild what their
-# arguments describe; those arguments are globals checked on their own) ...
-_SAFE_REBUILDERS = frozenset({
-    "make_module", "module_setstate", "make_cell", "cell_setstate", "make_function",
-    "function_setstate", "empty_cell_marker", "make_class", "make_enum", "class_setstate",
-    "make_typevar", "make_staticmethod", "make_classmethod", "make_dict_keys",
-    "make_dict_values", "make_dict_items", "make_mappingproxy", "make_memoryview",
-    "make_weakref", "make_lock", "make_rlock", "class_attribute", "make_dead_weakref",
-    "make_weakproxy_to", "make_dead_weakproxy", "make_tempfile", "make_stringio",
-    "make_keyed_ref", "make_weakref_with_callback", "make_array", "bytes_from_buffer",
-})
-# ... the ones that are more than data, by the pseudo-global that allows them ...
-_GATED_REBUILDERS = {"code_from_marshal": CODE, "make_file": FILES}
-# ... and the ones whose arguments decide what they reach (checked per call).
-_CHECKED_REBUILDERS = frozenset({"import_module", "module_dict", "getattr_chain"})
-# ... and the ones that import a third-party package to rebuild its objects.
-_PACKAGE_REBUILDERS = {
+# mason._rebuild, by the rule that allows each (FROZEN with _rebuild.py: a
+# name missing here is refused, so a new reconstructor must be classified):
+#   "data"     builds only what its arguments describe, checked in _rebuild.py
+#   "module"   import_module / module_dict / module_attribute: the module is checked
+#   "access"   an attribute accessor: its result is judged like a global
+#   CODE/FILES gated by the pseudo-global
+#   a package  imports that package to rebuild its objects
+REBUILDERS = {
+    "make_module": "data", "module_setstate": "data", "make_cell": "data", "cell_setstate": "data",
+    "make_function": CODE, "function_setstate": CODE, "empty_cell_marker": "data",
+    "make_class": "data", "make_enum": "data", "class_setstate": "data", "make_typevar": "data",
+    "make_staticmethod": "data", "make_classmethod": "data", "make_dict_keys": "data",
+    "make_dict_values": "data", "make_dict_items": "data", "make_mappingproxy": "data",
+    "make_memoryview": "data", "make_weakref": "data", "make_lock": "data", "make_rlock": "data",
+    "make_dead_weakref": "data", "make_weakproxy_to": "data", "make_dead_weakproxy": "data",
+    "make_tempfile": "data", "make_stringio": "data", "make_keyed_ref": "data",
+    "make_weakref_with_callback": "data", "make_array": "data", "bytes_from_buffer": "data",
+    "import_module": "module", "module_dict": "module", "module_attribute": "module",
+    "getattr_chain": "access", "class_attribute": "access",
+    "code_from_marshal": CODE, "make_file": FILES,
     "matplotlib_rcparams": "matplotlib",
-    "torch_storage": "torch",
-    "torch_tensor": "torch",
-    "torch_parameter": "torch",
-    "torch_tensor_setstate": "torch",
-    "torch_typed_storage": "torch",
+    "torch_storage": "torch", "torch_tensor": "torch", "torch_parameter": "torch",
+    "torch_tensor_setstate": "torch", "torch_typed_storage": "torch",
 }
 
+#: builtins that are attribute accessors when a file names them: allowed only
+#: as checked accessors (their result is judged like a global)
+ACCESSORS = frozenset({("builtins", "getattr")})
+
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_SIMPLE_TYPES = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _is_dunder(part: str) -> bool:
+    return part.startswith("__") and part.endswith("__")
 
 
 class Allowlist:
     """Module prefixes and ``module:name`` globals that a load may use.
 
-    ``session_module``: the module a session was saved from; its own
-    namespace is what the load fills, so naming it is always allowed.
+    ``target``: the name of the module the *caller* loads into (``__main__``
+    unless they named one).  It is never taken from the file: a file that
+    claims to come from ``os`` gains nothing by it.
     """
 
-    def __init__(self, patterns, session_module: str | None = None):
-        if isinstance(patterns, str):
+    def __init__(self, patterns, target: str = "__main__"):
+        if isinstance(patterns, (str, _Preset)):
             patterns = [patterns]
         self.modules: set[str] = set()
         self.globals: set[tuple[str, str]] = set()
+        self.target = target
+        flat = []
         for pattern in patterns:
+            if isinstance(pattern, _Preset):
+                self.globals |= pattern.globals
+                self.modules |= pattern.modules
+                flat.append(pattern)
+                continue
             if not isinstance(pattern, str):
                 raise TypeError(f"allow patterns are strings, not {type(pattern).__name__}: {pattern!r}")
             module, sep, name = pattern.partition(":")
             if not _MODULE.fullmatch(module) or (sep and not _MODULE.fullmatch(name)):
                 raise ValueError(f"not an allow pattern: {pattern!r} (use 'package' or 'module:name')")
+            if module == "mason" or module.startswith("mason."):
+                if sep and (module, name) in (("mason", "code"), ("mason", "files")):
+                    self.globals.add((module, name))
+                    flat.append(pattern)
+                    continue
+                raise ValueError(
+                    f"{pattern!r}: mason's own modules cannot be allowed (use mason.CODE or mason.FILES)"
+                )
             if sep:
                 self.globals.add((module, name))
             else:
                 self.modules.add(module)
-        self.session_module = session_module
-        self.patterns = tuple(patterns)
+            flat.append(pattern)
+        self.patterns = tuple(flat)
+        # an exact global ``m:name`` lets the load import ``m`` (it must, to find it)
+        self._global_modules = frozenset(module for module, _ in self.globals)
 
     @classmethod
-    def from_arg(cls, allow, session_module: str | None = None) -> Allowlist | None:
+    def from_arg(cls, allow, target: str = "__main__") -> Allowlist | None:
         """None means no restriction (the default of every load function)."""
-        if allow is None or isinstance(allow, Allowlist):
-            return allow
-        return cls(allow, session_module)
+        if allow is None:
+            return None
+        if isinstance(allow, Allowlist):
+            return cls(allow.patterns, target)
+        return cls(allow, target)
 
-    # -- the policy -------------------------------------------------------
+    # -- names ------------------------------------------------------------
+
+    def gate(self, name: str) -> bool:
+        return tuple(name.split(":")) in self.globals
 
     def module_allowed(self, module: str) -> bool:
-        """May the file import (or reach into the globals of) ``module``?"""
-        if module == self.session_module or module == "mason":  # the one loading it
-            return True
+        """May the file import ``module`` (and use what it defines)?"""
         return any(module == m or module.startswith(m + ".") for m in self.modules)
 
+    def import_allowed(self, module: str) -> bool:
+        """May a load import ``module`` by name (a module variable of the session)?
+
+        Also a module this process has already imported: handing out a
+        reference to it runs nothing, and everything the load could reach
+        through it is judged on its own (attributes by origin; no calls,
+        no BUILD, no item assignment on it).
+        """
+        if self.module_allowed(module) or module in self._global_modules:
+            return True
+        return isinstance(module, str) and sys.modules.get(module) is not None
+
     def global_problem(self, module: str, name: str) -> str | None:
-        """Why ``module:name`` may not be used, or None if it may."""
-        if (module, name) in self.globals or (module, name) in _ALWAYS:
+        """Why the global ``module:name`` may not be named, or None if it may."""
+        if (module, name) in self.globals or (module, name) in ALWAYS:
             return None
-        if module == _REBUILD:
-            if name in _SAFE_REBUILDERS or name in _CHECKED_REBUILDERS:
+        if module == REBUILD:
+            rule = REBUILDERS.get(name)
+            if rule is None:
+                return f"{module}:{name} (not one of mason's reconstructors)"
+            if rule in ("data", "module", "access"):
                 return None
-            package = _PACKAGE_REBUILDERS.get(name)
-            if package is not None:
-                return None if self.module_allowed(package) else package
-            gate = _GATED_REBUILDERS.get(name)
-            if gate is None:
-                return f"{module}:{name} (a reconstructor this allowlist does not know)"
-            return None if tuple(gate.split(":")) in self.globals else gate
-        if any(part.startswith("__") and part.endswith("__") for part in name.split(".")):
-            # Dunder attributes (__globals__, __builtins__, __subclasses__) are
-            # the way out of any module: only an exact pattern allows one.
+            if rule in (CODE, FILES):
+                return None if self.gate(rule) else rule
+            return None if self.module_allowed(rule) else f"{rule} (to rebuild its objects)"
+        if module == "mason" or module.startswith("mason."):
+            return f"{module}:{name} (mason's internals are never reachable from a file)"
+        if (module, name) in ACCESSORS:
+            return None
+        if any(_is_dunder(part) or not part for part in name.split(".")):
             return f"{module}:{name}"
         return None if self.module_allowed(module) else f"{module}:{name}"
 
-    def call_problem(self, name: str, args: tuple, origin_of) -> str | None:
-        """Why calling ``mason._rebuild.<name>(*args)`` may not happen.
+    # -- objects ----------------------------------------------------------
 
-        ``origin_of(obj)`` says which module an argument object comes from
-        (a token's recorded origin while scanning, the real object's module
-        while loading), or None when unknown.
+    def origin_allowed(self, origin) -> bool:
+        return isinstance(origin, str) and (origin == self.target or self.module_allowed(origin))
+
+    def reach_problem(self, obj, how: str, exact: bool = False) -> str | None:
+        """Why the load may not hold ``obj``, obtained as ``how``.
+
+        Allowed: classes and functions whose home module is allowed, builtin
+        functions of an allowed module, and plain values (numbers, strings).
+        Everything else (modules, instances, bound methods, descriptors,
+        dicts) only when the caller named this exact global (``exact``).
         """
-        if name in ("import_module", "module_dict"):
-            module = args[0] if args else None
-            if not isinstance(module, str):
-                return f"{_REBUILD}:{name} with a computed module name"
-            return None if self.module_allowed(module) else module
-        if name == "getattr_chain":
-            if len(args) != 2 or not isinstance(args[1], str):
-                return f"{_REBUILD}:getattr_chain with a computed attribute path"
-            owner = origin_of(args[0])
-            if owner is None:
-                return f"{_REBUILD}:getattr_chain on an object of unknown origin"
-            return self.global_problem(owner, args[1])
-        return None
-
-    def origin_problem(self, module: str, name: str, obj) -> str | None:
-        """Why a resolved global may not be used: it really lives elsewhere."""
-        if (module, name) in self.globals or (module, name) in _ALWAYS or module == _REBUILD:
+        if exact or type(obj) in _SIMPLE_TYPES:
             return None
-        origin = _origin(obj)
-        if origin is None or _is_data_type(obj):
-            return None
-        if self.module_allowed(origin):
-            return None
+        if isinstance(obj, type):
+            if _is_builtin_value_type(obj) or self.origin_allowed(obj.__module__):
+                return None
+            return f"{how} (which is the class {obj.__module__}.{obj.__qualname__})"
+        if isinstance(obj, types.FunctionType):
+            if self.origin_allowed(obj.__module__):
+                return None
+            return f"{how} (which is the function {obj.__module__}.{obj.__qualname__})"
+        if isinstance(obj, types.BuiltinFunctionType):
+            owner = obj.__self__
+            if owner is None or isinstance(owner, types.ModuleType):
+                origin = owner.__name__ if owner is not None else obj.__module__
+                if self.origin_allowed(origin):
+                    return None
+                return f"{how} (which is the builtin {origin}.{obj.__name__})"
+            return f"{how} (a method bound to a {type(owner).__name__} object)"
         if isinstance(obj, types.ModuleType):
-            return f"{module}:{name} (which is the module {origin})"
-        return f"{module}:{name} (which is {origin}:{getattr(obj, '__qualname__', '?')})"
+            return f"{how} (which is the module {obj.__name__})"
+        return f"{how} (a {type(obj).__module__}.{type(obj).__qualname__} object, not a class or function)"
 
-    # -- enforcement while loading ----------------------------------------
+    def refuse(self, problem: str):
+        raise ForbiddenGlobalError(f"this file uses {problem}, which is not allowed")
 
-    def guard(self, module: str, name: str, resolve):
-        """The global ``module:name`` from ``resolve()``, if the policy allows it."""
-        problem = self.global_problem(module, name)
-        if problem is not None:
-            _refuse(problem)
-        obj = resolve()
-        problem = self.origin_problem(module, name, obj)
-        if problem is not None:
-            _refuse(problem)
-        if module == _REBUILD and name in _CHECKED_REBUILDERS:
-            return self._guarded_call(name, obj)
-        return obj
-
-    def _guarded_call(self, name, function):
-        def checked(*args):
-            problem = self.call_problem(name, args, _origin)
-            if problem is not None:
-                _refuse(problem)
-            result = function(*args)
-            if name == "getattr_chain":
-                problem = self.origin_problem(_origin(args[0]) or "?", args[1], result)
-                if problem is not None:
-                    _refuse(problem)
-            return result
-
-        return checked
-
-    def check(self, report: ScanReport) -> None:
+    def check(self, problems, functions=()) -> None:
         """Refuse, listing every offender, if the scanned stream needs more."""
-        offenders = sorted(set(report.problems))
+        offenders = sorted(set(problems))
         if not offenders:
             return
         hints = []
         if CODE in offenders:
-            names = ", ".join(sorted(set(report.functions))[:8]) or "?"
+            names = ", ".join(sorted(set(functions))[:8]) or "?"
             hints.append(f"{CODE!r} allows the functions saved by value ({names})")
         if FILES in offenders:
             hints.append(f"{FILES!r} allows reopening saved file handles")
+        shown = offenders[:20] + ([f"and {len(offenders) - 20} more"] if len(offenders) > 20 else [])
         raise ForbiddenGlobalError(
             "refused before running anything: this file would use "
-            + ", ".join(offenders)
+            + ", ".join(shown)
             + ", outside the allowlist"
             + (" (" + "; ".join(hints) + ")" if hints else "")
         )
 
 
-def _refuse(problem: str):
-    raise ForbiddenGlobalError(f"this file uses {problem}, which is not allowed")
+def _is_builtin_value_type(cls) -> bool:
+    return ("builtins", cls.__name__) in ALWAYS and getattr(builtins, cls.__name__, None) is cls
 
 
-def _origin(obj) -> str | None:
-    if isinstance(obj, types.ModuleType):
-        return obj.__name__
-    origin = getattr(obj, "__module__", None)
-    return origin if isinstance(origin, str) and isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) else None
+# ====================================================================== presets
 
 
-def _is_data_type(obj) -> bool:
-    name = getattr(obj, "__name__", None)
-    return ("builtins", name) in _ALWAYS and getattr(builtins, name, None) is obj
+class _Preset:
+    """A named set of allow patterns (exact globals): pass it as ``allow=``
+    alone or inside a list with other patterns."""
+
+    def __init__(self, name: str, globals_: set[tuple[str, str]], modules=()):
+        self.name = name
+        self.globals = frozenset(globals_)
+        self.modules = frozenset(modules)
+
+    def __repr__(self) -> str:
+        return f"mason.{self.name}"
+
+    def __iter__(self):
+        return iter(sorted(f"{m}:{n}" for m, n in self.globals))
 
 
-# ====================================================================== scanning
+def _names(module: str, *names: str) -> set[tuple[str, str]]:
+    return {(module, name) for name in names}
 
 
-class ScanReport:
-    """What a pickle stream would import and call, found without running it."""
+# Exact reconstructors, found by saving these types with this numpy (1.x
+# and 2.x spell the core module differently) and pandas (2.x, 3.x); none of
+# them resolves names or calls what it is given.
+_DATA = set().union(
+    _names("collections", "OrderedDict", "defaultdict", "Counter", "deque"),
+    _names("datetime", "date", "datetime", "time", "timedelta", "timezone"),
+    _names("decimal", "Decimal"),
+    _names("fractions", "Fraction"),
+    _names("uuid", "UUID"),
+    _names("numpy", "ndarray", "dtype"),
+    *[_names(f"numpy.{core}.multiarray", "_reconstruct", "scalar") for core in ("core", "_core")],
+    *[_names(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")],
+    *[_names(f"numpy.dtypes", name) for name in (
+        "Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "Int16DType",
+        "Int8DType", "UInt64DType", "UInt32DType", "UInt16DType", "UInt8DType", "BoolDType",
+        "Complex64DType", "Complex128DType", "StrDType", "BytesDType", "DateTime64DType",
+        "TimeDelta64DType", "VoidDType", "ObjectDType", "StringDType",
+    )],
+    _names("pandas", "DataFrame", "Series", "Index", "RangeIndex", "MultiIndex", "DatetimeIndex",
+           "TimedeltaIndex", "PeriodIndex", "CategoricalIndex", "IntervalIndex", "Categorical",
+           "CategoricalDtype", "StringDtype", "Timestamp", "Timedelta", "Period", "Interval",
+           "DatetimeTZDtype", "PeriodDtype", "IntervalDtype", "Int64Dtype", "Int32Dtype",
+           "Float64Dtype", "BooleanDtype"),
+    _names("pandas.arrays", "DatetimeArray", "TimedeltaArray", "PeriodArray", "StringArray",
+           "IntegerArray", "FloatingArray", "BooleanArray", "IntervalArray", "Categorical"),
+    _names("pandas.core.frame", "DataFrame"),
+    _names("pandas.core.series", "Series"),
+    _names("pandas.core.indexes.base", "Index", "_new_Index"),
+    _names("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+    _names("pandas.core.indexes.period", "_new_PeriodIndex"),
+    _names("pandas.core.indexes.range", "RangeIndex"),
+    _names("pandas.core.indexes.multi", "MultiIndex"),
+    _names("pandas.core.arrays.categorical", "Categorical"),
+    _names("pandas.core.dtypes.dtypes", "CategoricalDtype", "DatetimeTZDtype", "PeriodDtype"),
+    _names("pandas.core.internals.managers", "BlockManager", "SingleBlockManager"),
+    _names("pandas.core.internals.blocks", "new_block"),
+    _names("pandas._libs.internals", "_unpickle_block"),
+    _names("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+    _names("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+    _names("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
+    _names("pandas._libs.tslibs.nattype", "__nat_unpickle"),
+    _names("pandas._libs.tslibs.offsets", "Day", "Hour", "Minute", "Second", "Milli", "Micro",
+           "Nano", "MonthEnd", "MonthBegin", "YearEnd", "YearBegin", "QuarterEnd", "QuarterBegin",
+           "Week", "BusinessDay"),
+    _names("pytz", "_p", "_UTC", "utc"),
+    _names("zoneinfo", "ZoneInfo"),
+)
 
-    def __init__(self) -> None:
-        self.globals: set[str] = set()  # "module:name"
-        self.modules: set[str] = set()  # every module it would import
-        self.functions: list[str] = []  # names of functions saved by value
-        self.problems: list[str] = []  # offenders, when scanned with an allowlist
-
-
-class _TokenMeta(type):
-    """Tokens are classes (NEWOBJ wants a type); every operation an unpickler
-    applies to an object is a no-op on them, and calling one asks the scan."""
-
-    def __call__(cls, *args, **kwargs):
-        return cls._scan._called(cls, args)
-
-    def __setitem__(cls, key, value):
-        pass
-
-    def __setstate__(cls, state):
-        pass
-
-    def append(cls, value):
-        pass
-
-    def extend(cls, values):
-        pass
-
-    def add(cls, value):
-        pass
-
-
-class _Token(metaclass=_TokenMeta):
-    _scan = None
-    origin: str | None = None  # the module this stands for, when known
-    rebuilder: str | None = None  # the mason._rebuild function it stands for
-
-    def __new__(cls, *args, **kwargs):  # NEWOBJ: cls.__new__(cls, *args)
-        return cls._scan._opaque
-
-
-class StreamScanner(pickle.Unpickler):
-    """Replays pickles through inert tokens; ``report`` collects what they name.
-
-    One scanner reads consecutive pickles that share a memo (the segments of
-    a session) when fed through ``switch``/``scan_next``.
-    """
-
-    def __init__(self, file, allowlist: Allowlist | None = None):
-        super().__init__(file, buffers=itertools.repeat(b""))
-        self.allowlist = allowlist
-        self.report = ScanReport()
-        self._tokens: dict[tuple, type] = {}
-        self._opaque = self._make_token(None, None)
-
-    def _make_token(self, origin, rebuilder):
-        return _TokenMeta("token", (_Token,), {"_scan": self, "origin": origin, "rebuilder": rebuilder})
-
-    def find_class(self, module, name):
-        if not isinstance(module, str) or not isinstance(name, str):
-            raise UnpicklingError("a global with a name that is not a string")
-        self.report.globals.add(f"{module}:{name}")
-        if module != _REBUILD and (module, name) not in _ALWAYS:
-            self.report.modules.add(module)
-        if self.allowlist is not None:
-            problem = self.allowlist.global_problem(module, name)
-            if problem is not None:
-                self.report.problems.append(problem)
-        key = (module, name)
-        token = self._tokens.get(key)
-        if token is None:
-            origin = module if module != _REBUILD else None
-            token = self._tokens[key] = self._make_token(origin, name if module == _REBUILD else None)
-        return token
-
-    def persistent_load(self, pid):
-        return self._opaque
-
-    def _called(self, token, args):
-        name = token.rebuilder
-        if name is None:
-            return self._opaque
-        if name in ("import_module", "module_dict") and args and isinstance(args[0], str):
-            if self.allowlist is None or args[0] != self.allowlist.session_module:
-                self.report.modules.add(args[0])
-        elif name == "make_function" and len(args) >= 3 and isinstance(args[2], str):
-            self.report.functions.append(args[2])
-        if self.allowlist is not None:
-            problem = self.allowlist.call_problem(name, args, lambda obj: getattr(obj, "origin", None))
-            if problem is not None:
-                self.report.problems.append(problem)
-        if name == "import_module" and args and isinstance(args[0], str):
-            return self._tokens.setdefault(("module", args[0]), self._make_token(args[0], None))
-        return self._opaque
-
-    def scan(self):
-        try:
-            return super().load()
-        except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError,
-                KeyError, IndexError, RecursionError, MemoryError) as exc:
-            raise UnpicklingError(f"the pickle stream cannot be checked: {type(exc).__name__}: {exc}") from None
-
-
-def scan_pickle(data, allowlist: Allowlist | None = None) -> ScanReport:
-    """Scan one pickle (bytes-like) without running it."""
-    scanner = StreamScanner(io.BytesIO(data), allowlist)
-    scanner.scan()
-    return scanner.report
+#: data only: numpy arrays/dtypes/scalars, pandas frames, series, indexes,
+#: categoricals and timestamps, and the standard library's value types,
+#: each by its exact reconstructor
+DATA = _Preset("DATA", _DATA)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import pickle
 
-from ._allowlist import Allowlist, StreamScanner
+from ._allowlist import Allowlist
+from ._vm import RestrictedUnpickler, Scanner
 from ._diagnose import find_culprit
 from ._pickler import Pickler
 from ._unpickler import Unpickler
@@ -51,8 +52,8 @@ def load(file, ignore=None, *, allow=None, map_location=None, **kwds):
     """
     allowlist = Allowlist.from_arg(allow)
     if allowlist is not None:
-        file = _scanned(file, allowlist)
-    return Unpickler(file, ignore=ignore, allow=allowlist, map_location=map_location, **kwds).load()
+        return load_restricted(file, allowlist, kwds.get("buffers"), map_location)
+    return Unpickler(file, ignore=ignore, map_location=map_location, **kwds).load()
 
 
 def loads(str, ignore=None, *, allow=None, map_location=None, **kwds):  # noqa: A002 - dill's parameter name
@@ -82,14 +83,19 @@ class _Recorder:
         return line
 
 
-def _scanned(file, allowlist: Allowlist):
-    """Check one pickle from ``file`` against the allowlist without running
-    it; a stream positioned at the same pickle, to load it from."""
+def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None):
+    """One pickle from ``file``, checked against the allowlist without running
+    it, then loaded from the very bytes that were checked by the restricted
+    machine, which enforces the list again on every step."""
     recorder = _Recorder(file)
-    scanner = StreamScanner(recorder, allowlist)
+    scanner = Scanner(recorder, allowlist, session_module="__main__")
+    scanner._stream_size = lambda: len(recorder.data)
     scanner.scan()
-    allowlist.check(scanner.report)
-    return io.BytesIO(recorder.data)
+    allowlist.check(scanner.report.problems, scanner.report.functions)
+    data = bytes(recorder.data)
+    unpickler = RestrictedUnpickler(io.BytesIO(data), allowlist, buffers=buffers, map_location=map_location)
+    unpickler.stream_bytes = len(data)
+    return unpickler.load()
 
 
 def copy(obj, *args, **kwds):

@@ -8,6 +8,12 @@ pinned by ``tests/test_rebuild_names.py``.
 Nothing here may import a third-party package at module level, and every
 function must be safe to call with the arguments a reducer produced on
 another machine: they raise mason's own errors with a clear message.
+
+Every reconstructor is closed: it builds only the kind of object it exists
+for, from arguments it checks for type.  The state setters act only on
+objects that a maker of this module built during the same load (the load
+registers them in a :class:`LoadState`), so a file cannot use them to write
+into a module, class or function that existed before it was loaded.
 """
 
 from __future__ import annotations
@@ -24,13 +30,69 @@ import _thread
 import types
 import weakref
 
-from .errors import UnpicklingError, VersionMismatchError
+from .errors import ForbiddenGlobalError, UnpicklingError, VersionMismatchError
+
+
+# ---------------------------------------------------------------- the load in progress
+
+
+class LoadState:
+    """What one load (all segments of a session, or one pickle) has built.
+
+    ``made``: objects returned by this module's makers during the load, by
+    id (kept alive, so ids stay unique): only these may be given state.
+    ``namespace``: the dict a session restores into, the one module
+    namespace a load may write to.
+    """
+
+    __slots__ = ("made", "namespace")
+
+    def __init__(self, namespace=None):
+        self.made: dict[int, object] = {}
+        self.namespace = namespace
+
+
+#: The LoadState of the load running in this context (None: the data is being
+#: unpickled by something other than mason, e.g. plain ``pickle.loads``,
+#: which trusts it anyway).
+_LOAD: contextvars.ContextVar = contextvars.ContextVar("mason_load", default=None)
+
+
+def _made(obj):
+    state = _LOAD.get()
+    if state is not None:
+        state.made[id(obj)] = obj
+    return obj
+
+
+def _require_made(obj, kind: type, what: str):
+    if not isinstance(obj, kind):
+        raise UnpicklingError(f"damaged file: {what} is given a {type(obj).__name__} object")
+    state = _LOAD.get()
+    if state is not None and state.made.get(id(obj)) is not obj:
+        raise ForbiddenGlobalError(
+            f"this file sets the state of a {kind.__name__} it did not create ({what}): refused"
+        )
+
+
+def _check(condition, message: str) -> None:
+    if not condition:
+        raise UnpicklingError(f"damaged file: {message}")
+
+
+def _is_name(value) -> bool:
+    return isinstance(value, str) and value.isidentifier()
+
+
+def _is_dotted(value) -> bool:
+    return isinstance(value, str) and bool(value) and all(part.isidentifier() for part in value.split("."))
 
 # ---------------------------------------------------------------- modules
 
 
 def import_module(name):
     """A module by name (imported if needed)."""
+    _check(_is_dotted(name), f"a module name must be a dotted name, not {name!r}")
     if name == "__main__":
         return sys.modules["__main__"]
     return importlib.import_module(name)
@@ -45,10 +107,13 @@ def module_dict(name):
 
 def make_module(name):
     """An empty module object that is not registered in ``sys.modules``."""
-    return types.ModuleType(name)
+    _check(isinstance(name, str), "a module name is not a string")
+    return _made(types.ModuleType(name))
 
 
 def module_setstate(module, state):
+    _require_made(module, types.ModuleType, "module_setstate")
+    _check(isinstance(state, dict) and all(isinstance(k, str) for k in state), "module state is not a dict of names")
     module.__dict__.update(state)
 
 
@@ -61,6 +126,9 @@ def code_from_marshal(version, data):
     Bytecode is specific to a minor version of Python, so a mismatch is an
     error that names both versions rather than a crash later.
     """
+    _check(isinstance(version, (tuple, list)) and len(version) >= 2
+           and all(type(v) is int for v in version[:2]), "a code object's Python version is malformed")
+    _check(isinstance(data, (bytes, bytearray, memoryview)), "a code object is not bytes")
     version = tuple(version)
     here = sys.version_info[:2]
     if version != here:
@@ -83,10 +151,12 @@ def code_from_marshal(version, data):
 
 def make_cell():
     """An empty cell; its contents arrive with the state of its owner."""
-    return types.CellType()
+    return _made(types.CellType())
 
 
 def cell_setstate(cell, state):
+    _require_made(cell, types.CellType, "cell_setstate")
+    _check(isinstance(state, tuple) and len(state) == 1, "cell state is not a 1-tuple")
     (value,) = state
     cell.cell_contents = value
 
@@ -97,9 +167,16 @@ def cell_setstate(cell, state):
 def make_function(code, globals, name, closure):
     """A function skeleton: attributes and closure contents come with its state,
     after it is memoized, so a function can refer to itself."""
+    _check(isinstance(code, types.CodeType), "a function's code is not a code object")
+    _check(type(globals) is dict and isinstance(name, str), "a function's globals or name is malformed")
+    _check(closure is None or (type(closure) is tuple and all(type(c) is types.CellType for c in closure)),
+           "a function's closure is not a tuple of cells")
     if "__builtins__" not in globals:
         globals["__builtins__"] = builtins.__dict__
-    return types.FunctionType(code, globals, name, None, closure)
+    try:
+        return _made(types.FunctionType(code, globals, name, None, closure))
+    except (TypeError, ValueError) as exc:  # closure size differs from the code's
+        raise UnpicklingError(f"damaged function {name!r}: {exc}") from None
 
 
 _FUNCTION_ATTRS = (
@@ -113,8 +190,17 @@ _FUNCTION_ATTRS = (
 
 
 def function_setstate(func, state):
-    """State of a by-value function: (attributes, closure values, globals)."""
+    """State of a by-value function: (attributes, closure values, globals).
+
+    Globals are written only into a dict that belongs to this load: the
+    session's namespace or one the file built, never a module's that
+    existed before (``module_dict`` hands out no other).
+    """
+    _require_made(func, types.FunctionType, "function_setstate")
+    _check(isinstance(state, tuple) and len(state) == 3, "function state is not a 3-tuple")
     attrs, cell_values, globals_update = state
+    _check(isinstance(attrs, dict) and (globals_update is None or isinstance(globals_update, dict))
+           and (cell_values is None or isinstance(cell_values, tuple)), "function state is malformed")
     for attr in _FUNCTION_ATTRS:
         if attr in attrs:
             setattr(func, attr, attrs[attr])
@@ -164,27 +250,49 @@ def make_class(metaclass, name, bases, type_kwargs):
     afterwards by :func:`class_setstate`: side effects that wrap methods do
     not run twice.
     """
-    return types.new_class(
-        name, bases, {"metaclass": metaclass}, lambda ns: ns.update(type_kwargs)
-    )
+    _check_class_args(metaclass, name, bases, type_kwargs)
+    try:
+        return _made(types.new_class(
+            name, bases, {"metaclass": metaclass}, lambda ns: ns.update(type_kwargs)
+        ))
+    except TypeError as exc:  # bases that cannot be combined
+        raise UnpicklingError(f"cannot rebuild class {name!r}: {exc}") from None
+
+
+def _check_class_args(metaclass, name, bases, type_kwargs) -> None:
+    _check(isinstance(metaclass, type) and issubclass(metaclass, type), "a class's metaclass is not a metaclass")
+    _check(isinstance(name, str) and type(bases) is tuple, "a class's name or bases are malformed")
+    _check(all(isinstance(b, type) or hasattr(b, "__mro_entries__") for b in bases), "a class's bases are not classes")
+    _check(isinstance(type_kwargs, dict) and all(isinstance(k, str) for k in type_kwargs),
+           "a class's namespace is malformed")
 
 
 def make_enum(metaclass, name, bases, members, type_kwargs):
     """An Enum skeleton with its members; methods arrive with the state."""
+    import enum
+
+    _check_class_args(metaclass, name, bases, type_kwargs)
+    _check(issubclass(metaclass, enum.EnumMeta), "an enum's metaclass is not EnumMeta")
+    _check(isinstance(members, dict) and all(isinstance(k, str) for k in members), "an enum's members are malformed")
     namespace = metaclass.__prepare__(name, bases)
     for key, value in type_kwargs.items():
         namespace[key] = value
     for member_name, value in members.items():
         namespace[member_name] = value
-    return metaclass(name, bases, namespace)
+    return _made(metaclass(name, bases, namespace))
 
 
 def class_setstate(cls, state):
     """Attributes of a by-value class, and its registered virtual subclasses."""
+    _require_made(cls, type, "class_setstate")
+    _check(isinstance(state, tuple) and len(state) == 2, "class state is not a 2-tuple")
     attrs, abc_registry = state
+    _check(isinstance(attrs, dict) and all(isinstance(k, str) for k in attrs)
+           and isinstance(abc_registry, (list, tuple)), "class state is malformed")
     for key, value in attrs.items():
         setattr(cls, key, value)
     for subclass in abc_registry:
+        _check(isinstance(subclass, type) and isinstance(cls, abc.ABCMeta), "a virtual subclass is not a class")
         abc.ABCMeta.register(cls, subclass)
 
 
@@ -208,14 +316,17 @@ def make_classmethod(func):
 
 
 def make_dict_keys(mapping):
+    _check(isinstance(mapping, dict), "dict keys of something that is not a dict")
     return mapping.keys()
 
 
 def make_dict_values(mapping):
+    _check(isinstance(mapping, dict), "dict values of something that is not a dict")
     return mapping.values()
 
 
 def make_dict_items(mapping):
+    _check(isinstance(mapping, dict), "dict items of something that is not a dict")
     return mapping.items()
 
 
@@ -224,6 +335,8 @@ def make_mappingproxy(mapping):
 
 
 def make_memoryview(data, fmt, shape, readonly):
+    _check(isinstance(fmt, str) and (shape is None or (isinstance(shape, tuple)
+           and all(type(n) is int for n in shape))), "a memoryview's format or shape is malformed")
     view = memoryview(data)
     if not readonly and view.readonly:
         view = memoryview(bytearray(view))  # in-band bytes: a writable copy
@@ -237,6 +350,7 @@ def make_weakref(obj):
 
 
 def make_lock(locked):
+    _check(isinstance(locked, bool), "a lock's state is not a bool")
     lock = _thread.allocate_lock()
     if locked:
         lock.acquire()
@@ -244,15 +358,23 @@ def make_lock(locked):
 
 
 def make_rlock(count):
+    _check(type(count) is int and 0 <= count <= _MAX_RLOCK_COUNT, f"an RLock's count {count!r} is out of range")
     lock = _thread.RLock()
     for _ in range(count):
         lock.acquire()
     return lock
 
 
+_MAX_RLOCK_COUNT = 1 << 16
+
+
 def class_attribute(cls, name):
     """A descriptor as stored in its class (not bound through the metaclass)."""
-    return cls.__dict__[name]
+    _check(isinstance(cls, type) and isinstance(name, str), "class_attribute of something that is not a class")
+    try:
+        return cls.__dict__[name]
+    except KeyError:
+        raise UnpicklingError(f"class {cls.__qualname__} has no attribute {name!r} here") from None
 
 
 def make_dead_weakref():
@@ -286,6 +408,10 @@ def make_tempfile(mode, contents, position, closed, text_args):
     """An anonymous temporary file (no name on disk) with its saved contents."""
     import tempfile
 
+    _check(isinstance(mode, str) and set(mode) <= set("rwabx+t") and isinstance(contents, (str, bytes))
+           and type(position) is int and (text_args is None or (isinstance(text_args, dict)
+           and set(text_args) <= {"encoding", "errors", "newline"})), "a temporary file's state is malformed")
+
     handle = tempfile.TemporaryFile(mode.replace("r", "w+") if "+" not in mode else mode, **(text_args or {}))
     handle.write(contents)
     handle.seek(position if position >= 0 else 0)
@@ -296,6 +422,7 @@ def make_tempfile(mode, contents, position, closed, text_args):
 
 def getattr_chain(obj, dotted):
     """``getattr`` through a dotted path (descriptors reached via a class)."""
+    _check(_is_dotted(dotted), f"an attribute path must be a dotted name, not {dotted!r}")
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
@@ -304,11 +431,13 @@ def getattr_chain(obj, dotted):
 def make_weakref_with_callback(obj, callback):
     """A weak reference that calls ``callback`` when ``obj`` dies (how the
     entries of a WeakSet or WeakKeyDictionary remove themselves)."""
+    _check(callback is None or callable(callback), "a weak reference's callback is not callable")
     return weakref.ref(obj, callback)
 
 
 def make_keyed_ref(obj, callback, key):
     """A ``weakref.KeyedRef``: a WeakValueDictionary's reference to a value."""
+    _check(callback is None or callable(callback), "a weak reference's callback is not callable")
     return weakref.KeyedRef(obj, callback, key)
 
 
@@ -325,6 +454,11 @@ def make_file(name, mode, position, closed, fmode, contents, text_args):
     contents back, then seek.  A writable file is never truncated on
     reopening in modes 0 and 1: loading must not destroy data.
     """
+    _check(isinstance(name, str) and isinstance(mode, str) and set(mode) <= set("rwabx+t")
+           and type(position) is int and fmode in (0, 1, 2) and isinstance(closed, bool)
+           and (contents is None or isinstance(contents, (str, bytes)))
+           and (text_args is None or (isinstance(text_args, dict)
+                and set(text_args) <= {"encoding", "errors", "newline"})), "a file handle's state is malformed")
     if name in _STD_STREAMS:
         return getattr(sys, _STD_STREAMS[name])
     writing = any(c in mode for c in "wax+")
@@ -365,6 +499,7 @@ def make_file(name, mode, position, closed, fmode, contents, text_args):
 
 
 def make_stringio(value, position):
+    _check(isinstance(value, str) and type(position) is int and 0 <= position, "a StringIO's state is malformed")
     buf = io.StringIO(value)
     buf.seek(position)
     return buf
@@ -395,6 +530,7 @@ def make_array(typecode, data):
     """An ``array.array`` from its (possibly out-of-band) bytes."""
     import array
 
+    _check(isinstance(typecode, str) and len(typecode) == 1, "an array's typecode is malformed")
     result = array.array(typecode)
     result.frombytes(memoryview(data).cast("B"))
     return result
@@ -477,7 +613,8 @@ def _storage_to(storage, target: str, location: str):
 def _torch_dtype(name):
     import torch
 
-    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    # Only plain names: torch's module __getattr__ must not be asked for anything else.
+    dtype = getattr(torch, name, None) if _is_name(name) and not name.startswith("_") else None
     if not isinstance(dtype, torch.dtype):
         raise UnpicklingError(f"this torch has no dtype {name!r} (saved with another version of torch?)")
     return dtype
@@ -494,18 +631,22 @@ def torch_tensor(storage, dtype, offset, shape, stride, requires_grad):
         raise UnpicklingError(f"damaged tensor: {exc}") from None
     if requires_grad:
         tensor.requires_grad_(True)
-    return tensor
+    return _made(tensor)
 
 
 def torch_parameter(storage, dtype, offset, shape, stride, requires_grad):
     """An ``nn.Parameter`` over ``storage``."""
     import torch
 
-    return torch.nn.Parameter(torch_tensor(storage, dtype, offset, shape, stride, False), requires_grad)
+    return _made(torch.nn.Parameter(torch_tensor(storage, dtype, offset, shape, stride, False), requires_grad))
 
 
 def torch_tensor_setstate(tensor, state):
     """A tensor's gradient and Python attributes."""
+    import torch
+
+    _require_made(tensor, torch.Tensor, "torch_tensor_setstate")
+    _check(isinstance(state, dict) and isinstance(state.get("dict") or {}, dict), "tensor state is malformed")
     grad = state.get("grad")
     if grad is not None:
         tensor.grad = grad

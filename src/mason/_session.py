@@ -15,14 +15,14 @@ import contextlib
 import io
 import os
 import pickle
-import pickletools
 import sys
 import traceback
 import types
 import warnings
 
 from . import _namespace, _progress, _rebuild
-from ._allowlist import Allowlist, ScanReport, StreamScanner
+from ._allowlist import Allowlist
+from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
 from ._diagnose import find_culprit
 from ._filter import make_filter
 from ._format import ContainerReader, ContainerWriter
@@ -31,9 +31,11 @@ from ._format.signing import resolve_key
 from ._pickler import Pickler
 from ._storage import default_session_path, open_input, open_output
 from ._unpickler import Unpickler, check_map_location, translate_error
+from ._vm import RestrictedUnpickler, Scanner, ScanReport
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
+    ForbiddenGlobalError,
     MasonError,
     PicklingError,
     SkippedVariableWarning,
@@ -317,12 +319,10 @@ class _MemoRollback:
 
 def _count_memo(segments) -> int:
     """How many memo entries the given segments create, in order (nothing runs)."""
-    stream = _SegmentStream()
-    scanner = StreamScanner(stream)
+    size = 0
     for data in segments:
-        stream.switch(data)
-        scanner.scan()
-    return len(scanner.memo.copy())
+        size = segment_effects(data, lambda i, n=size: i < n, size).size
+    return size
 
 
 def _explain(entry, exc, make_pickler) -> str:
@@ -445,8 +445,10 @@ def load_module(filename=None, module=None, **kwds):
     source = default_session_path() if filename is None else filename
     with _open_session(source, options) as session:
         timer.lap("opened (index read and checked)")
-        target = _target_module(session.meta, module)
-        loaded = _restore(session, options, target.__dict__, target)
+        plan = _LoadPlan(session, options)
+        # Only now, with every check passed, may the module the file names be imported.
+        target = _target_module(session.meta, module, restricted=plan.allowlist is not None)
+        loaded = plan.restore(target.__dict__, target)
         timer.lap(f"unpickled {len(loaded)} variables")
         target.__dict__.update(loaded)
     return None if target is sys.modules.get("__main__") else target
@@ -468,15 +470,19 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
     source = default_session_path() if filename is None else filename
     with _open_session(source, options) as session:
         timer.lap("opened (index read and checked)")
+        plan = _LoadPlan(session, options)
         name = session.meta["module"]
-        live = _namespace.resolve_module(module) if module is not None else sys.modules.get(name)
+        if module is not None:
+            live = _namespace.resolve_module(module)
+        else:  # restricted: the name the file gives means nothing
+            live = None if plan.allowlist is not None else sys.modules.get(name)
         if update and live is not None:
             result = dict(live.__dict__)
         else:
             result = {"__name__": name, "__builtins__": builtins}
         result["__session__"] = source if isinstance(source, str) else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
         selfref = live if live is not None else types.ModuleType(name)
-        loaded = _restore(session, options, result, selfref)
+        loaded = plan.restore(result, selfref)
         timer.lap(f"unpickled {len(loaded)} variables")
         result.update(loaded)
     return result
@@ -569,15 +575,25 @@ def _is_count(value) -> bool:
     return type(value) is int and value >= 0
 
 
-def _target_module(meta: dict, module) -> types.ModuleType:
+def _target_module(meta: dict, module, restricted: bool = False) -> types.ModuleType:
+    """The module a load updates.  With an allowlist the file's own word
+    counts for nothing: its variables go into ``__main__`` or the module the
+    caller named, and no module is imported because the file names it."""
     name, kind = meta["module"], meta.get("module_kind", "importable")
     if module is None:
         if kind == "main":
             return sys.modules["__main__"]
+        if restricted:
+            raise ValueError(
+                f"this file holds the state of module {name!r}; a restricted load (allow=) does not"
+                " load into a module the file chooses: pass module= to name one"
+            )
         if kind == "importable":
             return _namespace.resolve_module(name)
         return types.ModuleType(name)
     target = _namespace.resolve_module(module)
+    if restricted:
+        return target
     if target.__name__ != name:
         raise ValueError(f"cannot load the saved state of module {name!r} into module {target.__name__!r}")
     target_kind = _namespace.module_kind(target)
@@ -586,47 +602,76 @@ def _target_module(meta: dict, module) -> types.ModuleType:
     return target
 
 
-def _restore(session: ContainerReader, options: _LoadOptions, namespace: dict, module) -> dict:
-    """Unpickle the saved variables into a new dict (the namespace is untouched)."""
-    meta = session.meta
-    variables = meta["variables"]
-    wanted = _wanted(variables, options.names)
-    # Every record to unpickle is checked first (checksums, and MACs with a
-    # key): damage must surface before the first object is rebuilt (rebuilding
-    # can have side effects), not halfway, when a damaged record comes up.
-    needed = variables[: wanted[1]]
-    payloads = dict(zip((v["segment"] for v in needed), session.segments([v["segment"] for v in needed])))
-    session.verify_records([], [blob for var in needed for blob in var["blobs"]])
-    _check_environment(meta.get("environment", {}))
-    allowlist = Allowlist.from_arg(options.allow, session_module=meta["module"])
-    if allowlist is not None:
-        allowlist.check(scan_session(session, needed, allowlist))
-    loader = _SegmentLoader(
-        session, payloads, meta["module"], namespace, module, options.ignore, allowlist, options.map_location
-    )
-    loaded: dict = {}
-    failures: dict[str, str] = {}
-    total = sum(var.get("size", 0) for var in needed)
-    progress = _progress.Progress("loading", len(needed), total_bytes=total, progress=options.progress)
-    for position, var in progress.track(enumerate(needed), size=lambda item: item[1].get("size", 0)):
-        if var.get("memo_reset"):
-            loader.reset()
-        blocked = loader.blocked_by(var)
-        if blocked is not None:
-            loader.skip(var)
-            failures[var["name"]] = f"it refers to objects of {blocked!r}, which could not be restored"
-            continue
-        try:
-            loaded[var["name"]] = loader.load(var)
-        except Exception as exc:  # the variable's own reconstruction failed
-            if options.on_error == "raise" and var["name"] in wanted[0]:
-                raise _load_error(var["name"], exc) from exc
-            failures[var["name"]] = f"{type(exc).__name__}: {exc}"
-            loader.recover(var, variables[:position])
-    for name, reason in failures.items():
-        if name in wanted[0]:
-            warnings.warn(f"not restored: {name}: {reason}", SkippedVariableWarning, stacklevel=4)
-    return {name: value for name, value in loaded.items() if name in wanted[0]}
+class _LoadPlan:
+    """Everything a load checks before anything is unpickled, and the load itself.
+
+    Every record to unpickle is checked first (checksums, and MACs with a
+    key): damage must surface before the first object is rebuilt (rebuilding
+    can have side effects), not halfway.  With an allowlist, the very
+    payloads that were checked are scanned, and later unpickled.
+    """
+
+    def __init__(self, session: ContainerReader, options: _LoadOptions):
+        self.session = session
+        self.options = options
+        meta = session.meta
+        self.variables = meta["variables"]
+        self.wanted, count = _wanted(self.variables, options.names)
+        self.needed = self.variables[:count]
+        numbers = [v["segment"] for v in self.needed]
+        self.payloads = dict(zip(numbers, session.segments(numbers)))
+        session.verify_records([], [blob for var in self.needed for blob in var["blobs"]])
+        _check_environment(meta.get("environment", {}))
+        self.allowlist = Allowlist.from_arg(options.allow)
+        self.refused: dict[str, str] = {}  # variable -> what the allowlist refuses in it
+        if self.allowlist is not None:
+            report = scan_session(session, self.needed, self.allowlist, payloads=self.payloads)
+            if options.on_error == "raise":
+                self.allowlist.check(report.problems, report.functions)
+            else:  # lenient: what needs more than the list is never run, and named
+                self.refused = {name: ", ".join(sorted(set(problems)))
+                                for name, problems in report.by_variable.items() if problems}
+
+    def restore(self, namespace: dict, module) -> dict:
+        """Unpickle the saved variables into a new dict (the namespace is untouched)."""
+        options = self.options
+        if self.allowlist is not None:
+            self.allowlist.target = module.__name__
+        loader = _SegmentLoader(
+            self.session, self.payloads, self.session.meta["module"], namespace, module, options.ignore,
+            self.allowlist, options.map_location,
+        )
+        wanted = self.wanted
+        loaded: dict = {}
+        failures: dict[str, str] = {}
+        total = sum(var.get("size", 0) for var in self.needed)
+        progress = _progress.Progress("loading", len(self.needed), total_bytes=total, progress=options.progress)
+        for position, var in progress.track(enumerate(self.needed), size=lambda item: item[1].get("size", 0)):
+            if var.get("memo_reset"):
+                loader.reset()
+            refused = self.refused.get(var["name"])
+            if refused is not None:
+                loader.skip(var, self.needed[:position])
+                failures[var["name"]] = f"refused by the allowlist: it would use {refused}"
+                continue
+            blocked = loader.blocked_by(var)
+            if blocked is not None:
+                loader.skip(var, self.needed[:position])
+                failures[var["name"]] = f"it refers to objects of {blocked!r}, which could not be restored"
+                continue
+            try:
+                loaded[var["name"]] = loader.load(var)
+            except Exception as exc:  # the variable's own reconstruction failed
+                if options.on_error == "raise" and var["name"] in wanted:
+                    raise _load_error(var["name"], exc) from exc
+                if isinstance(exc, ForbiddenGlobalError):
+                    raise  # the allowlist holds for the whole file, lenient or not
+                failures[var["name"]] = f"{type(exc).__name__}: {exc}"
+                loader.recover(var, self.needed[:position])
+        for name, reason in failures.items():
+            if name in wanted:
+                warnings.warn(f"not restored: {name}: {reason}", SkippedVariableWarning, stacklevel=4)
+        return {name: value for name, value in loaded.items() if name in wanted}
 
 
 def _wanted(variables, names) -> tuple[set, int]:
@@ -687,108 +732,134 @@ class _Buffers:
 
 
 class _SegmentLoader:
-    """One Unpickler reading the segments in order, with a shared memo."""
+    """One unpickler reading the segments in order, with a shared memo.
+
+    When a variable fails (or is held back), the memo is made to look as if
+    its segment had run (see ``_memo.py``): entries the opcodes alone
+    determine (globals, module references, constants) are filled again,
+    the others become holes, and a later variable whose segment reads a hole
+    is held back in turn.  Nothing else depends on the failed variable.
+    """
 
     def __init__(self, session, payloads: dict, saved_module: str, namespace: dict, module, ignore,
                  allowlist=None, map_location=None):
-        self._session = session
         self._payloads = payloads  # segment number -> its verified payload
         self._stream = _SegmentStream()
         self._buffers = _Buffers(session)
-        # dill's class rebinding is for single objects: in a session, the
-        # saved classes replace the live ones, so instances keep theirs.
-        ignore = True if ignore is None else ignore
-        self._make = lambda: _SessionUnpickler(
-            self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers, allow=allowlist,
-            map_location=map_location,
-        )
+        self._state = _rebuild.LoadState(namespace)
+        self._restricted = allowlist is not None
+        if allowlist is not None:
+            self._make = lambda: RestrictedUnpickler(
+                self._stream, allowlist, buffers=self._buffers, session=(saved_module, namespace, module),
+                load_state=self._state, map_location=map_location,
+            )
+        else:
+            # dill's class rebinding is for single objects: in a session, the
+            # saved classes replace the live ones, so instances keep theirs.
+            ignore = True if ignore is None else ignore
+            self._make = lambda: _SessionUnpickler(
+                self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers,
+                map_location=map_location, load_state=self._state,
+            )
         self._unpickler = self._make()
-        # memo index ranges [start, end) holding placeholders for objects of
-        # variables that could not be restored, with the variable's name
-        self._holes: list[tuple[int, int, str]] = []
-        self._counted_until = 0  # memo size after the segments counted so far
+        self._holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
 
     def load(self, var):
-        self._stream.switch(self._payloads[var["segment"]])
+        data = self._payloads[var["segment"]]
+        self._stream.switch(data)
         self._buffers.switch(var["blobs"])
+        if self._restricted:
+            self._unpickler.stream_bytes += len(data)
+            self._unpickler.start_undo()
         return self._unpickler.load()
 
     def reset(self) -> None:
-        # A fresh Unpickler: assigning ``memo`` does not reset the C
+        # A fresh unpickler: assigning ``memo`` does not reset the C
         # unpickler's count of memo entries, which MEMOIZE numbers from.
         self._unpickler = self._make()
         self._holes.clear()
-        self._counted_until = 0
 
     # -- recovery: only after a variable failed, so speed matters less ----
 
-    def recover(self, var, earlier) -> None:
-        """Make the memo look as if ``var`` had loaded, with placeholders."""
-        start = self._memo_size(earlier)
-        end = start + _memo_puts(self._session.segment(var["segment"]))
-        self._pad(start, end, var["name"])
-
-    def skip(self, var) -> None:
-        start = self._counted_until
-        end = start + _memo_puts(self._session.segment(var["segment"]))
-        self._pad(start, end, var["name"])
-
     def blocked_by(self, var):
+        """The failed variable whose objects ``var`` would use, or None."""
         if not self._holes:
             return None
-        for index in _memo_gets(self._session.segment(var["segment"])):
-            for start, end, name in self._holes:
-                if start <= index < end:
-                    return name
-        self._counted_until += _memo_puts(self._session.segment(var["segment"]))
+        for index in memo_gets(self._payloads[var["segment"]]):
+            name = self._holes.get(index)
+            if name is not None:
+                return name
         return None
+
+    def recover(self, var, earlier) -> None:
+        """``var`` failed halfway: undo what it wrote, then fill in its entries."""
+        if self._restricted:
+            self._unpickler.undo()
+        self._fill(var, earlier)
+
+    def skip(self, var, earlier) -> None:
+        """``var`` is held back without running: fill in its entries."""
+        self._fill(var, earlier)
+
+    def _fill(self, var, earlier) -> None:
+        if self._restricted:
+            memo = self._unpickler.memo  # a plain dict: numbered exactly as MEMOIZE numbers
+            size, has_key = len(memo), memo.__contains__
+        else:
+            # The C unpickler's memo is contiguous for mason's streams
+            # (MEMOIZE only); its size is what the earlier segments made it.
+            memo = self._unpickler.memo.copy()
+            size = self._memo_size(earlier)
+            has_key = size.__gt__
+        effects = segment_effects(self._payloads[var["segment"]], has_key, size,
+                                  known=lambda i: _constant(memo.get(i, UNKNOWN)))
+        for index, value in effects.writes.items():
+            resolved = self._resolve_static(value)
+            if resolved is UNKNOWN:
+                self._holes[index] = var["name"]
+                memo[index] = None
+            else:
+                self._holes.pop(index, None)
+                memo[index] = resolved
+        if not self._restricted:
+            self._unpickler = self._make()
+            self._unpickler.install_memo(memo)
 
     def _memo_size(self, earlier) -> int:
         size = 0
         for var in earlier:
             if var.get("memo_reset"):
                 size = 0
-            size += _memo_puts(self._session.segment(var["segment"]))
+            size = segment_effects(self._payloads[var["segment"]], size.__gt__, size).size
         return size
 
-    def _pad(self, start: int, end: int, name: str) -> None:
-        """Continue with a fresh Unpickler whose memo counts ``end`` entries.
-
-        A failed load leaves the rest of its frame buffered inside the C
-        unpickler, so a new one is needed.  MEMOIZE numbers entries from a
-        count that only MEMOIZE itself advances, so a tiny pickle memoizes
-        ``end`` placeholders first; then the old memo is copied over (through
-        its proxy: CPython's ``memo = dict`` setter loses the entries).
-        Slots of the failed variable stay empty; variables that refer to
-        them are skipped (``blocked_by``).
-        """
-        old = self._unpickler
-        self._unpickler = self._make()
-        if end > 0:
-            self._stream.switch(b"\x80\x05" + b"N\x940" * end + b"N.")
-            self._unpickler.load()
-            self._unpickler.memo = old.memo
-        self._holes.append((start, end, name))
-        self._counted_until = end
+    def _resolve_static(self, value):
+        """The object a memo entry holds, rebuilt from what the opcodes say, or UNKNOWN."""
+        if isinstance(value, StaticGlobal):
+            resolve = lambda: self._unpickler.find_class(value.module, value.name)  # noqa: E731
+        elif isinstance(value, StaticCall):
+            resolve = lambda: self._unpickler.find_class(_REBUILD, value.function)(*value.args)  # noqa: E731
+        else:
+            return _constant(value)
+        tokens = (_rebuild._LOAD.set(self._state),)
+        try:
+            return resolve()
+        except Exception:  # it cannot be rebuilt without the variable either: a hole
+            return UNKNOWN
+        finally:
+            _rebuild._LOAD.reset(tokens[0])
 
 
-_PUT_OPS = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
-_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_REBUILD = "mason._rebuild"
 
 
-def _memo_puts(segment) -> int:
-    return sum(1 for op, _, _ in _genops(segment) if op.name in _PUT_OPS)
-
-
-def _memo_gets(segment):
-    return [arg for op, arg, _ in _genops(segment) if op.name in _GET_OPS]
-
-
-def _genops(segment):
-    try:
-        yield from pickletools.genops(bytes(segment))
-    except (ValueError, EOFError) as exc:
-        raise CorruptSessionError(f"damaged pickle segment: {exc}") from None
+def _constant(value):
+    """``value`` if it is a plain constant that can stand in a memo entry, else UNKNOWN."""
+    if value is None or type(value) in (str, bytes, int, float, bool):
+        return value
+    if type(value) is tuple and all(_constant(v) is v for v in value):
+        return value
+    return UNKNOWN
 
 
 class _SessionUnpickler(Unpickler):
@@ -799,9 +870,10 @@ class _SessionUnpickler(Unpickler):
         self._saved_module = saved_module
         self._namespace = namespace
         self._module = module
+        self._memo_values: list | None = None
 
     def _resolve(self, module_name, name):
-        if module_name == "mason._rebuild":
+        if module_name == _REBUILD:
             if name == "module_dict":
                 return self._module_dict
             if name == "import_module":
@@ -814,19 +886,47 @@ class _SessionUnpickler(Unpickler):
     def _import_module(self, name):
         return self._module if name == self._saved_module else _rebuild.import_module(name)
 
+    def install_memo(self, memo: dict) -> None:
+        """Make the memo exactly ``memo``: the C unpickler's own count of
+        entries (which MEMOIZE numbers from) follows only entries it stores
+        itself, so a small pickle stores each one (values passed by
+        persistent id; nothing else runs)."""
+        self._memo_values = list(memo.values())
+        parts = [b"\x80\x05"]
+        for position, index in enumerate(memo):
+            parts.append(b"J" + position.to_bytes(4, "little", signed=True) + b"Q")
+            parts.append(b"r" + index.to_bytes(4, "little") + b"0")
+        parts.append(b"N.")
+        self._file.switch(b"".join(parts))  # the segment stream this unpickler reads
+        try:
+            self.load()
+        finally:
+            self._memo_values = None
 
-def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None) -> ScanReport:
+    def persistent_load(self, pid):
+        if self._memo_values is None or type(pid) is not int:
+            raise UnpicklingError("this stream uses persistent ids, which mason does not resolve")
+        return self._memo_values[pid]
+
+
+def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None,
+                 payloads: dict | None = None) -> ScanReport:
     """What the segments of ``variables`` would import and call, found
-    without running anything (offenders listed when given an allowlist)."""
+    without running anything (offenders listed when given an allowlist).
+    ``payloads``: the segments already read and verified, by number."""
     stream = _SegmentStream()
     report = ScanReport()
     scanner = None
     for var in variables:
         if scanner is None or var.get("memo_reset"):
-            scanner = StreamScanner(stream, allowlist)
+            scanner = Scanner(stream, allowlist, session_module=session.meta["module"])
             scanner.report = report
-        stream.switch(session.segment(var["segment"]))
+        data = payloads[var["segment"]] if payloads is not None else session.segment(var["segment"])
+        stream.switch(data)
+        scanner.stream_bytes += len(data)
+        before = len(report.problems)
         scanner.scan()
+        report.by_variable[var["name"]] = report.problems[before:]
     return report
 
 

@@ -25,26 +25,28 @@ class Unpickler(pickle.Unpickler):
     of a class saved from ``__main__`` and this interpreter's ``__main__``
     has a class of the same name, the object is rebound to that live class.
 
-    ``allow``: an :class:`~mason._allowlist.Allowlist` (or its patterns);
-    every global is checked against it as it is looked up.  (The load
-    functions also scan the whole stream first, so that nothing runs.)
+    ``allow``: an :class:`~mason._allowlist.Allowlist` (or its patterns):
+    the pickle is scanned first and refused if it needs anything outside the
+    list, then loaded by mason's restricted machine (``_vm.py``), which
+    enforces the list on every step.
     ``map_location``: where torch tensors go, as for ``torch.load``: a device
     ('cpu', 'cuda:1', a ``torch.device``), a dict from saved device names to
     device names, or ``f(storage, location)``; None (default) restores each
     tensor on the device it was saved from.
     """
 
-    def __init__(self, file, *, ignore=None, allow=None, map_location=None, **kwds):
+    def __init__(self, file, *, ignore=None, allow=None, map_location=None, load_state=None, **kwds):
         kwds.pop("main", None)  # dill accepts it; the live __main__ is used
         super().__init__(file, **kwds)
+        self._file = file
+        self._kwds = kwds
         self._ignore = bool(_settings.option(ignore, "ignore"))
         self._allow = Allowlist.from_arg(allow)
         self._map_location = check_map_location(map_location)
+        self._load_state = load_state if load_state is not None else _rebuild.LoadState()
 
     def find_class(self, module, name):
-        if self._allow is None:
-            return self._resolve(module, name)
-        return self._allow.guard(module, name, lambda: self._resolve(module, name))
+        return self._resolve(module, name)
 
     def _resolve(self, module, name):
         try:
@@ -58,13 +60,19 @@ class Unpickler(pickle.Unpickler):
     def load(self):
         # Rebuilders are module-level functions: the load's options reach
         # them through a context variable, set only while this load runs.
-        token = _rebuild._MAP_LOCATION.set(self._map_location)
-        try:
-            obj = super().load()
-        except (EOFError, pickle.UnpicklingError) as exc:
-            raise translate_error(exc) from None
-        finally:
-            _rebuild._MAP_LOCATION.reset(token)
+        if self._allow is not None:
+            from ._api import load_restricted
+
+            obj = load_restricted(self._file, self._allow, self._kwds.get("buffers"), self._map_location)
+        else:
+            tokens = (_rebuild._MAP_LOCATION.set(self._map_location), _rebuild._LOAD.set(self._load_state))
+            try:
+                obj = super().load()
+            except (EOFError, pickle.UnpicklingError) as exc:
+                raise translate_error(exc) from None
+            finally:
+                _rebuild._LOAD.reset(tokens[1])
+                _rebuild._MAP_LOCATION.reset(tokens[0])
         if not self._ignore:
             _rebind_to_main(obj)
         return obj
