@@ -33,7 +33,7 @@ import types
 
 from .errors import ForbiddenGlobalError
 
-__all__ = ["CODE", "FILES", "DATA", "Allowlist", "REBUILDERS"]
+__all__ = ["CODE", "FILES", "DATA", "Allowlist", "REBUILDERS", "RESOLVERS"]
 
 #: allow-pattern for functions and methods saved by value (they carry bytecode)
 CODE = "mason:code"
@@ -52,6 +52,7 @@ ALWAYS = frozenset(
         "list", "tuple", "dict", "set", "frozenset", "slice", "range", "type",
     )]
     + [("copyreg", name) for name in ("_reconstructor", "__newobj__", "__newobj_ex__")]
+    + [("_codecs", "encode")]  # checked: only str -> latin1 bytes (see _vm.py)
 )
 
 # mason._rebuild, by the rule that allows each (FROZEN with _rebuild.py: a
@@ -82,6 +83,23 @@ REBUILDERS = {
 #: builtins that are attribute accessors when a file names them: allowed only
 #: as checked accessors (their result is judged like a global)
 ACCESSORS = frozenset({("builtins", "getattr")})
+
+#: functions that turn strings into objects (or run code) whatever package
+#: they live in: a module pattern never allows them, only their exact name.
+#: They are how published bypasses of other pickle scanners reach ``os``.
+RESOLVERS = frozenset({
+    ("builtins", "eval"), ("builtins", "exec"), ("builtins", "compile"), ("builtins", "__import__"),
+    ("builtins", "open"), ("builtins", "breakpoint"), ("builtins", "input"), ("builtins", "vars"),
+    ("builtins", "globals"), ("builtins", "locals"), ("builtins", "setattr"), ("builtins", "delattr"),
+    ("importlib", "import_module"), ("importlib", "__import__"), ("importlib", "reload"),
+    ("pkgutil", "resolve_name"), ("pkgutil", "get_importer"), ("runpy", "run_path"), ("runpy", "run_module"),
+    ("operator", "attrgetter"), ("operator", "methodcaller"), ("operator", "itemgetter"),
+    ("_operator", "attrgetter"), ("_operator", "methodcaller"), ("_operator", "itemgetter"),
+    ("functools", "partial"), ("functools", "reduce"), ("_functools", "partial"), ("_functools", "reduce"),
+    ("code", "InteractiveInterpreter"), ("code", "InteractiveConsole"), ("pydoc", "locate"),
+    ("numpy", "load"), ("numpy.lib.npyio", "load"), ("numpy.lib._npyio_impl", "load"),
+    ("numpy.testing._private.utils", "runstring"), ("pandas", "read_pickle"), ("torch", "load"),
+})
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _SIMPLE_TYPES = (type(None), bool, int, float, complex, str, bytes)
@@ -183,6 +201,8 @@ class Allowlist:
             return None
         if any(_is_dunder(part) or not part for part in name.split(".")):
             return f"{module}:{name}"
+        if (module, name) in RESOLVERS:
+            return f"{module}:{name} (it resolves names or runs code: only its exact pattern allows it)"
         return None if self.module_allowed(module) else f"{module}:{name}"
 
     # -- objects ----------------------------------------------------------
@@ -200,6 +220,9 @@ class Allowlist:
         """
         if exact or type(obj) in _SIMPLE_TYPES:
             return None
+        home = (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
+        if home in RESOLVERS and home not in self.globals:
+            return f"{how} (which is {home[0]}:{home[1]}, a resolver)"
         if isinstance(obj, type):
             if _is_builtin_value_type(obj) or self.origin_allowed(obj.__module__):
                 return None
@@ -244,6 +267,8 @@ class Allowlist:
 
 
 def _is_builtin_value_type(cls) -> bool:
+    if cls in (type(None), type(NotImplemented), type(Ellipsis)):
+        return True
     return ("builtins", cls.__name__) in ALWAYS and getattr(builtins, cls.__name__, None) is cls
 
 

@@ -35,7 +35,6 @@ from ._vm import RestrictedUnpickler, Scanner, ScanReport
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
-    ForbiddenGlobalError,
     MasonError,
     PicklingError,
     SkippedVariableWarning,
@@ -664,8 +663,6 @@ class _LoadPlan:
             except Exception as exc:  # the variable's own reconstruction failed
                 if options.on_error == "raise" and var["name"] in wanted:
                     raise _load_error(var["name"], exc) from exc
-                if isinstance(exc, ForbiddenGlobalError):
-                    raise  # the allowlist holds for the whole file, lenient or not
                 failures[var["name"]] = f"{type(exc).__name__}: {exc}"
                 loader.recover(var, self.needed[:position])
         for name, reason in failures.items():

@@ -36,6 +36,7 @@ restricted load enforces, opcode by opcode:
 
 from __future__ import annotations
 
+import _codecs
 import _compat_pickle
 import builtins
 import copyreg
@@ -92,13 +93,17 @@ class _Machine(_P):
         return self.stream_bytes
 
     def _weight(self, obj) -> int:
+        """How many items hashing ``obj`` visits.  Only tuples with tuples
+        inside are recorded: any other holds atoms only (len + 1)."""
         entry = self._weights.get(id(obj))
-        return entry[1] if entry is not None and entry[0] is obj else 1
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        return len(obj) + 1 if type(obj) in (tuple, frozenset) else 1
 
     def _weigh(self, tup) -> None:
         weight = 1
         for item in tup:
-            weight += self._weight(item) if type(item) in (tuple, frozenset) else 1
+            weight += self._weight(item)
         if weight > _MAX_WEIGHT:
             raise UnpicklingError(
                 f"a tuple nested through shared references expands to {weight} items or more"
@@ -211,7 +216,16 @@ class _Machine(_P):
         self.append(self._new_container(set()))
 
     def _op_list(self):
-        self.append(self._new_container(self.pop_mark()))
+        items = self.pop_mark()  # before self.append: it rebinds to the outer stack
+        self.append(self._new_container(items))
+
+    def _op_frame(self):
+        size = int.from_bytes(self.read(8), "little")
+        if size > sys.maxsize:
+            raise UnpicklingError(f"a frame of {size} bytes")
+        self._unframer.load_frame(size)
+        if len(self._unframer.current_frame.getbuffer()) != size:
+            raise UnpicklingError(f"a frame says {size} bytes but the stream ends before")
 
     def get_extension(self, code):
         # copyreg's _extension_cache is process-wide: never read (an entry
@@ -227,7 +241,7 @@ class _Machine(_P):
         ("BUILD", _op_build), ("DICT", _op_dict), ("SETITEM", _op_setitem), ("SETITEMS", _op_setitems),
         ("APPEND", _op_append), ("APPENDS", _op_appends), ("ADDITEMS", _op_additems),
         ("FROZENSET", _op_frozenset), ("EMPTY_DICT", _op_empty_dict), ("EMPTY_LIST", _op_empty_list),
-        ("EMPTY_SET", _op_empty_set), ("LIST", _op_list),
+        ("EMPTY_SET", _op_empty_set), ("LIST", _op_list), ("FRAME", _op_frame),
     ):
         dispatch[getattr(pickle, _name)[0]] = _op
     del _name, _op
@@ -326,12 +340,14 @@ class Scanner(_Machine):
         return self._result
 
     def _call(self, func, args, kwargs):
-        if not isinstance(func, _Token) or func.kind not in ("global", "rebuilder", "made"):
-            self._problem(f"a call of a {type(func).__name__} object that is not an allowed global")
-            return self._result
-        if func.kind in ("made", "global"):
-            return self._result
         self._hashing(args)
+        if not isinstance(func, _Token) or func.kind not in ("global", "rebuilder", "made"):
+            self._problem(f"a call of {_describe(func)}, which is not an allowed global")
+            return self._result
+        if func.kind == "global" and func.name == "builtins:getattr":
+            return self._rebuilder_call("getattr_chain", args)
+        if func.kind in ("made", "global"):
+            return _Token("result", f"the result of {func.name}")
         return self._rebuilder_call(func.name, args)
 
     def _rebuilder_call(self, name, args):
@@ -364,7 +380,7 @@ class Scanner(_Machine):
                 self._problem(f"the attribute {args[1]!r} (dunder attributes are never reachable)")
             elif isinstance(first, _Token) and first.origin is not None and self.allowlist is not None:
                 self._problem(self.allowlist.global_problem(first.origin, args[1]))
-            return self._result
+            return _Token("result", f"the attribute {args[1]!r} of {_describe(first)}")
         if name == "make_function" and len(args) >= 3 and isinstance(args[2], str):
             self.report.functions.append(args[2])
         if name in _MAKERS:
@@ -384,7 +400,11 @@ class Scanner(_Machine):
         if not (isinstance(target, (dict, list, set)) or (isinstance(target, _Token) and target.kind in ("result", "made"))):
             self._problem(f"item assignment on {_describe(target)} (an object the file did not create)")
 
-    _extend = _add = _setitems
+    def _extend(self, target, items):
+        if not (isinstance(target, (dict, list, set)) or (isinstance(target, _Token) and target.kind in ("result", "made"))):
+            self._problem(f"appending to {_describe(target)} (an object the file did not create)")
+
+    _add = _extend
 
     def _new_container(self, value):
         return value
@@ -561,6 +581,13 @@ class RestrictedUnpickler(_Machine):
         if func in _CREATORS:
             _check_creator(func, args, allow)
         result = func(*args, **(kwargs or {}))
+        if isinstance(result, _REACHABLE) and self._state.made.get(id(result)) is not result:
+            # An allowed function that returns a function, class or module
+            # (a resolver the list does not know) hands out only what the
+            # list would have allowed as a global.
+            problem = allow.reach_problem(result, f"the result of calling {_name_of(func)}")
+            if problem is not None and func not in self._accessors:
+                allow.refuse(problem)
         if func not in self._accessors:
             # What a constructor or an allowed function returns is new, unless
             # it is a kind of object that is always shared (see _mark_fresh).
@@ -751,6 +778,11 @@ class RestrictedUnpickler(_Machine):
 
 
 _ABSENT = object()
+_REACHABLE = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, types.MethodType)
+
+
+def _name_of(func) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', type(func).__name__)}"
 
 _RENAMES = {
     ("enum", "EnumType"): ("enum", "EnumMeta"),  # EnumType is 3.11+'s name
@@ -774,7 +806,11 @@ _SIZED = (list, tuple, set, frozenset, dict, bytes, bytearray, str)
 
 def _check_builtin_call(func, args, allow) -> None:
     """Builtin constructors may not be made to build more than the file could hold."""
-    if func is builtins.type:
+    if func is _codecs.encode:
+        # protocol 2's spelling of bytes; other codecs decompress or import
+        if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
+            allow.refuse("_codecs:encode, other than of a str to latin1 (how protocol 2 writes bytes)")
+    elif func is builtins.type:
         if len(args) != 1 or args[0] not in (None, NotImplemented, Ellipsis):
             allow.refuse("builtins:type, other than for type(None), type(NotImplemented), type(...)")
     elif func in _SIZED and args:
