@@ -10,6 +10,14 @@ Sources: a path or real file is memory-mapped (or read with seek/read); a
 seekable file object is read with seek/read; a non-seekable stream is read
 once, front to back, into memory, checking each record as it arrives, and
 left positioned just after the container.
+
+Check, then use the very bytes checked: another process may rewrite the file
+while it is read.  So the index, every segment, compressed blobs, and (with a
+key, or ``private=True``) every blob are copied once into memory of our own;
+checksum, MAC, JSON parser and decompressor all read that copy, and the
+reader hands out that copy again on every later request.  Only an
+uncompressed blob of a reader without key or ``private`` is handed out as a
+view of the file's memory map: plain loads trust the file.
 """
 
 from __future__ import annotations
@@ -58,13 +66,17 @@ class _Entry(namedtuple("_Entry", "kind number offset length raw_length codec ch
 class _BufferSource:
     """The container in memory or memory-mapped; reads are zero-copy views."""
 
-    def __init__(self, buffer: Any, *, owned: bool) -> None:
+    def __init__(self, buffer: Any, *, owned: bool, stable: bool = False) -> None:
         self._buffer = buffer
         view = memoryview(buffer)
         self._view = view if view.format == "B" and view.ndim == 1 else view.cast("B")
         # Views of a buffer we made (our bytearray, our copy-on-write map) can be
         # handed out writable; a caller's buffer is copied so we never write to it.
         self._share = owned and not self._view.readonly
+        # Stable: memory only we can change (a stream read into our bytearray),
+        # so a check of its bytes holds for every later read.  A memory map is
+        # not: another process writing the file changes the pages under it.
+        self.stable = stable and self._share
         self.size = len(self._view)
 
     def with_base(self, base: int) -> _BufferSource:
@@ -81,6 +93,12 @@ class _BufferSource:
         view = self._view[offset:offset + length]
         return view if self._share else memoryview(bytearray(view))
 
+    def copy(self, offset: int, length: int) -> memoryview:
+        """Writable bytes that no one else can change: a view when the source is
+        stable, else a private copy (checked and used from then on)."""
+        view = self._view[offset:offset + length]
+        return view if self.stable else memoryview(bytearray(view))
+
     def close(self) -> None:
         self._view.release()
         if isinstance(self._buffer, _mmap.mmap):
@@ -94,7 +112,12 @@ class _BufferSource:
 
 
 class _FileSource:
-    """A seekable file object, read with seek/read; the container starts at ``base``."""
+    """A seekable file object, read with seek/read; the container starts at ``base``.
+
+    Every read is a fresh private copy; none is stable (the file may change
+    between two reads)."""
+
+    stable = False
 
     def __init__(self, fileobj: BinaryIO, base: int) -> None:
         self._file = fileobj
@@ -121,7 +144,7 @@ class _FileSource:
         self._readinto(offset, buffer)
         return memoryview(buffer)
 
-    view = read  # a fresh bytearray is ours to hand out writable
+    view = copy = read  # a fresh bytearray is ours to hand out writable
 
     def close(self) -> None:
         self._file = None
@@ -245,17 +268,31 @@ def _shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: 
     elif not length < raw_length:
         # The writer stores data raw unless compressing makes it smaller.
         return f"compressed length {length} is not below raw length {raw_length}"
+    elif raw_length > spec.max_raw_length(length):
+        return (
+            f"{length} compressed bytes declare {raw_length} raw bytes, more than the format allows"
+            f" ({spec.RATIO_CAP} x length + {spec.RATIO_FLOOR}): a decompression bomb, or damage"
+        )
     if kind == spec.INDEX and (codec is not None or length > spec.MAX_INDEX_LENGTH):
         return "index is compressed or too large"
     return ""
 
 
-def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict, list, list, Any]:
+def _parse_index(payload: bytes, algo_name: str, index_offset: int) -> tuple[dict, list, list, Any]:
     """meta, segment entries, blob entries (every entry checked) and the signature or None."""
     try:
-        index = json.loads(bytes(payload).decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
+        index = json.loads(payload.decode("utf-8"))
+    except RecursionError:
+        # The C decoder's own guard, far below any stack limit: at about the
+        # interpreter's recursion limit (1000), long before MAX_INDEX_DEPTH is
+        # checked on what it returns.
+        raise CorruptSessionError(
+            f"index is nested deeper than the format allows ({spec.MAX_INDEX_DEPTH} levels)"
+        ) from None
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError
         raise CorruptSessionError(f"index is not valid JSON: {exc}") from None
+    if _nested_deeper(payload, spec.MAX_INDEX_DEPTH):
+        raise CorruptSessionError(f"index is nested deeper than the format allows ({spec.MAX_INDEX_DEPTH} levels)")
     if not isinstance(index, dict):
         raise CorruptSessionError("index is not a JSON object")
     missing = [key for key in spec.INDEX_KEYS if key not in index]
@@ -283,6 +320,42 @@ def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict,
     if signature is not None:
         signature = _signing.Signature(signature, len(tables[0]), len(tables[1]))
     return index["meta"], tables[0], tables[1], signature
+
+
+# For _nested_deeper: fold braces into brackets, keep only brackets and quotes.
+_FOLD = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
+
+
+def _nested_deeper(payload: bytes, limit: int) -> bool:
+    """Whether the JSON text ``payload`` (already parsed, so valid) nests
+    containers more than ``limit`` deep.
+
+    Done on the bytes with a few C-speed passes, where walking the parsed
+    index would cost a Python call per value (a second for 200,000
+    variables).  Strings are cut out first, since their brackets are text;
+    what is left is a bracket sequence whose depth is the number of passes of
+    "remove every innermost []" that it takes to empty it.
+    """
+    text = payload
+    if b"\\" in text:
+        # Escapes hide no bracket, but an escaped quote must not be taken for a
+        # string's end.  Once the escaped backslashes (pairs, left to right) are
+        # gone, every backslash left starts an escape: each `\"` is a quote
+        # inside a string.
+        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = text.translate(_FOLD, _NOT_STRUCTURE)
+    # A string without brackets leaves `""`.  Dropping two adjacent quotes keeps
+    # every other quote's parity, so whatever quotes remain still pair up as
+    # string bounds: cut what lies between them.
+    structure = structure.replace(b'""', b"")
+    if b'"' in structure:
+        structure = b"".join(structure.split(b'"')[::2])
+    for _ in range(limit):
+        if not structure:
+            return False
+        structure = structure.replace(b"[]", b"")
+    return bool(structure)
 
 
 _ENTRY_KEYS = frozenset(spec.ENTRY_KEYS)
@@ -324,26 +397,41 @@ class ContainerReader:
 
     Opening checks the header, trailer and index (with its checksum) and that
     the tables describe the file exactly.  ``segment(i)`` checks that
-    segment's checksum on first access.  ``blob(i)`` checks the blob's
-    checksum on first access, which reads every page of it; open with
-    ``verify_blobs=False`` to leave an uncompressed memory-mapped blob's pages
-    unread until used, and call ``verify()`` when convenient (before changing
-    any blob in place, since a changed blob no longer matches).
+    segment's checksum on first access, on a private copy that every later
+    call returns.  ``blob(i)`` checks the blob's checksum on first access,
+    which reads every page of it; open with ``verify_blobs=False`` to leave
+    an uncompressed memory-mapped blob's pages unread until used, and call
+    ``verify()`` when convenient (before changing any blob in place, since a
+    changed blob no longer matches).
 
     ``key`` (bytes): the file must be signed with it (``SignatureError``
     otherwise).  The index signature is checked on opening, each record's
     MAC on its first access (blobs included, whatever ``verify_blobs`` says).
+
+    ``private=True`` (implied by a key): nothing handed out is a view of the
+    file.  The file is read, not memory-mapped, and each blob is read into
+    memory of its own, checked there (checksum, and MAC with a key) and
+    handed out, so rewriting the file afterwards changes nothing already
+    checked or loaded.  Without it an uncompressed blob is a view of a
+    copy-on-write map of the file: cheap, but the bytes are the file's.
     Not safe for use from several threads at once.
     """
 
     def __init__(self, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
-                 key: bytes | None = None) -> None:
+                 key: bytes | None = None, private: bool = False) -> None:
         self._file: BinaryIO | None = None  # a file we opened, to close
         self._source: Any = None
+        # Offsets whose checksum (MAC) holds for what the source returns from now
+        # on: only checks of a stable source, or of blobs handed out as views of
+        # the file, which a reader that is not private trusts.
         self._verified: set[int] = set()
+        self._authenticated: set[int] = set()
+        # Checked private copies by payload offset: segments (decompressed) for
+        # as long as the reader is open, blobs until blob() hands them out.
+        self._payloads: dict[int, memoryview] = {}
         self._verify_blobs = verify_blobs
         self._key = key
-        self._authenticated: set[int] = set()
+        self._private = private or key is not None
         self._from_stream = False
         self.meta: dict[str, Any] = {}
         self.signature: _signing.Signature | None = None  # set when the file is signed
@@ -352,7 +440,10 @@ class ContainerReader:
         self._name = os.fspath(name) if isinstance(name, (str, os.PathLike)) else ""  # for errors
         try:
             with self._named():
-                self._source = self._make_source(source, mmap)
+                # A private reader never maps the file: it copies anyway, and a
+                # file truncated under a map kills the process (SIGBUS) instead
+                # of raising.
+                self._source = self._make_source(source, mmap and not self._private)
                 self._open_index()
         except BaseException:
             self.close()
@@ -360,13 +451,13 @@ class ContainerReader:
 
     @classmethod
     def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
-             key: bytes | None = None) -> ContainerReader:
+             key: bytes | None = None, private: bool = False) -> ContainerReader:
         """Open a path, a binary file object, or a bytes-like object holding a container.
 
         A seekable file object is read from its current position to its end;
         a non-seekable one is read up to the end of one container.
         """
-        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key)
+        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key, private=private)
 
     # -- public ------------------------------------------------------------------
 
@@ -379,10 +470,13 @@ class ContainerReader:
         return len(self._blobs)
 
     def segment(self, i: int) -> memoryview:
-        """Payload of segment ``i`` (decompressed), its checksum verified."""
+        """Payload of segment ``i`` (decompressed, read-only), its checksum verified.
+
+        The file is read once: later calls return the same checked bytes.
+        """
         entry = self._entry(self._segments, i, "segment")
         try:  # not `with self._named()`: this runs once per variable of a session
-            return self._segment_payload(entry)
+            return self._checked_copy(entry)
         except (CorruptSessionError, SignatureError) as exc:
             self._add_name(exc)
             raise
@@ -396,41 +490,40 @@ class ContainerReader:
         """
         entries = [self._entry(self._segments, i, "segment") for i in numbers]
         with self._named():
-            return [self._segment_payload(entry) for entry in entries]
-
-    def _segment_payload(self, entry: _Entry) -> memoryview:
-        stored = self._stored(entry, writable=False)
-        self._check_sum(entry, stored)
-        self._authenticate(entry, stored)
-        return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+            return [self._checked_copy(entry) for entry in entries]
 
     def blob(self, i: int) -> memoryview:
         """Writable view of blob ``i`` (decompressed); writing to it never changes the file.
 
-        Uncompressed, memory-mapped: a view of the copy-on-write map, so pages
-        are read from disk only when touched (but see ``verify_blobs``) and
-        stay valid after ``close()``.  Otherwise a view of a private bytearray.
+        Uncompressed, memory-mapped, not private: a view of the copy-on-write
+        map, so pages are read from disk only when touched (but see
+        ``verify_blobs``) and stay valid after ``close()``.  Otherwise a view
+        of a private bytearray, checked (and authenticated) as it is now.
         """
         entry = self._entry(self._blobs, i, "blob")
         with self._named():
-            stored = self._stored(entry, writable=entry.codec is None)
-            self._authenticate(entry, stored)
-            if entry.codec is None:
-                if self._verify_blobs:
-                    self._check_sum(entry, stored)
-                return stored
-            # Compressed data is read whole anyway, so it is always verified.
-            self._check_sum(entry, stored)
-            return memoryview(self._decompress(entry, stored))
+            if self._copies(entry):
+                # Handed over, not kept: the caller owns it (and may write to it).
+                payload = self._payloads.pop(entry.offset, None)
+                return payload if payload is not None else self._checked_copy(entry, keep=False)
+            self._check_header(entry)
+            stored = self._source.view(entry.offset, entry.length)
+            if self._verify_blobs:
+                self._check_sum(entry, stored)
+            return stored
 
     def records(self) -> Iterator[tuple[bytes, Any, str | None, int]]:
         """Every segment and blob in file order, as stored and checksum-verified:
-        (kind, stored payload, compression name, raw length)."""
+        (kind, stored payload, compression name, raw length).
+
+        Each payload is a private copy (one record at a time), checked as it
+        is handed out."""
         self._check_open()
         for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
             with self._named():
-                stored = self._stored(entry, writable=False)
-                self._check_sum(entry, stored)
+                self._check_header(entry)
+                stored = self._source.copy(entry.offset, entry.length)
+                self._check_sum(entry, stored, mark=self._source.stable)
             yield entry.kind, stored, entry.codec and entry.codec.name, entry.raw_length
 
     @property
@@ -449,43 +542,40 @@ class ContainerReader:
         Lets a caller refuse a damaged (or, with a key, altered) file before
         acting on any part of it.  Blobs are checked as ``blob()`` checks
         them: uncompressed ones only if this reader verifies blobs (always
-        their MAC, with a key).  Records already checked are skipped, and
-        ``segment()``/``blob()`` do not check them again.
+        their MAC, with a key).  What ``segment()`` and ``blob()`` hand out
+        as private copies is copied now, and they hand out these checked
+        copies; uncompressed blobs of a reader that is not private are
+        checked in the file, which it trusts from then on.
         """
         self._check_open()
         entries = [self._entry(self._segments, i, "segment") for i in segments]
         entries += [
             entry for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
-            if entry.codec is not None or self._verify_blobs or self._key is not None
+            if self._copies(entry) or self._verify_blobs
         ]
-        self._verify_entries(set(entries))
+        with self._named():
+            for entry in sorted(set(entries), key=lambda e: e.offset):
+                if self._copies(entry):
+                    self._checked_copy(entry)
+                else:
+                    self._check_in_place(entry, mark=True)
 
     def verify(self) -> None:
-        """Check every record's checksum (and MAC, with a key); the error names the first bad one."""
-        self._check_open()
-        self._verify_entries(self._segments + self._blobs)
+        """Check every record's checksum (and MAC, with a key); the error names the first bad one.
 
-    def _verify_entries(self, entries: Iterable[_Entry]) -> None:
+        Reads the file piecewise (memory stays small).  A check of bytes
+        that are later handed out as private copies does not count for them:
+        ``segment()`` and ``blob()`` check their copies again.
+        """
+        self._check_open()
         with self._named():
-            for entry in sorted(entries, key=lambda e: e.offset):
-                self._check_header(entry)
-                check = entry.offset not in self._verified
-                mac = self._key is not None and entry.offset not in self._authenticated
-                if not (check or mac):
-                    continue
-                hasher = self._algo.new()
-                macer = _signing.new_record_mac(self._key) if mac else None
-                for at in range(0, entry.length, _CHUNK):
-                    chunk = self._source.read(entry.offset + at, min(_CHUNK, entry.length - at))
-                    hasher.update(chunk)
-                    if macer is not None:
-                        macer.update(chunk)
-                if check:
-                    self._compare(entry, hasher.digest())
-                if macer is not None:
-                    self._record_signed(entry, macer.hexdigest())
+            for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
+                if entry.offset in self._payloads:
+                    continue  # a checked private copy already
+                self._check_in_place(entry, mark=self._source.stable or not self._copies(entry))
 
     def close(self) -> None:
+        self._payloads.clear()
         if self._source is not None:
             self._source.close()
             self._source = None
@@ -514,7 +604,7 @@ class ContainerReader:
         if seekable is None or not seekable():
             self._from_stream = True
             buf, self._verified = _scan_stream(fileobj, self._verify_blobs)
-            return _BufferSource(buf, owned=True)
+            return _BufferSource(buf, owned=True, stable=True)
         base = fileobj.tell()
         if use_mmap:
             try:
@@ -528,7 +618,9 @@ class ContainerReader:
     def _open_index(self) -> None:
         source = self._source
         size = source.size
-        header = _parse_header(bytes(source.read(0, min(size, spec.HEADER.size))))
+        # The header's bytes are kept: the index signature covers these very bytes.
+        head = bytes(source.read(0, min(size, spec.HEADER.size)))
+        header = _parse_header(head)
         self._algo = _checksum.by_id(header.checksum_id)
         self.version = (header.major, header.minor)
         if size < spec.MIN_CONTAINER:
@@ -549,16 +641,18 @@ class ContainerReader:
             raise CorruptSessionError("trailer: the index does not end where the trailer begins")
         index = _Entry(spec.INDEX, 0, index_offset + spec.RECORD.size, trailer.index_length,
                        trailer.index_length, None, trailer.index_checksum, 0)
-        payload = self._stored(index, writable=False)
-        self._check_sum(index, payload)
+        self._check_header(index)
+        # Copied once: the checksum, the JSON parser and the signature check
+        # all read this copy, never the file again.
+        payload = bytes(source.read(index.offset, index.length))
+        self._check_sum(index, payload, mark=False)
         self.meta, self._segments, self._blobs, self.signature = _parse_index(
             payload, self._algo.name, index_offset
         )
         if self._key is not None:
             if self.signature is None:
                 raise SignatureError("the file is not signed, and a signing key was given")
-            header = bytes(source.read(0, spec.HEADER.size))
-            self.signature.verify_index(self._key, header, bytes(payload))
+            self.signature.verify_index(self._key, head, payload)
         if self._from_stream:
             # Came off a stream: everything is in memory, so finish checking now.
             for entry in self._segments + self._blobs:
@@ -575,6 +669,10 @@ class ContainerReader:
         if not 0 <= i < len(table):
             raise IndexError(f"{what} {i} out of range ({len(table)} {what}s)")
         return table[i]
+
+    def _copies(self, entry: _Entry) -> bool:
+        """Whether the record is handed out as a private copy (else as a view of the file)."""
+        return entry.kind != spec.BLOB or entry.codec is not None or self._private
 
     def _check_header(self, entry: _Entry) -> None:
         """The record header and padding in the file must say what the index says."""
@@ -605,16 +703,58 @@ class ContainerReader:
         if any(head[spec.RECORD.size:]):
             raise CorruptSessionError(f"{entry.name}: padding is not zero")
 
-    def _stored(self, entry: _Entry, *, writable: bool) -> Any:
-        """The payload bytes as stored, after checking the record header."""
+    def _checked_copy(self, entry: _Entry, keep: bool = True) -> memoryview:
+        """The record's payload (decompressed), copied once from the source and
+        checked on that copy; kept for later calls unless ``keep`` is false."""
+        payload = self._payloads.get(entry.offset)
+        if payload is not None:
+            return payload
         self._check_header(entry)
-        if writable:
-            return self._source.view(entry.offset, entry.length)
-        return self._source.read(entry.offset, entry.length)
+        stored = self._source.copy(entry.offset, entry.length)
+        stable = self._source.stable  # then the copy is the source, and checks of it hold
+        self._check_sum(entry, stored, mark=stable)
+        if self._key is not None and entry.offset not in self._authenticated:
+            self._record_signed(entry, _signing.record_mac(self._key, stored))
+            if stable:
+                self._authenticated.add(entry.offset)
+        payload = stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+        if entry.kind == spec.SEGMENT:
+            payload = payload.toreadonly()  # the bytes that were checked stay the bytes used
+        if keep:
+            self._payloads[entry.offset] = payload
+        return payload
 
-    def _check_sum(self, entry: _Entry, stored: Any) -> None:
+    def _check_in_place(self, entry: _Entry, *, mark: bool) -> None:
+        """Check a record by reading it piecewise from the source, keeping nothing.
+
+        ``mark``: record the check, for a source whose later reads return the
+        bytes checked now (or a blob the reader hands out as a view anyway)."""
+        self._check_header(entry)
+        check = entry.offset not in self._verified
+        mac = self._key is not None and entry.offset not in self._authenticated
+        if not (check or mac):
+            return
+        hasher = self._algo.new()
+        macer = _signing.new_record_mac(self._key) if mac else None
+        for at in range(0, entry.length, _CHUNK):
+            chunk = self._source.read(entry.offset + at, min(_CHUNK, entry.length - at))
+            hasher.update(chunk)
+            if macer is not None:
+                macer.update(chunk)
+        if check:
+            self._compare(entry, hasher.digest())
+            if mark:
+                self._verified.add(entry.offset)
+        if macer is not None:
+            self._record_signed(entry, macer.hexdigest())
+            if mark:
+                self._authenticated.add(entry.offset)
+
+    def _check_sum(self, entry: _Entry, stored: Any, *, mark: bool = True) -> None:
         if entry.offset not in self._verified:
             self._compare(entry, self._algo.compute(stored))
+            if mark:
+                self._verified.add(entry.offset)
 
     def _compare(self, entry: _Entry, value: int) -> None:
         if value != entry.checksum:
@@ -622,16 +762,10 @@ class ContainerReader:
                 f"{entry.name}: checksum mismatch (stored {entry.checksum:016x}, computed"
                 f" {value:016x}), the data is damaged"
             )
-        self._verified.add(entry.offset)
-
-    def _authenticate(self, entry: _Entry, stored: Any) -> None:
-        if self._key is not None and entry.offset not in self._authenticated:
-            self._record_signed(entry, _signing.record_mac(self._key, stored))
 
     def _record_signed(self, entry: _Entry, mac: str) -> None:
         assert self.signature is not None  # a key was given: opening checked there is one
         self.signature.verify_record(spec.RECORD_KINDS[entry.kind], entry.number, mac)
-        self._authenticated.add(entry.offset)
 
     def _decompress(self, entry: _Entry, stored: Any) -> bytearray:
         try:
