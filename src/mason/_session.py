@@ -582,10 +582,11 @@ def _module_problem(module, kind) -> str:
         return f"module_kind {_brief(kind)} is not one of {', '.join(_MODULE_KINDS)}"
     if kind == "main" and module != "__main__":
         return f"module {_brief(module)} is of kind main, which only __main__ is"
-    # A dynamic module is only ever created under its name, never imported, so
-    # mason saves any name it has (types.ModuleType("my-mod")); the others are
-    # importable names.
-    if kind != "dynamic" and not all(part.isidentifier() for part in module.split(".")):
+    # A dynamic module is only ever created under its name, never imported, and
+    # mason saves it whatever name it has (types.ModuleType("my-mod")); the
+    # others have importable names.
+    parts = module.split(".")
+    if not all(parts) or (kind != "dynamic" and not all(part.isidentifier() for part in parts)):
         return f"module {_brief(module)} is not a dotted module name"
     return ""
 
