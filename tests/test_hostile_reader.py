@@ -23,7 +23,7 @@ import types
 import pytest
 
 import mason
-from hostile_files import assemble, index_of, session_meta, with_index
+from hostile_files import assemble, session_meta, with_index
 from mason._format import ContainerReader, ContainerWriter, spec
 from mason._format import compression as compression_mod
 from mason.cli import main

@@ -25,7 +25,7 @@ import pytest
 import mason
 from hostile_files import crc_preserving_patch
 from mason._format import ContainerReader, spec
-from mason.errors import CorruptSessionError, ForbiddenGlobalError, MasonError, SignatureError
+from mason.errors import CorruptSessionError, ForbiddenGlobalError, SignatureError
 
 numpy = pytest.importorskip("numpy")
 

@@ -6,10 +6,11 @@ against the others (records must tile the file exactly), and every record
 header against its table entry when the record is read.  Damage raises
 CorruptSessionError saying what is wrong and where.  Nothing here unpickles.
 
-Sources: a path or real file is memory-mapped (or read with seek/read); a
-seekable file object is read with seek/read; a non-seekable stream is read
-once, front to back, into memory, checking each record as it arrives, and
-left positioned just after the container.
+Sources (sources.py): a path or real file is memory-mapped (or read with
+seek/read); a seekable file object is read with seek/read; a non-seekable
+stream is read once, front to back, into memory, checking each record as it
+arrives, and left positioned just after the container.  The checks of the
+header, record shapes and index are in index.py.
 
 Check, then use the very bytes checked: another process may rewrite the file
 while it is read.  So the index, every segment, compressed blobs, and (with a
@@ -23,147 +24,23 @@ view of the file's memory map: plain loads trust the file.
 from __future__ import annotations
 
 import io
-import json
 import mmap as _mmap
 import os
-import re
-from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from .._storage import open_for_read
-from ..errors import CorruptSessionError, SignatureError, UnsupportedFormatError
+from ..errors import CorruptSessionError, SignatureError
 from . import checksum as _checksum
 from . import compression as _compression
 from . import signing as _signing
 from . import spec
-
-_CHUNK = 16 << 20  # read and hash big payloads piecewise, to bound memory
-_HEX = re.compile(f"[0-9a-f]{{{spec.CHECKSUM_HEX_DIGITS}}}")
-
+from .index import Entry, check_magic, parse_header, parse_index, shape_problem
+from .sources import CHUNK, BufferSource, FileSource
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any, BinaryIO
-
-
-class _Entry(namedtuple("_Entry", "kind number offset length raw_length codec checksum pad")):
-    """One segment or blob, as the index describes it (already checked):
-    kind (bytes), number (position in its table), offset (of the payload),
-    length (stored), raw_length, codec (compression.Codec or None),
-    checksum (int), pad."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        return f"{spec.RECORD_KINDS[self.kind]} {self.number} (offset {self.offset})"
-
-
-# -- Sources: random access to the container's bytes --------------------------------
-
-
-class _BufferSource:
-    """The container in memory or memory-mapped; reads are zero-copy views."""
-
-    def __init__(self, buffer: Any, *, owned: bool, stable: bool = False) -> None:
-        self._buffer = buffer
-        view = memoryview(buffer)
-        self._view = view if view.format == "B" and view.ndim == 1 else view.cast("B")
-        # Views of a buffer we made (our bytearray, our copy-on-write map) can be
-        # handed out writable; a caller's buffer is copied so we never write to it.
-        self._share = owned and not self._view.readonly
-        # Stable: memory only we can change (a stream read into our bytearray),
-        # so a check of its bytes holds for every later read.  A memory map is
-        # not: another process writing the file changes the pages under it.
-        self.stable = stable and self._share
-        self.size = len(self._view)
-
-    def with_base(self, base: int) -> _BufferSource:
-        view = self._view[base:]
-        self._view.release()
-        self._view = view
-        self.size = len(view)
-        return self
-
-    def read(self, offset: int, length: int) -> memoryview:
-        return self._view[offset:offset + length]
-
-    def view(self, offset: int, length: int) -> memoryview:
-        view = self._view[offset:offset + length]
-        return view if self._share else memoryview(bytearray(view))
-
-    def copy(self, offset: int, length: int) -> memoryview:
-        """Writable bytes that no one else can change: a view when the source is
-        stable, else a private copy (checked and used from then on)."""
-        view = self._view[offset:offset + length]
-        return view if self.stable else memoryview(bytearray(view))
-
-    def close(self) -> None:
-        self._view.release()
-        if isinstance(self._buffer, _mmap.mmap):
-            try:
-                self._buffer.close()
-            except BufferError:
-                # Blob views handed out (numpy arrays built on them) still use the
-                # map; it is unmapped when the last of them is garbage collected.
-                pass
-        self._buffer = None
-
-
-class _FileSource:
-    """A seekable file object, read with seek/read; the container starts at ``base``.
-
-    Every read is a fresh private copy; none is stable (the file may change
-    between two reads)."""
-
-    stable = False
-
-    def __init__(self, fileobj: BinaryIO, base: int) -> None:
-        self._file = fileobj
-        self._base = base
-        self.size = max(0, fileobj.seek(0, io.SEEK_END) - base)
-
-    def _readinto(self, offset: int, buffer: Any) -> None:
-        self._file.seek(self._base + offset)
-        readinto = getattr(self._file, "readinto", None)
-        view = memoryview(buffer)
-        while view.nbytes:
-            if readinto is not None:
-                n = readinto(view)
-            else:  # a minimal file-like object: read, then copy
-                chunk = self._file.read(min(view.nbytes, _CHUNK))
-                n = len(chunk)
-                view[:n] = chunk
-            if not n:
-                raise CorruptSessionError(f"file shrank while reading at offset {offset}")
-            view = view[n:]
-
-    def read(self, offset: int, length: int) -> memoryview:
-        buffer = _private_memory(length)  # callers have checked length against the file size
-        self._readinto(offset, buffer)
-        return memoryview(buffer)
-
-    view = copy = read  # a fresh bytearray is ours to hand out writable
-
-    def close(self) -> None:
-        self._file = None
-
-
-_ANONYMOUS_MAP_FROM = 1 << 20
-
-
-def _private_memory(length: int) -> Any:
-    """``length`` writable bytes of this process's own, to read into.
-
-    A big one is an anonymous private map: the kernel hands out zeroed pages
-    as they are first written, where a bytearray is zero-filled first, which
-    cost a keyed load of a 400 MB array 0.3 to 1 s more than the read itself.
-    """
-    if length < _ANONYMOUS_MAP_FROM:
-        return bytearray(length)
-    private = getattr(_mmap, "MAP_PRIVATE", None)  # Windows' anonymous maps are private anyway
-    return _mmap.mmap(-1, length) if private is None else _mmap.mmap(-1, length, flags=private)
 
 
 def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[int]]:
@@ -179,7 +56,7 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
     def take(n: int, what: str, hasher: Any = None) -> None:
         end = len(buf) + n
         while len(buf) < end:
-            chunk = stream.read(min(end - len(buf), _CHUNK))
+            chunk = stream.read(min(end - len(buf), CHUNK))
             if not chunk:
                 raise CorruptSessionError(
                     f"truncated: the stream ends inside {what} at offset {len(buf)}"
@@ -195,9 +72,9 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
     try:
         head = small(spec.HEADER.size, "the header")
     except CorruptSessionError:
-        _check_magic(bytes(buf))  # a short stream that is not mason at all says so
+        check_magic(bytes(buf))  # a short stream that is not mason at all says so
         raise
-    header = _parse_header(head)
+    header = parse_header(head)
     algo = _checksum.by_id(header.checksum_id)
     counts = {kind: 0 for kind in spec.RECORD_KINDS}
     while True:
@@ -209,7 +86,7 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
         counts[record.kind] += 1
         codec = _compression.by_id(record.compression)
         offset = at + spec.RECORD.size + record.pad
-        problem = _shape_problem(record.kind, offset, record.pad, record.length,
+        problem = shape_problem(record.kind, offset, record.pad, record.length,
                                  record.raw_length, codec)
         if record.reserved:
             problem = "reserved bits set"
@@ -228,181 +105,6 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
             break
     take(spec.TRAILER.size, "the trailer")
     return buf, verified
-
-
-# -- Checks shared by the stream scan and the index --------------------------------
-
-
-def _check_magic(data: bytes) -> None:
-    """Say what the file is instead, if it does not start with MAGIC."""
-    if not data:
-        raise CorruptSessionError("not a mason file: it is empty")
-    if len(data) < len(spec.MAGIC) and spec.MAGIC.startswith(data):
-        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
-    if data.startswith(spec.MAGIC):
-        return
-    if data.startswith(spec.MAGIC[:6]):  # b"\x89MASON", then damaged line endings
-        raise CorruptSessionError(
-            "not a mason file any more: its line endings were changed (copied in text mode?)"
-        )
-    if data[:1] == b"\x80":
-        raise CorruptSessionError("not a mason file: this looks like a plain pickle")
-    raise CorruptSessionError(f"not a mason file (it starts with {bytes(data[:10])!r})")
-
-
-def _parse_header(data: bytes) -> Any:
-    """The header's fields, after checking magic, version and reserved bits."""
-    _check_magic(data)
-    if len(data) < spec.HEADER.size:
-        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
-    header = spec.HEADER.unpack(data)
-    if header.major != spec.FORMAT_MAJOR:
-        raise UnsupportedFormatError(
-            f"format version {header.major}.{header.minor} is not one this mason reads"
-            f" ({spec.FORMAT_MAJOR}.x)"
-            + ("; upgrade mason" if header.major > spec.FORMAT_MAJOR else "")
-        )
-    if header.reserved:
-        raise CorruptSessionError("header: reserved bits set")
-    return header
-
-
-def _shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: int,
-                   codec: Any) -> str:
-    """What is impossible about a record of these numbers, or "" if nothing."""
-    if length > spec.MAX_LENGTH or raw_length > spec.MAX_LENGTH:
-        return f"absurd length {max(length, raw_length)}"
-    if kind == spec.BLOB:
-        # The writer pads with the fewest bytes that align the payload.
-        if offset % spec.ALIGNMENT or not 0 <= pad < spec.ALIGNMENT:
-            return f"payload is not aligned to {spec.ALIGNMENT} bytes (pad {pad})"
-    elif pad:
-        return f"pad {pad} where none belongs"
-    if codec is None:
-        if raw_length != length:
-            return f"raw length {raw_length} differs from length {length} without compression"
-    elif not length < raw_length:
-        # The writer stores data raw unless compressing makes it smaller.
-        return f"compressed length {length} is not below raw length {raw_length}"
-    elif raw_length > spec.max_raw_length(length):
-        return (
-            f"{length} compressed bytes declare {raw_length} raw bytes, more than the format allows"
-            f" ({spec.RATIO_CAP} x length + {spec.RATIO_FLOOR}): a decompression bomb, or damage"
-        )
-    if kind == spec.INDEX and (codec is not None or length > spec.MAX_INDEX_LENGTH):
-        return "index is compressed or too large"
-    return ""
-
-
-def _parse_index(payload: bytes, algo_name: str, index_offset: int) -> tuple[dict, list, list, Any]:
-    """meta, segment entries, blob entries (every entry checked) and the signature or None."""
-    try:
-        index = json.loads(payload.decode("utf-8"))
-    except RecursionError:
-        # The C decoder's own guard, far below any stack limit: at about the
-        # interpreter's recursion limit (1000), long before MAX_INDEX_DEPTH is
-        # checked on what it returns.
-        raise CorruptSessionError(
-            f"index is nested deeper than the format allows ({spec.MAX_INDEX_DEPTH} levels)"
-        ) from None
-    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError
-        raise CorruptSessionError(f"index is not valid JSON: {exc}") from None
-    if _nested_deeper(payload, spec.MAX_INDEX_DEPTH):
-        raise CorruptSessionError(f"index is nested deeper than the format allows ({spec.MAX_INDEX_DEPTH} levels)")
-    if not isinstance(index, dict):
-        raise CorruptSessionError("index is not a JSON object")
-    missing = [key for key in spec.INDEX_KEYS if key not in index]
-    if missing:
-        raise CorruptSessionError(f"index lacks {', '.join(missing)}")
-    if index["checksum"] != algo_name:
-        raise CorruptSessionError(f"index says checksum {index['checksum']!r}, header {algo_name!r}")
-    if not isinstance(index["meta"], dict):
-        raise CorruptSessionError("index: meta is not an object")
-    tables = []
-    for key, kind in (("segments", spec.SEGMENT), ("blobs", spec.BLOB)):
-        if not isinstance(index[key], list):
-            raise CorruptSessionError(f"index: {key} is not a list")
-        tables.append([_parse_entry(kind, i, obj) for i, obj in enumerate(index[key])])
-    # Records lie back to back from the header to the index; anything else means
-    # the index and the file disagree.
-    expected = spec.HEADER.size
-    for entry in sorted(tables[0] + tables[1], key=lambda e: e.offset):
-        if entry.offset - entry.pad - spec.RECORD.size != expected:
-            raise CorruptSessionError(f"{entry.name}: not where the previous record ends ({expected})")
-        expected = entry.offset + entry.length
-    if expected != index_offset:
-        raise CorruptSessionError(f"records end at {expected} but the index starts at {index_offset}")
-    signature = index.get("signature")
-    if signature is not None:
-        signature = _signing.Signature(signature, len(tables[0]), len(tables[1]))
-    return index["meta"], tables[0], tables[1], signature
-
-
-# For _nested_deeper: fold braces into brackets, keep only brackets and quotes.
-_FOLD = bytes.maketrans(b"{}", b"[]")
-_NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
-
-
-def _nested_deeper(payload: bytes, limit: int) -> bool:
-    """Whether the JSON text ``payload`` (already parsed, so valid) nests
-    containers more than ``limit`` deep.
-
-    Done on the bytes with a few C-speed passes, where walking the parsed
-    index would cost a Python call per value (a second for 200,000
-    variables).  Strings are cut out first, since their brackets are text;
-    what is left is a bracket sequence whose depth is the number of passes of
-    "remove every innermost []" that it takes to empty it.
-    """
-    text = payload
-    if b"\\" in text:
-        # Escapes hide no bracket, but an escaped quote must not be taken for a
-        # string's end.  Once the escaped backslashes (pairs, left to right) are
-        # gone, every backslash left starts an escape: each `\"` is a quote
-        # inside a string.
-        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
-    structure = text.translate(_FOLD, _NOT_STRUCTURE)
-    # A string without brackets leaves `""`.  Dropping two adjacent quotes keeps
-    # every other quote's parity, so whatever quotes remain still pair up as
-    # string bounds: cut what lies between them.
-    structure = structure.replace(b'""', b"")
-    if b'"' in structure:
-        structure = b"".join(structure.split(b'"')[::2])
-    for _ in range(limit):
-        if not structure:
-            return False
-        structure = structure.replace(b"[]", b"")
-    return bool(structure)
-
-
-_ENTRY_KEYS = frozenset(spec.ENTRY_KEYS)
-
-
-def _parse_entry(kind: bytes, number: int, obj: Any) -> _Entry:
-    # Sessions have thousands of entries: the checks are written for speed,
-    # and the message is only built when one fails.
-    def where() -> str:
-        return f"index: {spec.RECORD_KINDS[kind]} {number}"
-
-    if type(obj) is not dict or not obj.keys() >= _ENTRY_KEYS:
-        raise CorruptSessionError(f"{where()}: not an object with keys {', '.join(spec.ENTRY_KEYS)}")
-    offset, length, raw_length, pad = obj["offset"], obj["length"], obj["raw_length"], obj["pad"]
-    if not (type(offset) is type(length) is type(raw_length) is type(pad) is int
-            and offset >= 0 and length >= 0 and raw_length >= 0 and pad >= 0):
-        raise CorruptSessionError(f"{where()}: offset, length, raw_length and pad must be ints >= 0")
-    checksum = obj["checksum"]
-    if type(checksum) is not str or not _HEX.fullmatch(checksum):
-        raise CorruptSessionError(f"{where()}: checksum is not {spec.CHECKSUM_HEX_DIGITS} hex digits")
-    name = obj["compression"]
-    if name is None:
-        codec = None
-    else:
-        if not isinstance(name, str) or name not in spec.COMPRESSION_IDS:
-            raise UnsupportedFormatError(f"{where()}: unknown compression {name!r}")
-        codec = _compression.by_id(spec.COMPRESSION_IDS[name])
-    problem = _shape_problem(kind, offset, pad, length, raw_length, codec)
-    if problem:
-        raise CorruptSessionError(f"{where()}: {problem}")
-    return _Entry(kind, number, offset, length, raw_length, codec, int(checksum, 16), pad)
 
 
 # -- The reader ----------------------------------------------------------------------
@@ -609,7 +311,7 @@ class ContainerReader:
 
     def _make_source(self, source: Any, use_mmap: bool) -> Any:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return _BufferSource(source, owned=False)
+            return BufferSource(source, owned=False)
         if isinstance(source, io.TextIOBase):
             raise TypeError("a mason file must be opened in binary mode ('rb')")
         if isinstance(source, (str, os.PathLike)):
@@ -620,7 +322,7 @@ class ContainerReader:
         if seekable is None or not seekable():
             self._from_stream = True
             buf, self._verified = _scan_stream(fileobj, self._verify_blobs)
-            return _BufferSource(buf, owned=True, stable=True)
+            return BufferSource(buf, owned=True, stable=True)
         base = fileobj.tell()
         if use_mmap:
             try:
@@ -628,15 +330,15 @@ class ContainerReader:
             except (OSError, ValueError):  # no fileno (BytesIO), empty file, not mappable
                 pass
             else:
-                return _BufferSource(mapped, owned=True).with_base(base)
-        return _FileSource(fileobj, base)
+                return BufferSource(mapped, owned=True).with_base(base)
+        return FileSource(fileobj, base)
 
     def _open_index(self) -> None:
         source = self._source
         size = source.size
         # The header's bytes are kept: the index signature covers these very bytes.
         head = bytes(source.read(0, min(size, spec.HEADER.size)))
-        header = _parse_header(head)
+        header = parse_header(head)
         self._algo = _checksum.by_id(header.checksum_id)
         self.version = (header.major, header.minor)
         if size < spec.MIN_CONTAINER:
@@ -655,14 +357,14 @@ class ContainerReader:
         if (trailer.index_length > spec.MAX_INDEX_LENGTH or index_offset < spec.HEADER.size
                 or index_offset + spec.RECORD.size + trailer.index_length != size - spec.TRAILER.size):
             raise CorruptSessionError("trailer: the index does not end where the trailer begins")
-        index = _Entry(spec.INDEX, 0, index_offset + spec.RECORD.size, trailer.index_length,
+        index = Entry(spec.INDEX, 0, index_offset + spec.RECORD.size, trailer.index_length,
                        trailer.index_length, None, trailer.index_checksum, 0)
         self._check_header(index)
         # Copied once: the checksum, the JSON parser and the signature check
         # all read this copy, never the file again.
         payload = bytes(source.read(index.offset, index.length))
         self._check_sum(index, payload, mark=False)
-        self.meta, self._segments, self._blobs, self.signature = _parse_index(
+        self.meta, self._segments, self._blobs, self.signature = parse_index(
             payload, self._algo.name, index_offset
         )
         if self._key is not None:
@@ -680,17 +382,17 @@ class ContainerReader:
         if self._source is None:
             raise ValueError("reader is closed")
 
-    def _entry(self, table: list[_Entry], i: int, what: str) -> _Entry:
+    def _entry(self, table: list[Entry], i: int, what: str) -> Entry:
         self._check_open()
         if not 0 <= i < len(table):
             raise IndexError(f"{what} {i} out of range ({len(table)} {what}s)")
         return table[i]
 
-    def _copies(self, entry: _Entry) -> bool:
+    def _copies(self, entry: Entry) -> bool:
         """Whether the record is handed out as a private copy (else as a view of the file)."""
         return entry.kind != spec.BLOB or entry.codec is not None or self._private
 
-    def _check_header(self, entry: _Entry) -> None:
+    def _check_header(self, entry: Entry) -> None:
         """The record header and padding in the file must say what the index says."""
         start = entry.offset - entry.pad - spec.RECORD.size
         head = self._source.read(start, spec.RECORD.size + entry.pad)
@@ -719,7 +421,7 @@ class ContainerReader:
         if any(head[spec.RECORD.size:]):
             raise CorruptSessionError(f"{entry.name}: padding is not zero")
 
-    def _checked_copy(self, entry: _Entry, keep: bool = True) -> memoryview:
+    def _checked_copy(self, entry: Entry, keep: bool = True) -> memoryview:
         """The record's payload (decompressed), copied once from the source and
         checked on that copy; kept for later calls unless ``keep`` is false."""
         payload = self._payloads.get(entry.offset)
@@ -740,7 +442,7 @@ class ContainerReader:
             self._payloads[entry.offset] = payload
         return payload
 
-    def _check_in_place(self, entry: _Entry, *, mark: bool) -> None:
+    def _check_in_place(self, entry: Entry, *, mark: bool) -> None:
         """Check a record by reading it piecewise from the source, keeping nothing.
 
         ``mark``: record the check, for a source whose later reads return the
@@ -752,8 +454,8 @@ class ContainerReader:
             return
         hasher = self._algo.new()
         macer = _signing.new_record_mac(self._key) if mac else None
-        for at in range(0, entry.length, _CHUNK):
-            chunk = self._source.read(entry.offset + at, min(_CHUNK, entry.length - at))
+        for at in range(0, entry.length, CHUNK):
+            chunk = self._source.read(entry.offset + at, min(CHUNK, entry.length - at))
             hasher.update(chunk)
             if macer is not None:
                 macer.update(chunk)
@@ -766,24 +468,24 @@ class ContainerReader:
             if mark:
                 self._authenticated.add(entry.offset)
 
-    def _check_sum(self, entry: _Entry, stored: Any, *, mark: bool = True) -> None:
+    def _check_sum(self, entry: Entry, stored: Any, *, mark: bool = True) -> None:
         if entry.offset not in self._verified:
             self._compare(entry, self._algo.compute(stored))
             if mark:
                 self._verified.add(entry.offset)
 
-    def _compare(self, entry: _Entry, value: int) -> None:
+    def _compare(self, entry: Entry, value: int) -> None:
         if value != entry.checksum:
             raise CorruptSessionError(
                 f"{entry.name}: checksum mismatch (stored {entry.checksum:016x}, computed"
                 f" {value:016x}), the data is damaged"
             )
 
-    def _record_signed(self, entry: _Entry, mac: str) -> None:
+    def _record_signed(self, entry: Entry, mac: str) -> None:
         assert self.signature is not None  # a key was given: opening checked there is one
         self.signature.verify_record(spec.RECORD_KINDS[entry.kind], entry.number, mac)
 
-    def _decompress(self, entry: _Entry, stored: Any) -> bytearray:
+    def _decompress(self, entry: Entry, stored: Any) -> bytearray:
         try:
             return entry.codec.decompress(stored, entry.raw_length)
         except CorruptSessionError as exc:
@@ -803,7 +505,7 @@ class ContainerReader:
             exc.args = (f"{self._name}: {exc.args[0]}",) + exc.args[1:]
 
 
-def _info(entry: _Entry) -> dict[str, Any]:
+def _info(entry: Entry) -> dict[str, Any]:
     return {
         "offset": entry.offset,
         "length": entry.length,
