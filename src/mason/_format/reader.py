@@ -216,7 +216,8 @@ class ContainerReader:
         Uncompressed, memory-mapped, not private: a view of the copy-on-write
         map, so pages are read from disk only when touched (but see
         ``verify_blobs``) and stay valid after ``close()``.  Otherwise a view
-        of a private bytearray, checked (and authenticated) as it is now.
+        of private memory, checked (and authenticated) there, which the
+        caller then owns: asked for again, the blob is read and checked again.
         """
         entry = self._entry(self._blobs, i, "blob")
         with self._named():
