@@ -375,9 +375,11 @@ def test_environment_mismatch_warns_before_loading(tmp_path, session):
         assert mason.inspect(PATH).environment['packages'] == {'fakepkg': '1.0'}
         """,
         """
-        import warnings
-        with open('fakepkg/__init__.py', 'w') as f:
-            f.write("__version__ = '2.0'\\nclass Widget:\\n    pass\\n")
+        import os, warnings
+        # Versions are read from installed metadata, never by importing a package the file names.
+        os.mkdir('fakepkg-2.0.dist-info')
+        with open('fakepkg-2.0.dist-info/METADATA', 'w') as f:
+            f.write("Metadata-Version: 2.1\\nName: fakepkg\\nVersion: 2.0\\n")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             mason.load_module(PATH)

@@ -165,7 +165,14 @@ def _module_names_of(value):
 
 
 def installed_version(top: str) -> str | None:
-    """The version of a top-level package, without importing it."""
+    """The version of a top-level package, without importing it (None if not found).
+
+    Read from a module already imported, else from installed distribution
+    metadata (dist-info, egg-info) only.  ``top`` may come from a file being
+    loaded: importing it to ask would run whatever ``top.py`` comes first on
+    sys.path (the current directory's, say) before the file is checked, so a
+    package that has no metadata and is not imported yet has no version here.
+    """
     module = sys.modules.get(top)
     version = getattr(module, "__version__", None)
     if isinstance(version, str):
@@ -176,7 +183,7 @@ def installed_version(top: str) -> str | None:
     version = _dist_versions().get(_normalize(top)) or _top_level_versions().get(top)
     if version is not None:
         return version
-    from importlib import metadata
+    from importlib import metadata  # reads metadata files; imports no package
 
     try:
         return metadata.version(top)
@@ -187,18 +194,7 @@ def installed_version(top: str) -> str | None:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    # A package without distribution metadata (on sys.path as a folder):
-    # loading would import it anyway, so import it now to read its version.
-    import importlib
-    import importlib.util
-
-    try:
-        if importlib.util.find_spec(top) is None:
-            return None
-        version = getattr(importlib.import_module(top), "__version__", None)
-    except Exception:  # a package that fails to import counts as missing
-        return None
-    return version if isinstance(version, str) else None
+    return None
 
 
 def _normalize(name: str) -> str:

@@ -97,7 +97,19 @@ def _silence_stdout() -> None:
 
 
 def _error(message: str) -> None:
-    print(f"mason: error: {message}", file=sys.stderr)
+    print(f"mason: error: {_printable(message, keep=chr(10))}", file=sys.stderr)
+
+
+def _printable(text: str, keep: str = "") -> str:
+    """``text`` with control and other unprintable characters escaped.
+
+    Names, types and messages come from the file: printed raw, escape
+    sequences in them would drive the terminal (move the cursor, rewrite
+    what was printed above).  ``keep``: characters to leave as they are.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else ascii(c)[1:-1] for c in text)
 
 
 def _describe(exc: BaseException, path: Any = None) -> str:
@@ -197,8 +209,11 @@ def _parser() -> argparse.ArgumentParser:
         help="restore a session into __main__ and open a Python prompt (-i), or just check that it loads",
         description="Restore a session into a fresh __main__. Without -i, print what was restored and exit;"
         " with -i, open an interactive prompt in it (IPython when installed and stdin is a terminal, else"
-        " the standard prompt). The current directory is importable, as at Python's prompt."
-        " Loading runs code from the file: only load files you trust.",
+        " the standard prompt). A plain load makes the current directory importable, as at Python's"
+        " prompt, so that helper modules next to you that the session's objects come from are found."
+        " With --allow, --key, --key-file or $" + _KEY_ENV_VAR + " the current directory is not on sys.path"
+        " during the load: a file there must not be able to stand in for a module that the check"
+        " approved. Loading runs code from the file: only load files you trust.",
     )
     p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
     p.add_argument("-i", "--interactive", action="store_true", help="open an interactive prompt in the restored namespace")
@@ -278,7 +293,9 @@ def _label(path: str | None) -> str:
 @contextlib.contextmanager
 def _open_container(source: Any, key: bytes | None = None) -> Iterator[ContainerReader]:
     with open_input(source) as opened:
-        reader = ContainerReader.open(opened, verify_blobs=False, key=key)
+        # Read, not memory-mapped: a file truncated under a map kills the
+        # process (SIGBUS), where a read raises a mason error.
+        reader = ContainerReader.open(opened, mmap=False, verify_blobs=False, key=key)
         try:
             yield reader
         finally:
@@ -373,6 +390,7 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
             "code:     "
             + (f"{_plural(len(info.functions), 'function')} saved by value ({', '.join(code[:6])}{', ...' if len(code) > 6 else ''})" if code else "none saved by value")
         )
+    lines = [_printable(line) for line in lines]
     lines.append("")
     rows = [(v["name"], v["type"], _human_size(v["size"]), v["stored"]) for v in info.variables]
     rows += [(s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}") for s in info.skipped]
@@ -387,11 +405,12 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right_aligned=frozenset()) -> list[str]:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    rows = [tuple(_printable(str(cell)) for cell in row) for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
-    for row in [header, *rows]:
+    for row in rows:
         cells = [
-            str(cell).rjust(width) if i in right_aligned else str(cell).ljust(width)
+            cell.rjust(width) if i in right_aligned else cell.ljust(width)
             for i, (cell, width) in enumerate(zip(row, widths))
         ]
         lines.append("  ".join(cells).rstrip())
@@ -566,9 +585,9 @@ def _diff_as_text(result: dict, label_a: str, label_b: str) -> str:
         types_ = entry["type_a"] if entry["type_a"] == entry["type_b"] else f"{entry['type_a']} -> {entry['type_b']}"
         rows.append(("~", entry["name"], types_, ""))
     rows.sort(key=lambda row: row[1])
-    lines = [f"--- {label_a}", f"+++ {label_b}"]
+    lines = [_printable(f"--- {label_a}"), _printable(f"+++ {label_b}")]
     if "module" in result:
-        lines.append(f"module: {result['module']['a']} -> {result['module']['b']}")
+        lines.append(_printable(f"module: {result['module']['a']} -> {result['module']['b']}"))
     lines += _table(("", "NAME", "TYPE", ""), rows)[1:] if rows else []
     counts = f"{len(result['added'])} added, {len(result['removed'])} removed, {len(result['changed'])} changed, {result['unchanged']} unchanged"
     lines.append(counts if rows or "module" in result else f"no differences ({_plural(result['unchanged'], 'variable')})")
@@ -587,13 +606,22 @@ def _cmd_load(args: argparse.Namespace) -> int:
         source.seek(0)
     if names is not None:
         _check_names(names, info)
+    key = _key(args)
+    allow = _split_names(args.allow, "--allow", "patterns")
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
     previous_main, previous_path = sys.modules.get("__main__"), sys.path[:]
     sys.modules["__main__"] = module
-    # As at Python's own prompt: modules next to where you work (the helpers
-    # the session's objects come from) are importable.
-    sys.path.insert(0, os.getcwd())
+    if key is None and allow is None:
+        # A plain load trusts the file, as at Python's own prompt: modules
+        # next to where you work (the helpers the session's objects come
+        # from) are importable.
+        sys.path.insert(0, os.getcwd())
+    else:
+        # A checked load: what the check approves by name must be what gets
+        # imported, so no file in the current directory may stand in for it
+        # (as `python -P`; `python -m mason` put it first on sys.path).
+        sys.path[:] = [entry for entry in sys.path if not _is_cwd(entry)]
     try:
         with _warnings_to_stderr() as shown:
             for skipped in info.skipped:
@@ -605,8 +633,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
                     source,
                     names=names,
                     on_error="raise" if args.strict else "warn",
-                    key=_key(args) or False,
-                    allow=_split_names(args.allow, "--allow", "patterns"),
+                    key=key or False,
+                    allow=allow,
                 )
             except Exception as exc:
                 if isinstance(exc, (MasonError, OSError, ValueError)) or args.traceback:
@@ -623,13 +651,21 @@ def _cmd_load(args: argparse.Namespace) -> int:
         if info.skipped and names is None:
             summary += f"; {len(info.skipped)} skipped when saving"
         if not args.interactive:
-            print(summary)
+            print(_printable(summary))
             return EXIT_FAILURE if failed else EXIT_OK
         return _interact(namespace, loaded or module, summary, plain=args.plain)
     finally:
         sys.path[:] = previous_path
         if previous_main is not None:
             sys.modules["__main__"] = previous_main
+
+
+def _is_cwd(entry: str) -> bool:
+    """Whether a sys.path entry names the current directory ("" does)."""
+    try:
+        return not entry or os.path.samefile(entry, os.curdir)
+    except (OSError, TypeError, ValueError):  # a missing folder, a zip file's path, a non-str entry
+        return False
 
 
 def _split_names(values: list[str] | None, option: str = "--names", what: str = "variable names") -> list[str] | None:
@@ -659,7 +695,7 @@ def _interact(namespace: dict, module: types.ModuleType, summary: str, *, plain:
         except ImportError:
             pass
         else:
-            print(summary)
+            print(_printable(summary))
             IPython.start_ipython(argv=[], user_module=module, user_ns=namespace)
             return EXIT_OK
     import code

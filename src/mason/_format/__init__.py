@@ -1,7 +1,9 @@
 """The mason container: a versioned file of pickle segments, aligned blobs and a JSON index.
 
 spec.py defines the bytes (docs/format.md describes them); writer.py and
-reader.py mirror each other.  Nothing in this package pickles or unpickles.
+reader.py mirror each other, the reader checking the index and record shapes
+with index.py and reading bytes through sources.py.  Nothing in this package
+pickles or unpickles.
 """
 
 from .reader import ContainerReader

@@ -37,7 +37,7 @@ class Codec:
         default_level: int,
         levels: range,
         compress: Callable[[Any, int], bytes],
-        decompress: Callable[[Any, int], bytes],
+        decompress: Callable[[Any, int], bytearray],
     ) -> None:
         self.name = name
         self.id = spec.COMPRESSION_IDS[name]
@@ -70,7 +70,12 @@ class Codec:
         return self._compress(data, level)
 
     def decompress(self, data: Any, raw_length: int) -> bytearray:
-        """Exactly raw_length bytes out, or CorruptSessionError; never more memory than that."""
+        """Exactly raw_length bytes out, or CorruptSessionError.
+
+        ``raw_length`` comes from the file, so nothing is allocated from it:
+        the output grows with what the data really decompresses to, and
+        decompression stops as soon as it would exceed ``raw_length``.
+        """
         try:
             out = self._decompress(data, raw_length)
         except CorruptSessionError:
@@ -83,14 +88,63 @@ class Codec:
             raise CorruptSessionError(
                 f"{self.name} data decompresses to {len(out)} bytes, expected {raw_length}"
             )
-        return out if isinstance(out, bytearray) else bytearray(out)
+        return out
 
 
-def _zlib_decompress(data: Any, raw_length: int) -> bytes:
+# Decompressors are asked for at most _OUT_STEP bytes at a time and fed at most
+# _IN_STEP bytes at a time: memory follows the real output in steps, and the
+# copies some of them make of input they have not consumed yet stay small.
+_OUT_STEP = 16 << 20
+_IN_STEP = 1 << 20
+
+
+def _room(out: bytearray, raw_length: int) -> int:
+    # One byte more than is missing: output that goes past raw_length shows at once.
+    return min(_OUT_STEP, raw_length - len(out) + 1)
+
+
+def _grow(out: bytearray, chunk: Any, raw_length: int, name: str) -> None:
+    out += chunk
+    if len(out) > raw_length:
+        raise CorruptSessionError(f"{name} data decompresses to more than the {raw_length} bytes declared")
+
+
+def _zlib_decompress(data: Any, raw_length: int) -> bytearray:
     d = zlib.decompressobj()
-    out = d.decompress(data, raw_length)  # max_length bounds memory
-    if not d.eof or d.unconsumed_tail or d.unused_data:
-        raise CorruptSessionError("zlib data has the wrong length")
+    out = bytearray()
+    view = memoryview(data)
+    for start in range(0, len(view), _IN_STEP):
+        pending: Any = view[start:start + _IN_STEP]
+        while pending and not d.eof:
+            chunk = d.decompress(pending, _room(out, raw_length))
+            if not chunk and len(d.unconsumed_tail) == len(pending):
+                raise CorruptSessionError("zlib data makes no progress")
+            _grow(out, chunk, raw_length, "zlib")
+            pending = d.unconsumed_tail
+        if d.eof:
+            if pending or d.unused_data or start + _IN_STEP < len(view):
+                raise CorruptSessionError("zlib data has bytes after its end")
+            return out
+    raise CorruptSessionError("zlib data ends before its end marker")
+
+
+def _drain(name: str, d: Any, data: Any, raw_length: int) -> bytearray:
+    """Run a decompressor that keeps its unconsumed input itself (lzma's, lz4's)."""
+    out = bytearray()
+    view = memoryview(data)
+    pos = 0
+    while not d.eof:
+        if d.needs_input and pos < len(view):
+            piece: Any = view[pos:pos + _IN_STEP]
+            pos += len(piece)
+        else:  # pending output, or the input is used up: ask for what is left
+            piece = b""
+        chunk = d.decompress(piece, max_length=_room(out, raw_length))
+        if not chunk and not piece:
+            raise CorruptSessionError(f"{name} data ends before its end marker")
+        _grow(out, chunk, raw_length, name)
+    if d.unused_data or pos < len(view):
+        raise CorruptSessionError(f"{name} data has bytes after its end")
     return out
 
 
@@ -100,14 +154,10 @@ def _lzma_compress(data: Any, level: int) -> bytes:
     return lzma.compress(data, preset=level)
 
 
-def _lzma_decompress(data: Any, raw_length: int) -> bytes:
+def _lzma_decompress(data: Any, raw_length: int) -> bytearray:
     import lzma
 
-    d = lzma.LZMADecompressor()
-    out = d.decompress(data, max_length=raw_length)
-    if not d.eof or d.unused_data:
-        raise CorruptSessionError("lzma data has the wrong length")
-    return out
+    return _drain("lzma", lzma.LZMADecompressor(), data, raw_length)
 
 
 def _zstd_compress(data: Any, level: int) -> bytes:
@@ -116,14 +166,24 @@ def _zstd_compress(data: Any, level: int) -> bytes:
     return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
 
 
-def _zstd_decompress(data: Any, raw_length: int) -> bytes:
+def _zstd_decompress(data: Any, raw_length: int) -> bytearray:
     import zstandard
 
-    # The frame header's own size is what zstandard allocates; check it first.
+    # The frame header's own size sizes zstd's window buffer; it must agree.
     size = zstandard.frame_content_size(data)
     if size != raw_length:
         raise CorruptSessionError(f"zstd frame says {size} bytes, expected {raw_length}")
-    return zstandard.ZstdDecompressor().decompress(data, max_output_size=raw_length)
+    # A stream reader hands out at most what is asked for (the one-shot call
+    # allocates the whole frame content size up front).  Reading across frames
+    # makes a second frame count as excess output, and garbage after the frame
+    # raise, instead of being ignored.
+    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+    out = bytearray()
+    while True:
+        chunk = reader.read(_room(out, raw_length))
+        if not chunk:
+            return out
+        _grow(out, chunk, raw_length, "zstd")
 
 
 def _lz4_compress(data: Any, level: int) -> bytes:
@@ -132,14 +192,10 @@ def _lz4_compress(data: Any, level: int) -> bytes:
     return lz4.frame.compress(data, compression_level=level, store_size=True)
 
 
-def _lz4_decompress(data: Any, raw_length: int) -> bytes:
+def _lz4_decompress(data: Any, raw_length: int) -> bytearray:
     import lz4.frame
 
-    d = lz4.frame.LZ4FrameDecompressor()
-    out = d.decompress(data, max_length=raw_length)
-    if not d.eof or d.unused_data:
-        raise CorruptSessionError("lz4 data has the wrong length")
-    return out
+    return _drain("lz4", lz4.frame.LZ4FrameDecompressor(), data, raw_length)
 
 
 CODECS = {

@@ -6,125 +6,41 @@ against the others (records must tile the file exactly), and every record
 header against its table entry when the record is read.  Damage raises
 CorruptSessionError saying what is wrong and where.  Nothing here unpickles.
 
-Sources: a path or real file is memory-mapped (or read with seek/read); a
-seekable file object is read with seek/read; a non-seekable stream is read
-once, front to back, into memory, checking each record as it arrives, and
-left positioned just after the container.
+Sources (sources.py): a path or real file is memory-mapped (or read with
+seek/read); a seekable file object is read with seek/read; a non-seekable
+stream is read once, front to back, into memory, checking each record as it
+arrives, and left positioned just after the container.  The checks of the
+header, record shapes and index are in index.py.
+
+Check, then use the very bytes checked: another process may rewrite the file
+while it is read.  So the index, every segment, compressed blobs, and (with a
+key, or ``private=True``) every blob are copied once into memory of our own;
+checksum, MAC, JSON parser and decompressor all read that copy, and the
+reader hands out that copy again on every later request.  Only an
+uncompressed blob of a reader without key or ``private`` is handed out as a
+view of the file's memory map: plain loads trust the file.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import mmap as _mmap
 import os
-import re
-from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from .._storage import open_for_read
-from ..errors import CorruptSessionError, SignatureError, UnsupportedFormatError
+from ..errors import CorruptSessionError, SignatureError
 from . import checksum as _checksum
 from . import compression as _compression
 from . import signing as _signing
 from . import spec
-
-_CHUNK = 16 << 20  # read and hash big payloads piecewise, to bound memory
-_HEX = re.compile(f"[0-9a-f]{{{spec.CHECKSUM_HEX_DIGITS}}}")
-
+from .index import Entry, check_magic, parse_header, parse_index, shape_problem
+from .sources import CHUNK, BufferSource, FileSource
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any, BinaryIO
-
-
-class _Entry(namedtuple("_Entry", "kind number offset length raw_length codec checksum pad")):
-    """One segment or blob, as the index describes it (already checked):
-    kind (bytes), number (position in its table), offset (of the payload),
-    length (stored), raw_length, codec (compression.Codec or None),
-    checksum (int), pad."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        return f"{spec.RECORD_KINDS[self.kind]} {self.number} (offset {self.offset})"
-
-
-# -- Sources: random access to the container's bytes --------------------------------
-
-
-class _BufferSource:
-    """The container in memory or memory-mapped; reads are zero-copy views."""
-
-    def __init__(self, buffer: Any, *, owned: bool) -> None:
-        self._buffer = buffer
-        view = memoryview(buffer)
-        self._view = view if view.format == "B" and view.ndim == 1 else view.cast("B")
-        # Views of a buffer we made (our bytearray, our copy-on-write map) can be
-        # handed out writable; a caller's buffer is copied so we never write to it.
-        self._share = owned and not self._view.readonly
-        self.size = len(self._view)
-
-    def with_base(self, base: int) -> _BufferSource:
-        view = self._view[base:]
-        self._view.release()
-        self._view = view
-        self.size = len(view)
-        return self
-
-    def read(self, offset: int, length: int) -> memoryview:
-        return self._view[offset:offset + length]
-
-    def view(self, offset: int, length: int) -> memoryview:
-        view = self._view[offset:offset + length]
-        return view if self._share else memoryview(bytearray(view))
-
-    def close(self) -> None:
-        self._view.release()
-        if isinstance(self._buffer, _mmap.mmap):
-            try:
-                self._buffer.close()
-            except BufferError:
-                # Blob views handed out (numpy arrays built on them) still use the
-                # map; it is unmapped when the last of them is garbage collected.
-                pass
-        self._buffer = None
-
-
-class _FileSource:
-    """A seekable file object, read with seek/read; the container starts at ``base``."""
-
-    def __init__(self, fileobj: BinaryIO, base: int) -> None:
-        self._file = fileobj
-        self._base = base
-        self.size = max(0, fileobj.seek(0, io.SEEK_END) - base)
-
-    def _readinto(self, offset: int, buffer: Any) -> None:
-        self._file.seek(self._base + offset)
-        readinto = getattr(self._file, "readinto", None)
-        view = memoryview(buffer)
-        while view.nbytes:
-            if readinto is not None:
-                n = readinto(view)
-            else:  # a minimal file-like object: read, then copy
-                chunk = self._file.read(min(view.nbytes, _CHUNK))
-                n = len(chunk)
-                view[:n] = chunk
-            if not n:
-                raise CorruptSessionError(f"file shrank while reading at offset {offset}")
-            view = view[n:]
-
-    def read(self, offset: int, length: int) -> memoryview:
-        buffer = bytearray(length)  # callers have checked length against the file size
-        self._readinto(offset, buffer)
-        return memoryview(buffer)
-
-    view = read  # a fresh bytearray is ours to hand out writable
-
-    def close(self) -> None:
-        self._file = None
 
 
 def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[int]]:
@@ -140,7 +56,7 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
     def take(n: int, what: str, hasher: Any = None) -> None:
         end = len(buf) + n
         while len(buf) < end:
-            chunk = stream.read(min(end - len(buf), _CHUNK))
+            chunk = stream.read(min(end - len(buf), CHUNK))
             if not chunk:
                 raise CorruptSessionError(
                     f"truncated: the stream ends inside {what} at offset {len(buf)}"
@@ -156,9 +72,9 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
     try:
         head = small(spec.HEADER.size, "the header")
     except CorruptSessionError:
-        _check_magic(bytes(buf))  # a short stream that is not mason at all says so
+        check_magic(bytes(buf))  # a short stream that is not mason at all says so
         raise
-    header = _parse_header(head)
+    header = parse_header(head)
     algo = _checksum.by_id(header.checksum_id)
     counts = {kind: 0 for kind in spec.RECORD_KINDS}
     while True:
@@ -170,7 +86,7 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
         counts[record.kind] += 1
         codec = _compression.by_id(record.compression)
         offset = at + spec.RECORD.size + record.pad
-        problem = _shape_problem(record.kind, offset, record.pad, record.length,
+        problem = shape_problem(record.kind, offset, record.pad, record.length,
                                  record.raw_length, codec)
         if record.reserved:
             problem = "reserved bits set"
@@ -191,131 +107,6 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
     return buf, verified
 
 
-# -- Checks shared by the stream scan and the index --------------------------------
-
-
-def _check_magic(data: bytes) -> None:
-    """Say what the file is instead, if it does not start with MAGIC."""
-    if not data:
-        raise CorruptSessionError("not a mason file: it is empty")
-    if len(data) < len(spec.MAGIC) and spec.MAGIC.startswith(data):
-        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
-    if data.startswith(spec.MAGIC):
-        return
-    if data.startswith(spec.MAGIC[:6]):  # b"\x89MASON", then damaged line endings
-        raise CorruptSessionError(
-            "not a mason file any more: its line endings were changed (copied in text mode?)"
-        )
-    if data[:1] == b"\x80":
-        raise CorruptSessionError("not a mason file: this looks like a plain pickle")
-    raise CorruptSessionError(f"not a mason file (it starts with {bytes(data[:10])!r})")
-
-
-def _parse_header(data: bytes) -> Any:
-    """The header's fields, after checking magic, version and reserved bits."""
-    _check_magic(data)
-    if len(data) < spec.HEADER.size:
-        raise CorruptSessionError(f"truncated: only {len(data)} bytes, not even a header")
-    header = spec.HEADER.unpack(data)
-    if header.major != spec.FORMAT_MAJOR:
-        raise UnsupportedFormatError(
-            f"format version {header.major}.{header.minor} is not one this mason reads"
-            f" ({spec.FORMAT_MAJOR}.x)"
-            + ("; upgrade mason" if header.major > spec.FORMAT_MAJOR else "")
-        )
-    if header.reserved:
-        raise CorruptSessionError("header: reserved bits set")
-    return header
-
-
-def _shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: int,
-                   codec: Any) -> str:
-    """What is impossible about a record of these numbers, or "" if nothing."""
-    if length > spec.MAX_LENGTH or raw_length > spec.MAX_LENGTH:
-        return f"absurd length {max(length, raw_length)}"
-    if kind == spec.BLOB:
-        # The writer pads with the fewest bytes that align the payload.
-        if offset % spec.ALIGNMENT or not 0 <= pad < spec.ALIGNMENT:
-            return f"payload is not aligned to {spec.ALIGNMENT} bytes (pad {pad})"
-    elif pad:
-        return f"pad {pad} where none belongs"
-    if codec is None:
-        if raw_length != length:
-            return f"raw length {raw_length} differs from length {length} without compression"
-    elif not length < raw_length:
-        # The writer stores data raw unless compressing makes it smaller.
-        return f"compressed length {length} is not below raw length {raw_length}"
-    if kind == spec.INDEX and (codec is not None or length > spec.MAX_INDEX_LENGTH):
-        return "index is compressed or too large"
-    return ""
-
-
-def _parse_index(payload: Any, algo_name: str, index_offset: int) -> tuple[dict, list, list, Any]:
-    """meta, segment entries, blob entries (every entry checked) and the signature or None."""
-    try:
-        index = json.loads(bytes(payload).decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
-        raise CorruptSessionError(f"index is not valid JSON: {exc}") from None
-    if not isinstance(index, dict):
-        raise CorruptSessionError("index is not a JSON object")
-    missing = [key for key in spec.INDEX_KEYS if key not in index]
-    if missing:
-        raise CorruptSessionError(f"index lacks {', '.join(missing)}")
-    if index["checksum"] != algo_name:
-        raise CorruptSessionError(f"index says checksum {index['checksum']!r}, header {algo_name!r}")
-    if not isinstance(index["meta"], dict):
-        raise CorruptSessionError("index: meta is not an object")
-    tables = []
-    for key, kind in (("segments", spec.SEGMENT), ("blobs", spec.BLOB)):
-        if not isinstance(index[key], list):
-            raise CorruptSessionError(f"index: {key} is not a list")
-        tables.append([_parse_entry(kind, i, obj) for i, obj in enumerate(index[key])])
-    # Records lie back to back from the header to the index; anything else means
-    # the index and the file disagree.
-    expected = spec.HEADER.size
-    for entry in sorted(tables[0] + tables[1], key=lambda e: e.offset):
-        if entry.offset - entry.pad - spec.RECORD.size != expected:
-            raise CorruptSessionError(f"{entry.name}: not where the previous record ends ({expected})")
-        expected = entry.offset + entry.length
-    if expected != index_offset:
-        raise CorruptSessionError(f"records end at {expected} but the index starts at {index_offset}")
-    signature = index.get("signature")
-    if signature is not None:
-        signature = _signing.Signature(signature, len(tables[0]), len(tables[1]))
-    return index["meta"], tables[0], tables[1], signature
-
-
-_ENTRY_KEYS = frozenset(spec.ENTRY_KEYS)
-
-
-def _parse_entry(kind: bytes, number: int, obj: Any) -> _Entry:
-    # Sessions have thousands of entries: the checks are written for speed,
-    # and the message is only built when one fails.
-    def where() -> str:
-        return f"index: {spec.RECORD_KINDS[kind]} {number}"
-
-    if type(obj) is not dict or not obj.keys() >= _ENTRY_KEYS:
-        raise CorruptSessionError(f"{where()}: not an object with keys {', '.join(spec.ENTRY_KEYS)}")
-    offset, length, raw_length, pad = obj["offset"], obj["length"], obj["raw_length"], obj["pad"]
-    if not (type(offset) is type(length) is type(raw_length) is type(pad) is int
-            and offset >= 0 and length >= 0 and raw_length >= 0 and pad >= 0):
-        raise CorruptSessionError(f"{where()}: offset, length, raw_length and pad must be ints >= 0")
-    checksum = obj["checksum"]
-    if type(checksum) is not str or not _HEX.fullmatch(checksum):
-        raise CorruptSessionError(f"{where()}: checksum is not {spec.CHECKSUM_HEX_DIGITS} hex digits")
-    name = obj["compression"]
-    if name is None:
-        codec = None
-    else:
-        if not isinstance(name, str) or name not in spec.COMPRESSION_IDS:
-            raise UnsupportedFormatError(f"{where()}: unknown compression {name!r}")
-        codec = _compression.by_id(spec.COMPRESSION_IDS[name])
-    problem = _shape_problem(kind, offset, pad, length, raw_length, codec)
-    if problem:
-        raise CorruptSessionError(f"{where()}: {problem}")
-    return _Entry(kind, number, offset, length, raw_length, codec, int(checksum, 16), pad)
-
-
 # -- The reader ----------------------------------------------------------------------
 
 
@@ -324,26 +115,41 @@ class ContainerReader:
 
     Opening checks the header, trailer and index (with its checksum) and that
     the tables describe the file exactly.  ``segment(i)`` checks that
-    segment's checksum on first access.  ``blob(i)`` checks the blob's
-    checksum on first access, which reads every page of it; open with
-    ``verify_blobs=False`` to leave an uncompressed memory-mapped blob's pages
-    unread until used, and call ``verify()`` when convenient (before changing
-    any blob in place, since a changed blob no longer matches).
+    segment's checksum on first access, on a private copy that every later
+    call returns.  ``blob(i)`` checks the blob's checksum on first access,
+    which reads every page of it; open with ``verify_blobs=False`` to leave
+    an uncompressed memory-mapped blob's pages unread until used, and call
+    ``verify()`` when convenient (before changing any blob in place, since a
+    changed blob no longer matches).
 
     ``key`` (bytes): the file must be signed with it (``SignatureError``
     otherwise).  The index signature is checked on opening, each record's
     MAC on its first access (blobs included, whatever ``verify_blobs`` says).
+
+    ``private=True`` (implied by a key): nothing handed out is a view of the
+    file.  The file is read, not memory-mapped, and each blob is read into
+    memory of its own, checked there (checksum, and MAC with a key) and
+    handed out, so rewriting the file afterwards changes nothing already
+    checked or loaded.  Without it an uncompressed blob is a view of a
+    copy-on-write map of the file: cheap, but the bytes are the file's.
     Not safe for use from several threads at once.
     """
 
     def __init__(self, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
-                 key: bytes | None = None) -> None:
+                 key: bytes | None = None, private: bool = False) -> None:
         self._file: BinaryIO | None = None  # a file we opened, to close
         self._source: Any = None
+        # Offsets whose checksum (MAC) holds for what the source returns from now
+        # on: only checks of a stable source, or of blobs handed out as views of
+        # the file, which a reader that is not private trusts.
         self._verified: set[int] = set()
+        self._authenticated: set[int] = set()
+        # Checked private copies by payload offset: segments (decompressed) for
+        # as long as the reader is open, blobs until blob() hands them out.
+        self._payloads: dict[int, memoryview] = {}
         self._verify_blobs = verify_blobs
         self._key = key
-        self._authenticated: set[int] = set()
+        self._private = private or key is not None
         self._from_stream = False
         self.meta: dict[str, Any] = {}
         self.signature: _signing.Signature | None = None  # set when the file is signed
@@ -352,7 +158,10 @@ class ContainerReader:
         self._name = os.fspath(name) if isinstance(name, (str, os.PathLike)) else ""  # for errors
         try:
             with self._named():
-                self._source = self._make_source(source, mmap)
+                # A private reader never maps the file: it copies anyway, and a
+                # file truncated under a map kills the process (SIGBUS) instead
+                # of raising.
+                self._source = self._make_source(source, mmap and not self._private)
                 self._open_index()
         except BaseException:
             self.close()
@@ -360,13 +169,13 @@ class ContainerReader:
 
     @classmethod
     def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
-             key: bytes | None = None) -> ContainerReader:
+             key: bytes | None = None, private: bool = False) -> ContainerReader:
         """Open a path, a binary file object, or a bytes-like object holding a container.
 
         A seekable file object is read from its current position to its end;
         a non-seekable one is read up to the end of one container.
         """
-        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key)
+        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key, private=private)
 
     # -- public ------------------------------------------------------------------
 
@@ -379,10 +188,13 @@ class ContainerReader:
         return len(self._blobs)
 
     def segment(self, i: int) -> memoryview:
-        """Payload of segment ``i`` (decompressed), its checksum verified."""
+        """Payload of segment ``i`` (decompressed, read-only), its checksum verified.
+
+        The file is read once: later calls return the same checked bytes.
+        """
         entry = self._entry(self._segments, i, "segment")
         try:  # not `with self._named()`: this runs once per variable of a session
-            return self._segment_payload(entry)
+            return self._checked_copy(entry)
         except (CorruptSessionError, SignatureError) as exc:
             self._add_name(exc)
             raise
@@ -396,41 +208,41 @@ class ContainerReader:
         """
         entries = [self._entry(self._segments, i, "segment") for i in numbers]
         with self._named():
-            return [self._segment_payload(entry) for entry in entries]
-
-    def _segment_payload(self, entry: _Entry) -> memoryview:
-        stored = self._stored(entry, writable=False)
-        self._check_sum(entry, stored)
-        self._authenticate(entry, stored)
-        return stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+            return [self._checked_copy(entry) for entry in entries]
 
     def blob(self, i: int) -> memoryview:
         """Writable view of blob ``i`` (decompressed); writing to it never changes the file.
 
-        Uncompressed, memory-mapped: a view of the copy-on-write map, so pages
-        are read from disk only when touched (but see ``verify_blobs``) and
-        stay valid after ``close()``.  Otherwise a view of a private bytearray.
+        Uncompressed, memory-mapped, not private: a view of the copy-on-write
+        map, so pages are read from disk only when touched (but see
+        ``verify_blobs``) and stay valid after ``close()``.  Otherwise a view
+        of private memory, checked (and authenticated) there, which the
+        caller then owns: asked for again, the blob is read and checked again.
         """
         entry = self._entry(self._blobs, i, "blob")
         with self._named():
-            stored = self._stored(entry, writable=entry.codec is None)
-            self._authenticate(entry, stored)
-            if entry.codec is None:
-                if self._verify_blobs:
-                    self._check_sum(entry, stored)
-                return stored
-            # Compressed data is read whole anyway, so it is always verified.
-            self._check_sum(entry, stored)
-            return memoryview(self._decompress(entry, stored))
+            if self._copies(entry):
+                # Handed over, not kept: the caller owns it (and may write to it).
+                payload = self._payloads.pop(entry.offset, None)
+                return payload if payload is not None else self._checked_copy(entry, keep=False)
+            self._check_header(entry)
+            stored = self._source.view(entry.offset, entry.length)
+            if self._verify_blobs:
+                self._check_sum(entry, stored)
+            return stored
 
     def records(self) -> Iterator[tuple[bytes, Any, str | None, int]]:
         """Every segment and blob in file order, as stored and checksum-verified:
-        (kind, stored payload, compression name, raw length)."""
+        (kind, stored payload, compression name, raw length).
+
+        Each payload is a private copy (one record at a time), checked as it
+        is handed out."""
         self._check_open()
         for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
             with self._named():
-                stored = self._stored(entry, writable=False)
-                self._check_sum(entry, stored)
+                self._check_header(entry)
+                stored = self._source.copy(entry.offset, entry.length)
+                self._check_sum(entry, stored, mark=self._source.stable)
             yield entry.kind, stored, entry.codec and entry.codec.name, entry.raw_length
 
     @property
@@ -449,43 +261,40 @@ class ContainerReader:
         Lets a caller refuse a damaged (or, with a key, altered) file before
         acting on any part of it.  Blobs are checked as ``blob()`` checks
         them: uncompressed ones only if this reader verifies blobs (always
-        their MAC, with a key).  Records already checked are skipped, and
-        ``segment()``/``blob()`` do not check them again.
+        their MAC, with a key).  What ``segment()`` and ``blob()`` hand out
+        as private copies is copied now, and they hand out these checked
+        copies; uncompressed blobs of a reader that is not private are
+        checked in the file, which it trusts from then on.
         """
         self._check_open()
         entries = [self._entry(self._segments, i, "segment") for i in segments]
         entries += [
             entry for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
-            if entry.codec is not None or self._verify_blobs or self._key is not None
+            if self._copies(entry) or self._verify_blobs
         ]
-        self._verify_entries(set(entries))
+        with self._named():
+            for entry in sorted(set(entries), key=lambda e: e.offset):
+                if self._copies(entry):
+                    self._checked_copy(entry)
+                else:
+                    self._check_in_place(entry, mark=True)
 
     def verify(self) -> None:
-        """Check every record's checksum (and MAC, with a key); the error names the first bad one."""
-        self._check_open()
-        self._verify_entries(self._segments + self._blobs)
+        """Check every record's checksum (and MAC, with a key); the error names the first bad one.
 
-    def _verify_entries(self, entries: Iterable[_Entry]) -> None:
+        Reads the file piecewise (memory stays small).  A check of bytes
+        that are later handed out as private copies does not count for them:
+        ``segment()`` and ``blob()`` check their copies again.
+        """
+        self._check_open()
         with self._named():
-            for entry in sorted(entries, key=lambda e: e.offset):
-                self._check_header(entry)
-                check = entry.offset not in self._verified
-                mac = self._key is not None and entry.offset not in self._authenticated
-                if not (check or mac):
-                    continue
-                hasher = self._algo.new()
-                macer = _signing.new_record_mac(self._key) if mac else None
-                for at in range(0, entry.length, _CHUNK):
-                    chunk = self._source.read(entry.offset + at, min(_CHUNK, entry.length - at))
-                    hasher.update(chunk)
-                    if macer is not None:
-                        macer.update(chunk)
-                if check:
-                    self._compare(entry, hasher.digest())
-                if macer is not None:
-                    self._record_signed(entry, macer.hexdigest())
+            for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
+                if entry.offset in self._payloads:
+                    continue  # a checked private copy already
+                self._check_in_place(entry, mark=self._source.stable or not self._copies(entry))
 
     def close(self) -> None:
+        self._payloads.clear()
         if self._source is not None:
             self._source.close()
             self._source = None
@@ -503,7 +312,7 @@ class ContainerReader:
 
     def _make_source(self, source: Any, use_mmap: bool) -> Any:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return _BufferSource(source, owned=False)
+            return BufferSource(source, owned=False)
         if isinstance(source, io.TextIOBase):
             raise TypeError("a mason file must be opened in binary mode ('rb')")
         if isinstance(source, (str, os.PathLike)):
@@ -514,7 +323,7 @@ class ContainerReader:
         if seekable is None or not seekable():
             self._from_stream = True
             buf, self._verified = _scan_stream(fileobj, self._verify_blobs)
-            return _BufferSource(buf, owned=True)
+            return BufferSource(buf, owned=True, stable=True)
         base = fileobj.tell()
         if use_mmap:
             try:
@@ -522,13 +331,15 @@ class ContainerReader:
             except (OSError, ValueError):  # no fileno (BytesIO), empty file, not mappable
                 pass
             else:
-                return _BufferSource(mapped, owned=True).with_base(base)
-        return _FileSource(fileobj, base)
+                return BufferSource(mapped, owned=True).with_base(base)
+        return FileSource(fileobj, base)
 
     def _open_index(self) -> None:
         source = self._source
         size = source.size
-        header = _parse_header(bytes(source.read(0, min(size, spec.HEADER.size))))
+        # The header's bytes are kept: the index signature covers these very bytes.
+        head = bytes(source.read(0, min(size, spec.HEADER.size)))
+        header = parse_header(head)
         self._algo = _checksum.by_id(header.checksum_id)
         self.version = (header.major, header.minor)
         if size < spec.MIN_CONTAINER:
@@ -547,18 +358,20 @@ class ContainerReader:
         if (trailer.index_length > spec.MAX_INDEX_LENGTH or index_offset < spec.HEADER.size
                 or index_offset + spec.RECORD.size + trailer.index_length != size - spec.TRAILER.size):
             raise CorruptSessionError("trailer: the index does not end where the trailer begins")
-        index = _Entry(spec.INDEX, 0, index_offset + spec.RECORD.size, trailer.index_length,
+        index = Entry(spec.INDEX, 0, index_offset + spec.RECORD.size, trailer.index_length,
                        trailer.index_length, None, trailer.index_checksum, 0)
-        payload = self._stored(index, writable=False)
-        self._check_sum(index, payload)
-        self.meta, self._segments, self._blobs, self.signature = _parse_index(
+        self._check_header(index)
+        # Copied once: the checksum, the JSON parser and the signature check
+        # all read this copy, never the file again.
+        payload = bytes(source.read(index.offset, index.length))
+        self._check_sum(index, payload, mark=False)
+        self.meta, self._segments, self._blobs, self.signature = parse_index(
             payload, self._algo.name, index_offset
         )
         if self._key is not None:
             if self.signature is None:
                 raise SignatureError("the file is not signed, and a signing key was given")
-            header = bytes(source.read(0, spec.HEADER.size))
-            self.signature.verify_index(self._key, header, bytes(payload))
+            self.signature.verify_index(self._key, head, payload)
         if self._from_stream:
             # Came off a stream: everything is in memory, so finish checking now.
             for entry in self._segments + self._blobs:
@@ -570,13 +383,17 @@ class ContainerReader:
         if self._source is None:
             raise ValueError("reader is closed")
 
-    def _entry(self, table: list[_Entry], i: int, what: str) -> _Entry:
+    def _entry(self, table: list[Entry], i: int, what: str) -> Entry:
         self._check_open()
         if not 0 <= i < len(table):
             raise IndexError(f"{what} {i} out of range ({len(table)} {what}s)")
         return table[i]
 
-    def _check_header(self, entry: _Entry) -> None:
+    def _copies(self, entry: Entry) -> bool:
+        """Whether the record is handed out as a private copy (else as a view of the file)."""
+        return entry.kind != spec.BLOB or entry.codec is not None or self._private
+
+    def _check_header(self, entry: Entry) -> None:
         """The record header and padding in the file must say what the index says."""
         start = entry.offset - entry.pad - spec.RECORD.size
         head = self._source.read(start, spec.RECORD.size + entry.pad)
@@ -605,35 +422,71 @@ class ContainerReader:
         if any(head[spec.RECORD.size:]):
             raise CorruptSessionError(f"{entry.name}: padding is not zero")
 
-    def _stored(self, entry: _Entry, *, writable: bool) -> Any:
-        """The payload bytes as stored, after checking the record header."""
+    def _checked_copy(self, entry: Entry, keep: bool = True) -> memoryview:
+        """The record's payload (decompressed), copied once from the source and
+        checked on that copy; kept for later calls unless ``keep`` is false."""
+        payload = self._payloads.get(entry.offset)
+        if payload is not None:
+            return payload
         self._check_header(entry)
-        if writable:
-            return self._source.view(entry.offset, entry.length)
-        return self._source.read(entry.offset, entry.length)
+        stored = self._source.copy(entry.offset, entry.length)
+        stable = self._source.stable  # then the copy is the source, and checks of it hold
+        self._check_sum(entry, stored, mark=stable)
+        if self._key is not None and entry.offset not in self._authenticated:
+            self._record_signed(entry, _signing.record_mac(self._key, stored))
+            if stable:
+                self._authenticated.add(entry.offset)
+        payload = stored if entry.codec is None else memoryview(self._decompress(entry, stored))
+        if entry.kind == spec.SEGMENT:
+            payload = payload.toreadonly()  # the bytes that were checked stay the bytes used
+        if keep:
+            self._payloads[entry.offset] = payload
+        return payload
 
-    def _check_sum(self, entry: _Entry, stored: Any) -> None:
+    def _check_in_place(self, entry: Entry, *, mark: bool) -> None:
+        """Check a record by reading it piecewise from the source, keeping nothing.
+
+        ``mark``: record the check, for a source whose later reads return the
+        bytes checked now (or a blob the reader hands out as a view anyway)."""
+        self._check_header(entry)
+        check = entry.offset not in self._verified
+        mac = self._key is not None and entry.offset not in self._authenticated
+        if not (check or mac):
+            return
+        hasher = self._algo.new()
+        macer = _signing.new_record_mac(self._key) if mac else None
+        for at in range(0, entry.length, CHUNK):
+            chunk = self._source.read(entry.offset + at, min(CHUNK, entry.length - at))
+            hasher.update(chunk)
+            if macer is not None:
+                macer.update(chunk)
+        if check:
+            self._compare(entry, hasher.digest())
+            if mark:
+                self._verified.add(entry.offset)
+        if macer is not None:
+            self._record_signed(entry, macer.hexdigest())
+            if mark:
+                self._authenticated.add(entry.offset)
+
+    def _check_sum(self, entry: Entry, stored: Any, *, mark: bool = True) -> None:
         if entry.offset not in self._verified:
             self._compare(entry, self._algo.compute(stored))
+            if mark:
+                self._verified.add(entry.offset)
 
-    def _compare(self, entry: _Entry, value: int) -> None:
+    def _compare(self, entry: Entry, value: int) -> None:
         if value != entry.checksum:
             raise CorruptSessionError(
                 f"{entry.name}: checksum mismatch (stored {entry.checksum:016x}, computed"
                 f" {value:016x}), the data is damaged"
             )
-        self._verified.add(entry.offset)
 
-    def _authenticate(self, entry: _Entry, stored: Any) -> None:
-        if self._key is not None and entry.offset not in self._authenticated:
-            self._record_signed(entry, _signing.record_mac(self._key, stored))
-
-    def _record_signed(self, entry: _Entry, mac: str) -> None:
+    def _record_signed(self, entry: Entry, mac: str) -> None:
         assert self.signature is not None  # a key was given: opening checked there is one
         self.signature.verify_record(spec.RECORD_KINDS[entry.kind], entry.number, mac)
-        self._authenticated.add(entry.offset)
 
-    def _decompress(self, entry: _Entry, stored: Any) -> bytearray:
+    def _decompress(self, entry: Entry, stored: Any) -> bytearray:
         try:
             return entry.codec.decompress(stored, entry.raw_length)
         except CorruptSessionError as exc:
@@ -653,7 +506,7 @@ class ContainerReader:
             exc.args = (f"{self._name}: {exc.args[0]}",) + exc.args[1:]
 
 
-def _info(entry: _Entry) -> dict[str, Any]:
+def _info(entry: Entry) -> dict[str, Any]:
     return {
         "offset": entry.offset,
         "length": entry.length,

@@ -119,4 +119,19 @@ CHECKSUM_HEX_DIGITS = 16
 
 MAX_LENGTH = 1 << 48  # any payload, stored or raw (256 TiB)
 MAX_INDEX_LENGTH = 1 << 32  # the JSON index (4 GiB; millions of variables)
+MAX_INDEX_DEPTH = 64  # nesting of the JSON index, its own object included (mason's is 5 deep)
+
+# A compressed record may declare at most RATIO_CAP * length + RATIO_FLOOR raw
+# bytes.  The raw length is what a reader must be ready to hold, so without
+# this rule a few kilobytes of file could ask for gigabytes of memory.  1024
+# is above what zlib (~230 at level 1, ~1030 at best) and lz4 (~250) reach
+# on all-zero data; zstd and lzma go beyond it there (32000 and 7000), and the
+# writer then falls back to zlib or stores the record raw.
+RATIO_CAP = 1024
+RATIO_FLOOR = 1 << 20
+
+
+def max_raw_length(length: int) -> int:
+    """The most raw bytes a compressed record of ``length`` stored bytes may declare."""
+    return RATIO_CAP * length + RATIO_FLOOR
 MIN_CONTAINER = HEADER.size + RECORD.size + 2 + TRAILER.size  # "{}" is the smallest JSON object

@@ -19,6 +19,8 @@ from . import compression as _compression
 from . import signing as _signing
 from . import spec
 
+_ZLIB = _compression.CODECS["zlib"]
+
 
 class ContainerWriter:
     """Writes the header on construction, then records, then (``finish``) index and trailer.
@@ -26,7 +28,9 @@ class ContainerWriter:
     ``checksum`` is "crc32" (the default: every Python reads it) or
     "xxh3_64" (faster, needs the xxhash package to read); ``compression`` is None, "zlib", "lzma", "zstd" or "lz4",
     applied to every segment and blob that it makes smaller, at ``level``
-    (default: a fast level of that codec).  ``key`` (bytes): sign the
+    (default: a fast level of that codec); a record it would shrink beyond
+    the format's ratio rule (``spec.RATIO_CAP``) is compressed with zlib
+    instead, or stored raw.  ``key`` (bytes): sign the
     container with HMAC-SHA256 (format 1.1, see ``signing``).  The writer does
     not close or seek ``fileobj``.
     """
@@ -81,7 +85,8 @@ class ContainerWriter:
         if not isinstance(meta, dict):
             raise TypeError(f"meta must be a dict, not {type(meta).__name__}")
         try:
-            problem = _unserialisable(meta, "meta", set())
+            # Depth 2: the index object holds meta.
+            problem = _unserialisable(meta, "meta", set(), 2)
         except RecursionError:
             problem = "meta: nested too deeply"
         if problem:
@@ -155,9 +160,14 @@ class ContainerWriter:
         payload, codec_name = view, None
         if codec is not None and raw_length:
             packed = codec.compress(view, self._level)
+            if len(packed) < raw_length and raw_length > spec.max_raw_length(len(packed)) and codec is not _ZLIB:
+                # Beyond the format's ratio rule (zstd and lzma on all-zero
+                # arrays): zlib's fastest level stays far below it, and is
+                # always there to read it back.
+                codec, packed = _ZLIB, _ZLIB.compress(view, _ZLIB.default_level)
             # Incompressible data (random floats, already-compressed images) stays
             # raw: no decompression cost, and a raw blob can be memory-mapped.
-            if len(packed) < raw_length:
+            if len(packed) < raw_length <= spec.max_raw_length(len(packed)):
                 payload, codec_name = packed, codec.name
         return self._emit(kind, payload, codec_name, raw_length)
 
@@ -200,8 +210,11 @@ class ContainerWriter:
             view = view[n:]
 
 
-def _unserialisable(obj: Any, path: str, active: set[int]) -> str:
-    """Why ``obj`` cannot become JSON, naming the first culprit by its path."""
+def _unserialisable(obj: Any, path: str, active: set[int], depth: int) -> str:
+    """Why ``obj`` cannot become JSON, naming the first culprit by its path.
+
+    ``depth``: how deep in the index ``obj`` sits, counting containers.
+    """
     if obj is None or isinstance(obj, (bool, int, str)):
         if isinstance(obj, str):
             try:
@@ -214,12 +227,15 @@ def _unserialisable(obj: Any, path: str, active: set[int]) -> str:
     if isinstance(obj, (dict, list, tuple)):
         if id(obj) in active:
             return f"{path}: circular reference"
+        if depth > spec.MAX_INDEX_DEPTH:
+            # Readers refuse deeper indexes: refuse to write one.
+            return f"{path}: nested deeper than the index allows ({spec.MAX_INDEX_DEPTH} levels)"
         active.add(id(obj))
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         for key, value in items:
             if isinstance(obj, dict) and not isinstance(key, str):
                 return f"{path}: key {key!r} is not a str"
-            found = _unserialisable(value, f"{path}[{key!r}]", active)
+            found = _unserialisable(value, f"{path}[{key!r}]", active, depth + 1)
             if found:
                 return found
         active.discard(id(obj))
