@@ -12,7 +12,7 @@ another machine: they raise mason's own errors with a clear message.
 Every reconstructor is closed: it builds only the kind of object it exists
 for, from arguments it checks for type.  The state setters act only on
 objects that a maker of this module built during the same load (the load
-registers them in a :class:`LoadState`), so a file cannot use them to write
+registers them in a :class:`_LoadState`), so a file cannot use them to write
 into a module, class or function that existed before it was loaded.
 """
 
@@ -36,7 +36,7 @@ from .errors import ForbiddenGlobalError, UnpicklingError, VersionMismatchError
 # ---------------------------------------------------------------- the load in progress
 
 
-class LoadState:
+class _LoadState:
     """What one load (all segments of a session, or one pickle) has built.
 
     ``made``: objects returned by this module's makers during the load, by
@@ -52,7 +52,7 @@ class LoadState:
         self.namespace = namespace
 
 
-#: The LoadState of the load running in this context (None: the data is being
+#: The _LoadState of the load running in this context (None: the data is being
 #: unpickled by something other than mason, e.g. plain ``pickle.loads``,
 #: which trusts it anyway).
 _LOAD: contextvars.ContextVar = contextvars.ContextVar("mason_load", default=None)
@@ -410,7 +410,7 @@ def make_tempfile(mode, contents, position, closed, text_args):
 
     _check(isinstance(mode, str) and set(mode) <= set("rwabx+t") and isinstance(contents, (str, bytes))
            and type(position) is int and (text_args is None or (isinstance(text_args, dict)
-           and set(text_args) <= {"encoding", "errors", "newline"})), "a temporary file's state is malformed")
+           and set(text_args) <= {"encoding", "errors", "newline", "buffering"})), "a temporary file's state is malformed")
 
     handle = tempfile.TemporaryFile(mode.replace("r", "w+") if "+" not in mode else mode, **(text_args or {}))
     handle.write(contents)
@@ -458,7 +458,7 @@ def make_file(name, mode, position, closed, fmode, contents, text_args):
            and type(position) is int and fmode in (0, 1, 2) and isinstance(closed, bool)
            and (contents is None or isinstance(contents, (str, bytes)))
            and (text_args is None or (isinstance(text_args, dict)
-                and set(text_args) <= {"encoding", "errors", "newline"})), "a file handle's state is malformed")
+                and set(text_args) <= {"encoding", "errors", "newline", "buffering"})), "a file handle's state is malformed")
     if name in _STD_STREAMS:
         return getattr(sys, _STD_STREAMS[name])
     writing = any(c in mode for c in "wax+")

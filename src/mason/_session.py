@@ -818,7 +818,7 @@ class _SegmentLoader:
         self._payloads = payloads  # segment number -> its verified payload
         self._stream = _SegmentStream()
         self._buffers = _Buffers(session)
-        self._state = _rebuild.LoadState(namespace)
+        self._state = _rebuild._LoadState(namespace)
         self._restricted = allowlist is not None
         if allowlist is not None:
             self._make = lambda: RestrictedUnpickler(

@@ -43,7 +43,7 @@ class Unpickler(pickle.Unpickler):
         self._ignore = bool(_settings.option(ignore, "ignore"))
         self._allow = Allowlist.from_arg(allow)
         self._map_location = check_map_location(map_location)
-        self._load_state = load_state if load_state is not None else _rebuild.LoadState()
+        self._load_state = load_state if load_state is not None else _rebuild._LoadState()
 
     def find_class(self, module, name):
         return self._resolve(module, name)

@@ -438,7 +438,7 @@ class RestrictedUnpickler(_Machine):
 
     ``session``: for a session, ``(saved module name, target namespace,
     target module)``: the file's own module name means the caller's target.
-    ``load_state``: the :class:`_rebuild.LoadState` shared by all pickles of
+    ``load_state``: the :class:`_rebuild._LoadState` shared by all pickles of
     one load.
     """
 
@@ -446,7 +446,7 @@ class RestrictedUnpickler(_Machine):
                  map_location=None):
         super().__init__(file, allowlist, buffers=buffers)
         self._saved_module, self._namespace, self._module = session or (None, None, None)
-        self._state = load_state if load_state is not None else _rebuild.LoadState(self._namespace)
+        self._state = load_state if load_state is not None else _rebuild._LoadState(self._namespace)
         self._map_location = map_location
         self._granted: dict[int, object] = {}  # what find_class handed out (callable)
         self._fresh: dict[int, object] = {}  # objects and containers this load created
