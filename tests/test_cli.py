@@ -101,8 +101,13 @@ def test_inspect_prints_an_aligned_table_and_the_environment(capsys, basic):
     assert re.search(r"packages: .*numpy \d", out)
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("NAME"))
-    table = {line.split()[0]: line for line in lines[header + 1 :] if line.strip() and not line[0].isdigit()}
+    end = lines.index("", header)
+    table = {line.split()[-4 if "skipped" not in line else 0].lstrip("!"): line for line in lines[header + 1 : end]}
+    table = {line.split()[1] if line.startswith("! ") else line.split()[0]: line for line in lines[header + 1 : end]}
+    # what a data-only load would refuse is named below the table
+    assert "refused under mason.DATA:" in out and re.search(r"^  double: .*mason:code", out, re.M)
     assert table["x"].split() == ["x", "int", "5", "B", "value"]
+    assert table["double"].startswith("! double")
     assert table["math"].split()[-1] == "reference"
     assert re.search(r"KiB", table["big"])  # sizes are human-readable
     assert "skipped: gen: cannot pickle 'generator' object" in table["gen"]

@@ -21,7 +21,7 @@ import types
 import warnings
 
 from . import _namespace, _progress, _rebuild
-from ._allowlist import Allowlist
+from ._allowlist import DATA, Allowlist
 from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
 from ._diagnose import find_culprit
 from ._filter import make_filter
@@ -1036,16 +1036,20 @@ class SessionInfo:
     pickle segments with inert placeholders), None if they could not be
     scanned (``scan_error`` says why); ``functions``: names of the functions
     saved by value (code that loading would create); ``signed``: whether the
-    file carries a signature (checked only by a load or verify with a key).
+    file carries a signature (checked only by a load or verify with a key);
+    ``refused``: variable -> what a restricted load with the allowlist
+    ``checked_against`` (by default :data:`mason.DATA`, data only) would
+    refuse in it.
     """
 
     _FIELDS = (
         "module", "module_kind", "variables", "skipped", "environment", "format_version",
-        "signed", "imports", "functions", "scan_error",
+        "signed", "imports", "functions", "scan_error", "refused", "checked_against",
     )
 
     def __init__(self, module: str, module_kind: str, variables=(), skipped=(), environment=None,
-                 format_version=(), signed=False, imports=None, functions=(), scan_error=None):
+                 format_version=(), signed=False, imports=None, functions=(), scan_error=None,
+                 refused=None, checked_against=""):
         self.module = module
         self.module_kind = module_kind
         self.variables: list[dict] = list(variables)
@@ -1056,6 +1060,8 @@ class SessionInfo:
         self.imports: list | None = imports
         self.functions: list = list(functions)
         self.scan_error: str | None = scan_error
+        self.refused: dict[str, list[str]] = dict(refused or {})
+        self.checked_against = checked_against
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
@@ -1072,14 +1078,16 @@ class SessionInfo:
         return [v["name"] for v in self.variables]
 
 
-def inspect(filename=None, storage_options=None) -> SessionInfo:
+def inspect(filename=None, storage_options=None, allow=None) -> SessionInfo:
     """Describe a session file (a path, URL or binary stream) without
     running anything from it.
 
     Safe for untrusted files: the JSON index is parsed after its checksum is
-    verified, and the pickle segments are only scanned for the modules they
-    name, with inert placeholders instead of real objects.
-    ``storage_options``: a dict for fsspec, with a URL.
+    verified, and the pickle segments are only scanned, by a machine that
+    runs nothing, in time and memory linear in their size.
+    ``storage_options``: a dict for fsspec, with a URL.  ``allow``: the
+    allowlist to judge the file against (default :data:`mason.DATA`):
+    ``refused`` tells, per variable, what a load with it would refuse.
     """
     source = default_session_path() if filename is None else filename
     with _open_session(source, _LoadOptions(mmap=False, key=False, storage_options=storage_options)) as session:
@@ -1093,11 +1101,14 @@ def inspect(filename=None, storage_options=None) -> SessionInfo:
             format_version=tuple(session.version),
             signed=session.signature is not None,
         )
+        allowlist = Allowlist.from_arg(DATA if allow is None else allow)
+        info.checked_against = "mason.DATA" if allow is None else ", ".join(map(str, allowlist.patterns))
         try:
-            report = scan_session(session, meta["variables"])
+            report = scan_session(session, meta["variables"], allowlist)
         except UnpicklingError as exc:  # CorruptSessionError included: a damaged segment
             info.scan_error = str(exc)
         else:
             info.imports = sorted(m for m in report.modules if m != meta["module"])
             info.functions = list(report.functions)
+            info.refused = {name: sorted(set(p)) for name, p in report.by_variable.items() if p}
         return info

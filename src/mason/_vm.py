@@ -283,12 +283,15 @@ class ScanReport:
 class _Token:
     """An inert stand-in: what a global or a call would have produced."""
 
-    __slots__ = ("kind", "name", "origin")
+    __slots__ = ("kind", "name", "origin", "problem")
 
-    def __init__(self, kind: str, name=None, origin=None):
+    def __init__(self, kind: str, name=None, origin=None, problem=None):
         self.kind = kind  # "global", "rebuilder", "module", "made", "result"
         self.name = name  # "module:name" or the rebuilder's name
         self.origin = origin  # the module it stands for, when known
+        # why the allowlist refuses it: a later pickle that uses it (from the
+        # shared memo) is refused for the same reason
+        self.problem = problem
 
     def __repr__(self):
         return f"<token {self.kind} {self.name}>"
@@ -324,17 +327,28 @@ class Scanner(_Machine):
         self.report.globals.add(f"{module}:{name}")
         if module != REBUILD:
             self.report.modules.add(module)
-        if self.allowlist is not None:
-            self._problem(self.allowlist.global_problem(module, name))
+        problem = self.allowlist.global_problem(module, name) if self.allowlist is not None else None
+        self._problem(problem)
         key = (module, name)
         token = self._tokens.get(key)
         if token is None:
             if module == REBUILD:
-                token = _Token("rebuilder", name)
+                token = _Token("rebuilder", name, problem=problem)
             else:
-                token = _Token("global", f"{module}:{name}", module)
+                token = _Token("global", f"{module}:{name}", module, problem)
             self._tokens[key] = token
         return token
+
+    def _op_get(self, op):
+        op(self)
+        top = self.stack[-1]
+        if isinstance(top, _Token) and top.problem is not None:
+            self._problem(top.problem)
+
+    dispatch = dict(_Machine.dispatch)
+    for _code in (pickle.GET, pickle.BINGET, pickle.LONG_BINGET):
+        dispatch[_code[0]] = (lambda op: lambda self: Scanner._op_get(self, op))(dispatch[_code[0]])
+    del _code
 
     def persistent_load(self, pid):
         return self._result
@@ -344,11 +358,13 @@ class Scanner(_Machine):
         if not isinstance(func, _Token) or func.kind not in ("global", "rebuilder", "made"):
             self._problem(f"a call of {_describe(func)}, which is not an allowed global")
             return self._result
-        if func.kind == "global" and func.name == "builtins:getattr":
-            return self._rebuilder_call("getattr_chain", args)
-        if func.kind in ("made", "global"):
-            return _Token("result", f"the result of {func.name}")
-        return self._rebuilder_call(func.name, args)
+        if func.kind in ("made", "global") and func.name != "builtins:getattr":
+            return _Token("result", f"the result of {func.name}", problem=func.problem)
+        before = len(self.report.problems)
+        result = self._rebuilder_call("getattr_chain" if func.kind == "global" else func.name, args)
+        if len(self.report.problems) > before:
+            result = _Token(result.kind, result.name, result.origin, self.report.problems[before])
+        return result
 
     def _rebuilder_call(self, name, args):
         first = args[0] if args else None

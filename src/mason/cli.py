@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import __version__
+from ._allowlist import DATA
 from ._format import ContainerReader, spec
 from ._format.signing import ENV_VAR as _KEY_ENV_VAR
 from ._format.signing import resolve_key
@@ -167,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _allow_argument(p, "show what a load with this allowlist would refuse (default: DATA, the data-only preset)")
     p.set_defaults(handler=_cmd_inspect)
 
     p = commands.add_parser(
@@ -225,13 +227,9 @@ def _parser() -> argparse.ArgumentParser:
         help="restore only these variables (comma-separated; may be repeated)",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first variable that cannot be restored (default: warn and go on)")
-    p.add_argument(
-        "--allow",
-        action="append",
-        metavar="PATTERN",
-        help="load only if the file uses nothing but these modules (prefixes) or module:name globals;"
-        " 'mason:code' allows functions saved by value (may be repeated or comma-separated)",
-    )
+    _allow_argument(p, "load only what uses nothing but these modules (prefixes) or module:name globals"
+                    " (the rest is refused and named, or the whole file with --strict); DATA is the data-only preset,"
+                    " 'mason:code' allows functions saved by value (may be repeated or comma-separated)")
     _key_arguments(p)
     p.set_defaults(handler=_cmd_load)
 
@@ -256,6 +254,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
     p.set_defaults(handler=_cmd_run)
     return parser
+
+
+def _allow_argument(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--allow", action="append", metavar="PATTERN", help=text)
+
+
+def _allow(args: argparse.Namespace):
+    """The --allow patterns, with DATA standing for the preset; None without any."""
+    patterns = _split_names(args.allow, "--allow", "patterns")
+    if patterns is None:
+        return None
+    return [DATA if pattern in ("DATA", "mason.DATA") else pattern for pattern in patterns]
 
 
 def _key_arguments(p: argparse.ArgumentParser) -> None:
@@ -342,7 +352,7 @@ def _warnings_to_stderr() -> Iterator[list[type]]:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    info = inspect(_source(args.file))
+    info = inspect(_source(args.file), allow=_allow(args))
     label = _label(args.file)
     if args.json:
         print(json.dumps(_info_as_json(info, label), indent=2, sort_keys=True))
@@ -365,6 +375,8 @@ def _info_as_json(info: SessionInfo, label: str) -> dict:
         "imports": info.imports,
         "functions_by_value": info.functions,
         "scan_error": info.scan_error,
+        "checked_against": info.checked_against,
+        "refused": info.refused,
     }
 
 
@@ -390,9 +402,14 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
             "code:     "
             + (f"{_plural(len(info.functions), 'function')} saved by value ({', '.join(code[:6])}{', ...' if len(code) > 6 else ''})" if code else "none saved by value")
         )
+    if info.imports is not None:
+        lines.append(f"allow:    {info.checked_against}: " + (
+            f"a restricted load would refuse {_plural(len(info.refused), 'variable')} (marked !)"
+            if info.refused else "a restricted load would refuse nothing"))
     lines = [_printable(line) for line in lines]
     lines.append("")
-    rows = [(v["name"], v["type"], _human_size(v["size"]), v["stored"]) for v in info.variables]
+    rows = [(("! " if v["name"] in info.refused else "") + v["name"], v["type"], _human_size(v["size"]), v["stored"])
+            for v in info.variables]
     rows += [(s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}") for s in info.skipped]
     rows.sort(key=lambda row: row[0])
     lines += _table(("NAME", "TYPE", "SIZE", "STORED"), rows, right_aligned={2})
@@ -401,6 +418,9 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
     if info.skipped:
         summary += f"; {len(info.skipped)} skipped when saving"
     lines += ["", summary]
+    if info.refused:
+        lines += ["", f"refused under {_printable(info.checked_against)}:"]
+        lines += [f"  {_printable(name)}: {_printable(', '.join(problems))}" for name, problems in sorted(info.refused.items())]
     return "\n".join(lines)
 
 
@@ -607,7 +627,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if names is not None:
         _check_names(names, info)
     key = _key(args)
-    allow = _split_names(args.allow, "--allow", "patterns")
+    allow = _allow(args)
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
     previous_main, previous_path = sys.modules.get("__main__"), sys.path[:]
