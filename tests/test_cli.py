@@ -542,7 +542,7 @@ def test_console_script_inspect_verify_run_load(tmp_path, script):
 
     proc = run_cli("inspect", out_file)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^double\s+function\s+\d+ B\s+value$", proc.stdout, re.M)
+    assert re.search(r"^! double\s+function\s+\d+ B\s+value$", proc.stdout, re.M)
 
     proc = run_cli("inspect", "--json", out_file)
     assert json.loads(proc.stdout)["module"] == "__main__"
