@@ -153,7 +153,7 @@ def test_a_crc_forged_segment_swapped_in_after_the_scan_is_not_what_is_loaded(tm
         assert bytes(reader.segment(1)) == approved and b"system" not in approved
     # The swapped-in segment passes the checksum: refused by the scan of a new load...
     with pytest.raises(ForbiddenGlobalError, match="system"):
-        mason.load_module_asdict(path, allow=[])
+        mason.load_module_asdict(path, allow=[], on_error="raise")
     assert not marker.exists()
     # ...and it is real: a plain load runs it (so the race test below can fail).
     mason.load_module_asdict(path)
@@ -302,7 +302,7 @@ def test_allowlisted_loads_while_another_process_swaps_in_a_crc_forged_segment(t
     with _Rewriter(tmp_path, path, [(offset, genuine, evil)]):
         while time.monotonic() < deadline or sum(outcomes.values()) < 20:
             try:
-                loaded = mason.load_module_asdict(path, allow=[])
+                loaded = mason.load_module_asdict(path, allow=[], on_error="raise")
             except ForbiddenGlobalError:
                 outcomes["forbidden"] += 1
             except CorruptSessionError:  # a copy torn between the two versions

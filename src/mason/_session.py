@@ -389,7 +389,7 @@ def dump_session(filename=None, main=None, byref=False, **kwds) -> None:
 
 class _LoadOptions(_Options):
     DEFAULTS = dict(
-        names=None, on_error="raise", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
+        names=None, on_error="warn", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
         storage_options=None, progress=None, map_location=None,
     )
 
@@ -413,11 +413,15 @@ def load_module(filename=None, module=None, **kwds):
     place and returns it; one saved from a module that was not in
     ``sys.modules`` comes back as a new module (not registered).  ``module``
     (object or name) must match the saved module's name and kind, else
-    ``ValueError``.
+    ``ValueError``; with ``allow=`` the file's module name counts for
+    nothing: its variables go into ``__main__`` or the ``module`` given.
 
     Keywords: ``names=[...]`` restores only those variables (and what they
-    refer to); ``on_error='warn'`` leaves out, with a warning, variables
-    that cannot be restored here instead of failing (default ``'raise'``);
+    refer to).  ``on_error='warn'`` (default): every variable that can be
+    restored is; the others, and only the variables that refer to objects
+    they would have built, are left out and named in one
+    :class:`SkippedVariableWarning` (its ``failures`` says why each);
+    ``on_error='raise'``: the first failure raises and nothing changes;
     ``ignore`` as for :func:`mason.load`; ``mmap=False`` reads blobs into
     memory instead of mapping the file (a URL's blobs are always read);
     ``storage_options`` and ``progress`` as for :func:`dump_module`;
@@ -432,9 +436,12 @@ def load_module(filename=None, module=None, **kwds):
     without checking a signature, even with the variable set.
     ``allow=[...]``: module prefixes (``'numpy'``) and globals
     (``'collections:OrderedDict'``) the file may use, plus ``mason.CODE``
-    for functions saved by value; the file is scanned without running it
-    and refused with :class:`ForbiddenGlobalError`, listing every offender,
-    if it needs anything else.
+    for functions saved by value, or the data-only preset
+    :data:`mason.DATA`; the file is scanned without running it, then loaded
+    by a machine that enforces the list on every step.  Variables that need
+    more are never run and are named in the warning; with
+    ``on_error='raise'`` the whole file is refused with
+    :class:`ForbiddenGlobalError`, listing every offender.
 
     The file is read, verified and unpickled completely before the module
     changes, in one step: if loading fails, the module is as before.
@@ -740,9 +747,11 @@ class _LoadPlan:
                     raise _load_error(var["name"], exc) from exc
                 failures[var["name"]] = f"{type(exc).__name__}: {exc}"
                 loader.recover(var, self.needed[:position])
-        for name, reason in failures.items():
-            if name in wanted:
-                warnings.warn(f"not restored: {name}: {reason}", SkippedVariableWarning, stacklevel=4)
+        failures = {name: reason for name, reason in failures.items() if name in wanted}
+        if failures:
+            lines = "".join(f"\n  {name}: {reason}" for name, reason in failures.items())
+            message = f"{len(failures)} of {len(wanted)} variables not restored:{lines}"
+            warnings.warn(SkippedVariableWarning(message, failures), stacklevel=4)
         return {name: value for name, value in loaded.items() if name in wanted}
 
 

@@ -327,19 +327,19 @@ def _session_variables(reader: ContainerReader, path: str | None) -> list[dict]:
 
 
 @contextlib.contextmanager
-def _warnings_to_stderr() -> Iterator[list[type]]:
-    """Show every mason warning as ``mason: warning: ...``; yield the categories shown.
+def _warnings_to_stderr() -> Iterator[list]:
+    """Show every mason warning as ``mason: warning: ...``; yield the warnings shown.
 
     Other warnings (the script's, the libraries') keep Python's usual format.
     """
-    shown: list[type] = []
+    shown: list = []
     with warnings.catch_warnings():
         warnings.simplefilter("always", MasonWarning)
         original = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, MasonWarning):
-                shown.append(category)
+                shown.append(message)
                 print(f"mason: warning: {message}", file=sys.stderr)
             else:
                 original(message, category, filename, lineno, file, line)
@@ -661,7 +661,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
                     raise
                 # Code from the file failed in a way mason did not word: say so, without a traceback.
                 raise _Failure(f"{label}: cannot load: {type(exc).__name__}: {exc}") from exc
-            failed = sum(issubclass(c, SkippedVariableWarning) for c in shown[before:])
+            failed = sum(len(w.failures) for w in shown[before:] if isinstance(w, SkippedVariableWarning))
         namespace = (loaded if loaded is not None else module).__dict__
         target = info.module if info.module_kind != "main" else "__main__"
         wanted = len(names) if names is not None else len(info.variables)

@@ -64,7 +64,15 @@ class MasonWarning(UserWarning):
 
 
 class SkippedVariableWarning(MasonWarning):
-    """A variable could not be saved or restored and was left out."""
+    """Variables could not be saved or restored and were left out.
+
+    A load names them all in one warning; ``failures`` maps each name to
+    why (its own error, or the failed variable whose objects it refers to).
+    """
+
+    def __init__(self, message="", failures=None):
+        super().__init__(message)
+        self.failures: dict[str, str] = dict(failures or {})
 
 
 class EnvironmentMismatchWarning(MasonWarning):
