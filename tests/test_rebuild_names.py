@@ -46,6 +46,7 @@ FROZEN = [
     "torch_parameter",
     "torch_tensor_setstate",
     "torch_typed_storage",
+    "module_attribute",
 ]
 
 

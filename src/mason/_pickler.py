@@ -13,7 +13,7 @@ import pickle
 import sys
 import types
 
-from . import _settings
+from . import _rebuild, _settings
 from ._compat import Py_TPFLAGS_HEAPTYPE
 from ._reducers import TABLE, USER_TABLE
 from ._reducers.classes import reduce_class
@@ -45,6 +45,9 @@ class Pickler(pickle.Pickler):
     saved by value although importable (the module saved as a session).
     ``session_module``: the module saved as a session; references to it are
     saved by name, whatever its kind, and point at the restored namespace.
+    ``imported``: ``{id(obj): (module, name)}`` for objects that are public
+    attributes of other modules (a session's imported variables): saved as
+    that reference wherever they occur, so ``[CC]`` holds ``sympy.CC`` too.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Pickler(pickle.Pickler):
         buffer_callback=None,
         by_value_modules=(),
         session_module=None,
+        imported=None,
         **kwds,
     ):
         protocol = _settings.option(protocol, "protocol")
@@ -68,6 +72,7 @@ class Pickler(pickle.Pickler):
         self._fmode = int(_settings.option(fmode, "fmode"))
         self._by_value_modules = frozenset(by_value_modules)
         self._session_globals = None if session_module is None else vars(session_module)
+        self._imported = imported or None
         # id(globals dict) -> (globals dict, what rebuilt functions get)
         self._globals_bases: dict[int, tuple[dict, object]] = {}
         self._deferred_cells: set[int] = set()
@@ -95,6 +100,10 @@ class Pickler(pickle.Pickler):
             return self._reduce_function(obj)
         if issubclass(cls, type):
             return self._reduce_class(obj)
+        if self._imported is not None:
+            home = self._imported.get(id(obj))
+            if home is not None:
+                return _rebuild.module_attribute, home
         return NotImplemented
 
     # ------------------------------------------------------------ functions

@@ -517,3 +517,34 @@ def torch_typed_storage(storage, dtype):
     import torch
 
     return torch.storage.TypedStorage(wrap_storage=storage, dtype=_torch_dtype(dtype), _internal=True)
+
+
+# ---------------------------------------------------------------- imported objects
+
+
+def module_attribute(module, name):
+    """A public attribute of an importable module: a variable that was the
+    very object another module holds (``from sympy import *`` gives
+    ``CC is sympy.CC``), found there again.
+
+    ``module`` is a dotted module name and ``name`` one identifier, neither
+    private nor a dunder: what this can reach is exactly what a pickle's own
+    global ``module.name`` could.
+    """
+    if not isinstance(module, str) or not isinstance(name, str):
+        raise UnpicklingError("damaged module attribute reference: names are not strings")
+    parts = module.split(".")
+    if not all(part.isidentifier() and not part.startswith("_") for part in parts):
+        raise UnpicklingError(f"damaged module attribute reference: {module!r} is not a public module name")
+    if not name.isidentifier() or name.startswith("_"):
+        raise UnpicklingError(f"damaged module attribute reference: {name!r} is not a public attribute name")
+    found = getattr(importlib.import_module(module), name, _NO_ATTRIBUTE)
+    if found is _NO_ATTRIBUTE:
+        raise UnpicklingError(
+            f"module {module!r} has no attribute {name!r} here (it had when the file was saved: "
+            f"another version of {parts[0]}?)"
+        )
+    return found
+
+
+_NO_ATTRIBUTE = object()

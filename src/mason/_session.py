@@ -183,6 +183,14 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
             blob_sizes.append(raw.nbytes)
         return False
 
+    # Imported objects inside other variables are references too (the
+    # variables themselves are pickled as their ModuleAttributeRef).
+    imported = {
+        id(entry.value): (entry.saved.module, entry.saved.name)
+        for entry in entries
+        if isinstance(entry.saved, _namespace.ModuleAttributeRef)
+    }
+
     def make_pickler(file, callback=None):
         return Pickler(
             file,
@@ -193,6 +201,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
             buffer_callback=callback,
             by_value_modules=(module.__name__,),
             session_module=module,
+            imported=imported,
         )
 
     pickler = make_pickler(segment, on_buffer)
@@ -202,7 +211,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     progress = _progress.Progress("saving", len(entries), progress=options.progress)
     for entry in progress.track(entries):
         first_blob = len(blob_ids)
-        value = entry.value
+        value = entry.saved
         if type(value) in (bytes, bytearray) and len(value) >= _LargeBytes.THRESHOLD:
             value = _LargeBytes(value)
         try:
@@ -328,7 +337,7 @@ def _count_memo(segments) -> int:
 def _explain(entry, exc, make_pickler) -> str:
     if isinstance(exc, MasonError):
         return f"{entry.name}: {exc}"
-    found = find_culprit(entry.value, lambda f: make_pickler(f), root=entry.name)
+    found = find_culprit(entry.saved, lambda f: make_pickler(f), root=entry.name)
     if found is None:
         return f"{entry.name}: {type(exc).__name__}: {exc}"
     path, culprit, culprit_exc = found
