@@ -68,8 +68,11 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     non-seekable); by default a private per-user file (see
     :func:`default_session_path`).
     ``module``: a module object, an importable module's name, or None.
-    ``refimported``: also save objects imported from other modules (not only
-    functions and classes) as references to them.
+    ``refimported``: also save objects found under the same name in any
+    other loaded module as references to it (dill's rule).  Without it,
+    variables that are the very object a public attribute of another
+    module holds (``from sympy import *`` gives ``CC``) are saved by
+    reference anyway (see docs/types.md, "Imported objects").
 
     Keywords: ``exclude=`` / ``include=`` rules (names, glob patterns,
     compiled regexes, types, predicates ``(name, obj) -> bool``, or lists of
