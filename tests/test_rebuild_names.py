@@ -47,6 +47,8 @@ FROZEN = [
     "torch_tensor_setstate",
     "torch_typed_storage",
     "module_attribute",
+    "reopen_file",
+    "make_method",
 ]
 
 

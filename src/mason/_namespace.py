@@ -120,8 +120,8 @@ def _imported_objects(namespace: dict, own_name: str) -> dict[str, ImportedRef]:
         if mod is None or mod_name == own_name or mod_name == "__main__":
             continue
         mod_dict = getattr(mod, "__dict__", None)
-        if not isinstance(mod_dict, dict):
-            continue
+        if not isinstance(mod_dict, dict) or mod_dict is namespace:
+            continue  # the saved module under another name (``__mp_main__``)
         for var_name, var_id in ((k, i) for i, k in wanted.items() if k not in found):
             candidate = mod_dict.get(var_name, _MISSING)
             if candidate is not _MISSING and id(candidate) == var_id and not _is_atom(candidate):

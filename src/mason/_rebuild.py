@@ -548,3 +548,64 @@ def module_attribute(module, name):
 
 
 _NO_ATTRIBUTE = object()
+
+
+# ---------------------------------------------------------------- files, dill's non-strict loading
+
+
+def reopen_file(name, mode, position, closed, fmode, contents, text_args):
+    """A saved file handle, reopened as :func:`make_file` does, except that a
+    file gone since it was saved is not an error (dill's non-strict mode):
+    a handle for reading (or a closed one) comes back as an empty anonymous
+    file of the same mode, kind and name, with an ``UnpicklingWarning``; a
+    handle for writing creates the file again (as ``make_file`` does).
+    Nothing is created on disk for a handle that could not write there.
+    """
+    if not isinstance(name, str) or not isinstance(mode, str) or not isinstance(closed, bool):
+        raise UnpicklingError("damaged file handle: name, mode or closed flag of the wrong type")
+    if text_args is not None and (
+        not isinstance(text_args, dict) or not set(text_args) <= {"encoding", "errors", "buffering"}
+    ):
+        raise UnpicklingError("damaged file handle: unexpected options for open()")
+    if fmode in (0, 1) and name not in _STD_STREAMS and not os.path.exists(name):
+        writing = any(c in mode for c in "wax+")
+        if closed or not writing:
+            return _empty_file_named(name, mode, closed, text_args)
+    return make_file(name, mode, position, closed, fmode, contents, text_args)
+
+
+def _empty_file_named(name, mode, closed, text_args):
+    import tempfile
+    import warnings
+
+    from .errors import UnpicklingWarning
+
+    try:
+        handle = tempfile.TemporaryFile(mode, **(text_args or {}))
+    except (OSError, ValueError) as exc:
+        raise UnpicklingError(f"cannot stand in for saved file handle {name!r}: {exc}") from None
+    raw = getattr(handle, "buffer", handle)
+    raw = getattr(raw, "raw", raw)
+    raw.name = name  # as saved (the anonymous file has only a descriptor number)
+    if closed:
+        handle.close()
+    else:
+        warnings.warn(
+            f"file {name!r} no longer exists: its saved handle ({mode!r}) reads an empty file instead",
+            UnpicklingWarning,
+            stacklevel=2,
+        )
+    return handle
+
+
+# ---------------------------------------------------------------- methods
+
+
+def make_method(func, obj):
+    """A bound method: ``func`` bound to ``obj`` (dill's rule).  Unlike
+    ``getattr(obj, name)``, this works for a method stored on the instance
+    itself (``self.f = f.__get__(self)``), bound to the loaded copy, and
+    while ``obj`` is still being rebuilt."""
+    if not callable(func) or obj is None:
+        raise UnpicklingError("damaged bound method: its function is not callable or it is bound to nothing")
+    return types.MethodType(func, obj)

@@ -37,6 +37,13 @@ def _instance_dict(obj):
     return getattr(obj, "__dict__", None) or None
 
 
+def reduce_method(method):
+    """A bound method as its function and instance, bound again on load
+    (the default, ``getattr(instance, name)``, cannot find a method stored
+    on the instance itself while that instance is being rebuilt)."""
+    return _rebuild.make_method, (method.__func__, method.__self__)
+
+
 def reduce_property(obj):
     return property, (obj.fget, obj.fset, obj.fdel, obj.__doc__)
 
@@ -239,7 +246,7 @@ def make_file_reducer(fmode: int):
                     contents = src.read()
             except OSError as exc:
                 raise pickle.PicklingError(f"cannot read file {name!r} to save its contents: {exc}") from None
-        return _rebuild.make_file, (name, handle.mode, position, closed, fmode, contents, _open_args(handle))
+        return _rebuild.reopen_file, (name, handle.mode, position, closed, fmode, contents, _open_args(handle))
 
     return reduce_file
 
@@ -288,6 +295,7 @@ TABLE = {
     staticmethod: reduce_staticmethod,
     classmethod: reduce_classmethod,
     property: reduce_property,
+    types.MethodType: reduce_method,
     types.MappingProxyType: reduce_mappingproxy,
     memoryview: reduce_memoryview,
     weakref.ReferenceType: reduce_weakref,
