@@ -82,7 +82,13 @@ class Pickler(pickle.Pickler):
         table.update(dict.fromkeys(FILE_TYPES, make_file_reducer(self._fmode)))
         if protocol >= 5:
             table.update(PROTOCOL5_TABLE)
-        table[types.CellType] = self._reduce_cell
+        # Nothing in the table may refer back to the pickler (a bound method
+        # would): the pickler must die with its last reference, not at the
+        # next garbage collection, or everything in its memo, the objects
+        # dumped included, stays alive until then; and a collected cycle
+        # that holds a memoryview with a PickleBuffer exported from it
+        # crashes CPython (memoryview's tp_clear frees the buffer anyway).
+        table[types.CellType] = functools.partial(_reduce_cell, self._deferred_cells)
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(_stdlib.loaded_tables())
@@ -138,11 +144,6 @@ class Pickler(pickle.Pickler):
             return False
         return not self._recurse
 
-    def _reduce_cell(self, cell):
-        if id(cell) in self._deferred_cells:
-            return reduce_empty_cell(cell)
-        return reduce_cell(cell)
-
     # ------------------------------------------------------------ classes
 
     def _reduce_class(self, cls):
@@ -153,3 +154,9 @@ class Pickler(pickle.Pickler):
         if self._byref and cls.__module__ == "__main__":
             return NotImplemented
         return reduce_class(cls)
+
+
+def _reduce_cell(deferred_cells, cell):
+    if id(cell) in deferred_cells:
+        return reduce_empty_cell(cell)
+    return reduce_cell(cell)

@@ -76,11 +76,29 @@ def reduce_memoryview(view):
 
 
 def reduce_memoryview_out_of_band(view):
-    """Protocol 5: a contiguous view travels as an out-of-band buffer, written
-    straight from its memory (a blob of its own in a session file)."""
-    if not view.contiguous:
+    """Protocol 5: a view of a whole C-contiguous buffer travels as an
+    out-of-band buffer, written straight from its memory (a blob of its own
+    in a session file); a slice is copied.
+
+    The PickleBuffer is made over the object the view looks at, never over
+    the view: a memoryview with a buffer exported from it must not meet the
+    garbage collector.  Should a cycle ever hold both (the pickler's memo
+    holds the view and the PickleBuffer), CPython's memoryview tp_clear
+    frees the memory anyway and the PickleBuffer's release then crashes the
+    interpreter.
+    """
+    base = view.obj
+    # C order only: the rebuilt view casts the bytes to its shape, in C order.
+    if not view.c_contiguous or base is None or isinstance(base, memoryview) or not _spans(view, base):
         return reduce_memoryview(view)
-    return _rebuild.make_memoryview, (pickle.PickleBuffer(view), view.format, view.shape, view.readonly)
+    return _rebuild.make_memoryview, (pickle.PickleBuffer(base), view.format, view.shape, view.readonly)
+
+
+def _spans(view, base) -> bool:
+    """Whether ``view`` sees all of ``base``'s (C-contiguous) memory: a
+    contiguous view of as many bytes inside it can only be the whole."""
+    with memoryview(base) as whole:
+        return whole.c_contiguous and whole.nbytes == view.nbytes
 
 
 def reduce_array_out_of_band(arr):
