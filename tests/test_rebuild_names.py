@@ -49,6 +49,7 @@ FROZEN = [
     "module_attribute",
     "reopen_file",
     "make_method",
+    "import_package",
 ]
 
 

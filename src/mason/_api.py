@@ -214,6 +214,8 @@ def register(t: type):
 
 
 def _explain(obj, make_pickler, exc: BaseException) -> PicklingError:
+    if isinstance(exc.__cause__, RecursionError):  # the Pickler's own advice: no culprit to find
+        return PicklingError(f"obj: {exc}")
     found = find_culprit(obj, make_pickler)
     if found is None:
         return PicklingError(f"obj: {type(exc).__name__}: {exc}")

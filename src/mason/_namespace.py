@@ -6,8 +6,8 @@ import functools
 import sys
 import types
 
-from ._reducers.functions import ModuleDictRef
-from ._reducers.modules import is_importable_module
+from ._reducers.functions import ModuleDictRef, code_global_names
+from ._reducers.modules import is_importable_module, with_submodules
 from ._reducers.naming import lookup_by_name
 from ._reducers.thirdparty import live_singletons
 
@@ -73,6 +73,7 @@ def entries(module: types.ModuleType, keep, refimported: bool) -> list[Entry]:
         result.append(entry)
         if entry.stored == "value" and _may_be_imported(name, value, own):
             maybe_imported.append(entry)
+    _add_reached_submodules(result, namespace, own)
     if maybe_imported:
         # Saved by their own reducers, by reference with the user's changes.
         live = {id(obj) for obj in live_singletons()}
@@ -95,6 +96,38 @@ def how_stored(value, module_name: str) -> str:
         if lookup_by_name(value, frozenset({module_name})):
             return "reference"
     return "value"
+
+
+def _add_reached_submodules(entries, namespace: dict, own: str) -> None:
+    """Module variables that the session's code uses down to submodules
+    (``xml`` in ``xml.etree.ElementTree.parse(...)``) are saved with them:
+    importing ``xml`` alone would not bring ``xml.etree`` back."""
+    modules = [
+        entry for entry in entries
+        if entry.stored == "reference" and entry.saved is entry.value
+        and isinstance(entry.value, types.ModuleType) and entry.value.__name__ != own
+    ]
+    if not modules:
+        return
+    names = _code_names(namespace)
+    if names:
+        for entry in modules:
+            entry.saved = with_submodules(entry.value, names)
+
+
+def _code_names(namespace: dict) -> frozenset:
+    """Every name the code of the namespace's own functions and classes uses."""
+    names: set = set()
+    for value in namespace.values():
+        if isinstance(value, types.FunctionType):
+            if value.__globals__ is namespace:
+                names |= code_global_names(value.__code__)
+        elif isinstance(value, type) and value.__module__ == namespace.get("__name__"):
+            for attr in vars(value).values():
+                func = getattr(attr, "__func__", attr)  # staticmethod, classmethod
+                if isinstance(func, types.FunctionType):
+                    names |= code_global_names(func.__code__)
+    return frozenset(names)
 
 
 class ImportedRef:

@@ -15,6 +15,7 @@ import types
 
 from . import _rebuild, _settings
 from ._compat import Py_TPFLAGS_HEAPTYPE
+from ._diagnose import too_deep
 from ._reducers import TABLE, USER_TABLE
 from ._reducers.classes import reduce_class
 from ._reducers.code import reduce_cell, reduce_empty_cell
@@ -24,6 +25,7 @@ from ._reducers.naming import lookup_by_name
 from ._reducers import stdlib as _stdlib
 from ._reducers.stdlib import FILE_TYPES, PROTOCOL5_TABLE, make_file_reducer
 from ._reducers.thirdparty import loaded_tables
+from .errors import PicklingError
 
 __all__ = ["Pickler"]
 
@@ -95,6 +97,13 @@ class Pickler(pickle.Pickler):
         table.update(loaded_tables(protocol))
         table.update(USER_TABLE)
         self.dispatch_table = table
+
+    def dump(self, obj):
+        try:
+            super().dump(obj)
+        except RecursionError as exc:
+            # The C pickler's own error says neither why nor what to do.
+            raise PicklingError(too_deep(exc)) from exc
 
     # ------------------------------------------------------------ overrides
 

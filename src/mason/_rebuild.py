@@ -609,3 +609,38 @@ def make_method(func, obj):
     if not callable(func) or obj is None:
         raise UnpicklingError("damaged bound method: its function is not callable or it is bound to nothing")
     return types.MethodType(func, obj)
+
+
+# ---------------------------------------------------------------- packages
+
+
+def import_package(name, submodules):
+    """Module ``name`` after importing each of ``submodules`` (dotted names
+    under ``name``), as ``import xml.etree.ElementTree`` leaves ``xml``: code
+    saved with it reaches them as attributes (``xml.etree.ElementTree``).
+
+    A submodule that cannot be imported here is left out with an
+    ``UnpicklingWarning``: the module itself is still what was saved, and
+    only code that reaches the missing submodule fails, when it runs.
+    """
+    if not isinstance(name, str) or not _is_dotted_name(name) or name == "__main__":
+        raise UnpicklingError(f"damaged package reference: {name!r} is not a module name")
+    if not isinstance(submodules, tuple) or not all(
+        isinstance(sub, str) and sub.startswith(name + ".") and _is_dotted_name(sub) for sub in submodules
+    ):
+        raise UnpicklingError(f"damaged package reference: submodules of {name!r} that are not under it")
+    module = importlib.import_module(name)
+    for sub in submodules:
+        try:
+            importlib.import_module(sub)
+        except ImportError as exc:
+            import warnings
+
+            from .errors import UnpicklingWarning
+
+            warnings.warn(f"{name}: submodule {sub} not imported: {exc}", UnpicklingWarning, stacklevel=2)
+    return module
+
+
+def _is_dotted_name(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))

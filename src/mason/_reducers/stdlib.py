@@ -8,6 +8,7 @@ caller as it is, without the path.
 
 from __future__ import annotations
 
+import abc
 import array
 import collections
 import gc
@@ -46,6 +47,19 @@ def reduce_method(method):
 
 def reduce_property(obj):
     return property, (obj.fget, obj.fset, obj.fdel, obj.__doc__)
+
+
+# abc's deprecated decorators are subclasses (the C pickler's table is
+# looked up by exact type): made again by calling their class, by name.
+
+
+def reduce_abstract_wrapper(obj):
+    """``abc.abstractclassmethod(f)`` / ``abc.abstractstaticmethod(f)``."""
+    return type(obj), (obj.__func__,), _instance_dict(obj)
+
+
+def reduce_abstract_property(obj):
+    return type(obj), (obj.fget, obj.fset, obj.fdel, obj.__doc__)
 
 
 _DICT_VIEWS = {
@@ -313,6 +327,9 @@ TABLE = {
     staticmethod: reduce_staticmethod,
     classmethod: reduce_classmethod,
     property: reduce_property,
+    abc.abstractclassmethod: reduce_abstract_wrapper,
+    abc.abstractstaticmethod: reduce_abstract_wrapper,
+    abc.abstractproperty: reduce_abstract_property,
     types.MethodType: reduce_method,
     types.MappingProxyType: reduce_mappingproxy,
     memoryview: reduce_memoryview,
