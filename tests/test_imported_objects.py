@@ -11,7 +11,7 @@ import pytest
 
 import mason
 from conftest import run_python
-from mason import _namespace, _rebuild
+from mason import _imported, _namespace, _rebuild
 
 
 def roundtrip(tmp_path, save: str, load: str):
@@ -180,7 +180,7 @@ def test_literals_private_names_and_own_objects_stay_by_value(modules):
 
 
 def test_a_namespace_without_imports_searches_no_module():
-    homes = _namespace.PublicHomes([1, "a", [1], {}], "__main__", [[1]])
+    homes = _imported.PublicHomes([1, "a", [1], {}], "__main__", [[1]])
     assert homes._modules == []
 
 

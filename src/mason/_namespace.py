@@ -6,10 +6,10 @@ import functools
 import sys
 import types
 
-from ._reducers.functions import ModuleDictRef, code_global_names
-from ._reducers.modules import is_importable_module, with_submodules
+from . import _imported
+from ._reducers.functions import ModuleDictRef
+from ._reducers.modules import is_importable_module
 from ._reducers.naming import lookup_by_name
-from ._reducers.thirdparty import live_singletons
 
 
 class Entry:
@@ -56,33 +56,20 @@ def entries(module: types.ModuleType, keep, refimported: bool) -> list[Entry]:
     """The variables to save, sorted by name (deterministic output)."""
     namespace = vars(module)
     own = module.__name__
-    imported = _imported_objects(namespace, own) if refimported else {}
+    imported = _imported.same_name_objects(namespace, own) if refimported else {}
     result = []
-    maybe_imported = []
     for name in sorted(namespace):
         value = namespace[name]
         if not keep(name, value):
             continue
         if name in imported:
             result.append(Entry(name, value, "reference", imported[name]))
-            continue
-        if value is namespace:  # ``g = globals()``: the restored namespace
+        elif value is namespace:  # ``g = globals()``: the restored namespace
             result.append(Entry(name, value, "reference", ModuleDictRef(own)))
-            continue
-        entry = Entry(name, value, how_stored(value, own))
-        result.append(entry)
-        if entry.stored == "value" and _may_be_imported(name, value, own):
-            maybe_imported.append(entry)
-    _add_reached_submodules(result, namespace, own)
-    if maybe_imported:
-        # Saved by their own reducers, by reference with the user's changes.
-        live = {id(obj) for obj in live_singletons()}
-        maybe_imported = [entry for entry in maybe_imported if id(entry.value) not in live]
-        homes = PublicHomes((entry.value for entry in result), own, [entry.value for entry in maybe_imported])
-        for entry in maybe_imported:
-            home = homes.find(entry.name, entry.value)
-            if home is not None:
-                entry.stored, entry.saved = "reference", ModuleAttributeRef(*home)
+        else:
+            result.append(Entry(name, value, how_stored(value, own)))
+    _imported.with_reached_submodules(result, namespace, own)
+    _imported.by_public_home(result, own)
     return result
 
 
@@ -96,213 +83,6 @@ def how_stored(value, module_name: str) -> str:
         if lookup_by_name(value, frozenset({module_name})):
             return "reference"
     return "value"
-
-
-def _add_reached_submodules(entries, namespace: dict, own: str) -> None:
-    """Module variables that the session's code uses down to submodules
-    (``xml`` in ``xml.etree.ElementTree.parse(...)``) are saved with them:
-    importing ``xml`` alone would not bring ``xml.etree`` back."""
-    modules = [
-        entry for entry in entries
-        if entry.stored == "reference" and entry.saved is entry.value
-        and isinstance(entry.value, types.ModuleType) and entry.value.__name__ != own
-    ]
-    if not modules:
-        return
-    names = _code_names(namespace)
-    if names:
-        for entry in modules:
-            entry.saved = with_submodules(entry.value, names)
-
-
-def _code_names(namespace: dict) -> frozenset:
-    """Every name the code of the namespace's own functions and classes uses."""
-    names: set = set()
-    for value in namespace.values():
-        if isinstance(value, types.FunctionType):
-            if value.__globals__ is namespace:
-                names |= code_global_names(value.__code__)
-        elif isinstance(value, type) and value.__module__ == namespace.get("__name__"):
-            for attr in vars(value).values():
-                func = getattr(attr, "__func__", attr)  # staticmethod, classmethod
-                if isinstance(func, types.FunctionType):
-                    names |= code_global_names(func.__code__)
-    return frozenset(names)
-
-
-class ImportedRef:
-    """An object saved as ``getattr(module, name)``: re-imported on load."""
-
-    __slots__ = ("module", "attr", "obj")
-
-    def __init__(self, module: str, attr: str, obj):
-        self.module, self.attr, self.obj = module, attr, obj
-
-    def __reduce__(self):
-        from . import _rebuild
-
-        return _rebuild.getattr_chain, (sys.modules[self.module], self.attr)
-
-
-def _imported_objects(namespace: dict, own_name: str) -> dict[str, ImportedRef]:
-    """dill's ``refimported``: objects found under the same name in another
-    loaded module are saved as references to it."""
-    wanted = {id(v): k for k, v in namespace.items() if not isinstance(v, types.ModuleType)}
-    found: dict[str, ImportedRef] = {}
-    for mod_name, mod in list(sys.modules.items()):
-        if mod is None or mod_name == own_name or mod_name == "__main__":
-            continue
-        mod_dict = getattr(mod, "__dict__", None)
-        if not isinstance(mod_dict, dict) or mod_dict is namespace:
-            continue  # the saved module under another name (``__mp_main__``)
-        for var_name, var_id in ((k, i) for i, k in wanted.items() if k not in found):
-            candidate = mod_dict.get(var_name, _MISSING)
-            if candidate is not _MISSING and id(candidate) == var_id and not _is_atom(candidate):
-                found[var_name] = ImportedRef(mod_name, var_name, candidate)
-    return found
-
-
-_MISSING = object()
-
-
-def _is_atom(value) -> bool:
-    # Small ints, None, short strings are shared by the interpreter; "found in
-    # another module" means nothing for them.
-    return value is None or isinstance(value, (bool, int, float, str, bytes))
-
-
-# ---------------------------------------------------------------- imported objects
-#
-# ``from sympy import *`` leaves ``CC``, ``S``, ``pi`` in a session; copying
-# them by value loses their identity (``CC is sympy.CC``), and some cannot
-# be rebuilt from a copy at all.  A variable that is the very same object as
-# a public attribute of another importable module is saved as that module
-# and attribute name instead, whatever its type.  Only the modules the
-# namespace itself refers to are searched (a namespace holding ``CC`` holds
-# sympy's functions too), so a session without imports pays nothing.
-
-
-class ModuleAttributeRef:
-    """Pickles as "attribute ``name`` of module ``module``", imported on load."""
-
-    __slots__ = ("module", "name")
-
-    def __init__(self, module: str, name: str):
-        self.module, self.name = module, name
-
-    def __reduce__(self):
-        from . import _rebuild
-
-        return _rebuild.module_attribute, (self.module, self.name)
-
-
-# Values that are equal wherever they come from, and that the interpreter
-# shares between unrelated modules (small ints, interned strings, ``()``):
-# being found in a module says nothing about where they came from.
-_LITERAL_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, type(...), type(NotImplemented)})
-
-
-def _may_be_imported(name: str, value, own: str) -> bool:
-    """Whether ``value`` could be another module's object (cheap checks only)."""
-    cls = type(value)
-    if cls in _LITERAL_TYPES or isinstance(value, types.ModuleType):
-        return False
-    if name.startswith("__") and name.endswith("__"):
-        return False  # the module's own bookkeeping (``__doc__``, ``__annotations__``)
-    if cls in (tuple, frozenset) and not value:
-        return False  # ``()`` and ``frozenset()`` are singletons
-    # Objects of the session's own classes, and its own functions, are the
-    # user's even when they were also stored into some other module.
-    home = cls.__module__
-    if home == own or home == "__main__":
-        return False
-    owner = getattr(value, "__module__", None) if isinstance(value, (type, types.FunctionType)) else None
-    return owner != own and owner != "__main__"
-
-
-class PublicHomes:
-    """Finds an object among the public attributes of the modules a
-    namespace refers to: module objects in it, the modules that define the
-    types and functions in it, and every package above those (``builtins``
-    aside: a ``list`` says nothing about where it came from).
-
-    The shortest module path wins (``sympy`` over
-    ``sympy.polys.domains``), then the variable's own name, then the first
-    name in sorted order, so the same session is always saved the same way.
-    A module's reverse map (object id -> name) is built the first time a
-    lookup by the variable's name fails in it, and only for ``wanted`` ids.
-    """
-
-    def __init__(self, values, own: str, wanted) -> None:
-        names = set()
-        for source in {s for s in _defining_modules(values) if isinstance(s, str)}:
-            # Private modules are never a public home, and their packages
-            # are reached through the public modules that use them.
-            if isinstance(source, str) and source[:1] != "_" and "._" not in source:
-                parts = source.split(".")
-                names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
-        names.difference_update((own, "__main__", "builtins"))
-        modules = []
-        for name in sorted(names, key=lambda n: (n.count("."), len(n), n)):
-            module = sys.modules.get(name)
-            # Not an alias entry of sys.modules (``os.path`` is posixpath).
-            if module is not None and getattr(module, "__name__", None) == name:
-                modules.append(module)
-        self._modules = modules
-        self._wanted = {id(value) for value in wanted}
-        self._reverse: dict[str, dict[int, str]] = {}
-
-    def find(self, var_name: str, value) -> tuple[str, str] | None:
-        """(module name, attribute name) where ``value`` lives, or None."""
-        public_name = not var_name.startswith("_")
-        for module in self._modules:
-            if public_name and vars(module).get(var_name, _MISSING) is value:
-                return module.__name__, var_name
-            attr = self._reverse_map(module).get(id(value))
-            if attr is not None:
-                return module.__name__, attr
-        return None
-
-    def _reverse_map(self, module) -> dict[int, str]:
-        found = self._reverse.get(module.__name__)
-        if found is not None:
-            return found
-        found = self._reverse[module.__name__] = {}
-        namespace = vars(module)
-        wanted = self._wanted
-        # Most modules hold none of the wanted objects: one pass in C says so.
-        if wanted.isdisjoint(map(id, namespace.values())):
-            return found
-        for attr, value in namespace.items():
-            key = id(value)
-            if key in wanted and isinstance(attr, str) and not attr.startswith("_"):
-                known = found.get(key)
-                if known is None or attr < known:
-                    found[key] = attr
-        return found
-
-
-def _defining_modules(values) -> list:
-    """Names of the modules the values come from (cheap attribute reads;
-    whatever a class put in ``__module__``, the caller keeps strings only)."""
-    sources = []
-    add = sources.append
-    for value in values:
-        cls = type(value)
-        add(cls.__module__)
-        if isinstance(value, types.ModuleType):
-            add(getattr(value, "__name__", None))
-        elif isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
-            add(getattr(value, "__module__", None))
-            if cls is types.BuiltinMethodType:
-                # ``from numpy.random import rand``: a method of a hidden
-                # instance, whose class tells the package.
-                bound_to = getattr(value, "__self__", None)
-                if not isinstance(bound_to, types.ModuleType):
-                    add(type(bound_to).__module__)
-        elif cls is types.MethodType:
-            add(type(value.__self__).__module__)
-    return sources
 
 
 # ---------------------------------------------------------------- environment

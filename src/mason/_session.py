@@ -21,7 +21,7 @@ import traceback
 import types
 import warnings
 
-from . import _namespace, _progress, _rebuild
+from . import _imported, _namespace, _progress, _rebuild
 from ._allowlist import Allowlist, ScanReport, StreamScanner
 from ._diagnose import find_culprit
 from ._filter import make_filter
@@ -191,7 +191,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     imported = {
         id(entry.value): (entry.saved.module, entry.saved.name)
         for entry in entries
-        if isinstance(entry.saved, _namespace.ModuleAttributeRef)
+        if isinstance(entry.saved, _imported.ModuleAttributeRef)
     }
 
     def make_pickler(file, callback=None):
