@@ -145,7 +145,7 @@ class _Thing:
     pass
 
 
-def test_shortest_public_path_then_own_name_wins(modules):
+def test_own_name_in_the_shortest_path_then_any_name_in_a_package(modules):
     thing, other = _Thing(), _Thing()
     _Thing.__module__ = "fakepkg.core.things"
     try:
@@ -180,8 +180,7 @@ def test_literals_private_names_and_own_objects_stay_by_value(modules):
 
 
 def test_a_namespace_without_imports_searches_no_module():
-    homes = _imported.PublicHomes([1, "a", [1], {}], "__main__", [[1]])
-    assert homes._modules == []
+    assert not _imported.PublicHomes([1, "a", [1], {}], "__main__").searches()
 
 
 # ---------------------------------------------------------------- the reconstructor

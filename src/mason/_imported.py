@@ -31,14 +31,31 @@ def by_public_home(entries, own: str) -> None:
     candidates = [e for e in entries if e.stored == "value" and _may_be_imported(e.name, e.value, own)]
     if not candidates:
         return
+    # The namespace refers to other modules through what it holds by
+    # reference (modules, imported functions and classes) and through the
+    # types of the candidates themselves; the values it holds as its own
+    # (literals, its functions, its objects) name no other module.
+    referring = [e.value for e in entries if e.stored == "reference"] + [e.value for e in candidates]
+    homes = PublicHomes(referring, own)
+    if not homes.searches():
+        return
     # Saved by their own reducers, by reference with the user's changes.
     live = {id(obj) for obj in live_singletons()}
-    candidates = [entry for entry in candidates if id(entry.value) not in live]
-    homes = PublicHomes((entry.value for entry in entries), own, [entry.value for entry in candidates])
+    left = []
     for entry in candidates:
-        home = homes.find(entry.name, entry.value)
-        if home is not None:
+        if id(entry.value) in live:
+            continue
+        home = homes.by_name(entry.name, entry.value)
+        if home is None:
+            left.append(entry)
+        else:
             entry.stored, entry.saved = "reference", ModuleAttributeRef(*home)
+    if left:
+        found = homes.by_identity([entry.value for entry in left])
+        for entry in left:
+            home = found.get(id(entry.value))
+            if home is not None:
+                entry.stored, entry.saved = "reference", ModuleAttributeRef(*home)
 
 
 class ModuleAttributeRef:
@@ -78,24 +95,30 @@ def _may_be_imported(name: str, value, own: str) -> bool:
 
 
 class PublicHomes:
-    """Finds an object among the public attributes of the modules a
-    namespace refers to: module objects in it, the modules that define the
-    types and functions in it, and every package above those (``builtins``
-    aside: a ``list`` says nothing about where it came from).
+    """Finds objects among the public attributes of the modules a namespace
+    refers to: module objects in it, the modules that define the types and
+    functions in it, and every package above those (``builtins`` aside: a
+    ``list`` says nothing about where it came from).
 
-    The shortest module path wins (``sympy`` over
-    ``sympy.polys.domains``), then the variable's own name, then the first
-    name in sorted order, so the same session is always saved the same way.
-    A module's reverse map (object id -> name) is built the first time a
-    lookup by the variable's name fails in it, and only for ``wanted`` ids.
+    First by the variable's own name (``from sympy import *``), in the
+    shortest module path that has it (``sympy.CC``, not
+    ``sympy.polys.domains.CC``); then, for what is left, under any public
+    name of a top-level package or of a module the namespace holds
+    (``codes = np.typecodes``), shortest path and first name in sorted order
+    first, so the same session is always saved the same way.  That second
+    search reads whole module dicts: it is done once, for all that is left.
     """
 
-    def __init__(self, values, own: str, wanted) -> None:
+    def __init__(self, values, own: str) -> None:
         names = set()
+        held = set()
+        for value in values:
+            if isinstance(value, types.ModuleType):
+                held.add(value.__name__)
         for source in {s for s in _defining_modules(values) if isinstance(s, str)}:
             # Private modules are never a public home, and their packages
             # are reached through the public modules that use them.
-            if isinstance(source, str) and source[:1] != "_" and "._" not in source:
+            if source[:1] != "_" and "._" not in source:
                 parts = source.split(".")
                 names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
         names.difference_update((own, "__main__", "builtins"))
@@ -106,36 +129,44 @@ class PublicHomes:
             if module is not None and getattr(module, "__name__", None) == name:
                 modules.append(module)
         self._modules = modules
-        self._wanted = {id(value) for value in wanted}
-        self._reverse: dict[str, dict[int, str]] = {}
+        self._broad = [m for m in modules if "." not in m.__name__ or m.__name__ in held]
 
-    def find(self, var_name: str, value) -> tuple[str, str] | None:
-        """(module name, attribute name) where ``value`` lives, or None."""
-        public_name = not var_name.startswith("_")
+    def searches(self) -> bool:
+        """Whether there is any module to search at all."""
+        return bool(self._modules)
+
+    def by_name(self, var_name: str, value) -> tuple[str, str] | None:
+        """(module name, ``var_name``) of the shortest module holding
+        ``value`` as ``var_name``, or None."""
+        if var_name.startswith("_"):
+            return None
         for module in self._modules:
-            if public_name and vars(module).get(var_name, _MISSING) is value:
+            if vars(module).get(var_name, _MISSING) is value:
                 return module.__name__, var_name
-            attr = self._reverse_map(module).get(id(value))
-            if attr is not None:
-                return module.__name__, attr
         return None
 
-    def _reverse_map(self, module) -> dict[int, str]:
-        found = self._reverse.get(module.__name__)
-        if found is not None:
-            return found
-        found = self._reverse[module.__name__] = {}
-        namespace = vars(module)
-        wanted = self._wanted
-        # Most modules hold none of the wanted objects: one pass in C says so.
-        if wanted.isdisjoint(map(id, namespace.values())):
-            return found
-        for attr, value in namespace.items():
-            key = id(value)
-            if key in wanted and isinstance(attr, str) and not attr.startswith("_"):
-                known = found.get(key)
-                if known is None or attr < known:
-                    found[key] = attr
+    def by_identity(self, values) -> dict[int, tuple[str, str]]:
+        """{id(value): (module name, attribute name)} for those of ``values``
+        that some top-level package or held module has under a public name."""
+        wanted = {id(value) for value in values}
+        found: dict[int, tuple[str, str]] = {}
+        for module in self._broad:
+            namespace = vars(module)
+            # Most modules hold none of the wanted objects: one pass in C says so.
+            if wanted.isdisjoint(map(id, namespace.values())):
+                continue
+            here: dict[int, str] = {}
+            for attr, value in namespace.items():
+                key = id(value)
+                if key in wanted and isinstance(attr, str) and not attr.startswith("_"):
+                    known = here.get(key)
+                    if known is None or attr < known:
+                        here[key] = attr
+            for key, attr in here.items():
+                found[key] = (module.__name__, attr)
+            wanted.difference_update(here)
+            if not wanted:
+                break
         return found
 
 
