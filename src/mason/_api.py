@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 
 from ._allowlist import Allowlist, StreamScanner
 from ._diagnose import find_culprit
 from ._format.spec import MAGIC
 from ._pickler import Pickler
+from ._session import load_module
 from ._unpickler import Unpickler
 from .errors import MasonError, PicklingError, UnpicklingError
 
@@ -65,10 +67,6 @@ def load(file, ignore=None, *, allow=None, map_location=None, **kwds):
 def _load_session_file(file, ignore, allow, map_location, kwds):
     """``dill.load`` on one of dill's session files restores the module and
     returns it; so does this on a file written by ``dump_module``."""
-    import sys
-
-    from ._session import load_module
-
     module = load_module(file, ignore=ignore, allow=allow, map_location=map_location, **kwds)
     return sys.modules["__main__"] if module is None else module
 
