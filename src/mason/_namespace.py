@@ -7,6 +7,7 @@ import sys
 import types
 
 from . import _imported
+from ._imported import ImportedRef  # noqa: F401 - its home before _imported existed; tests import it here
 from ._reducers.functions import ModuleDictRef
 from ._reducers.modules import is_importable_module
 from ._reducers.naming import lookup_by_name
