@@ -46,6 +46,10 @@ FROZEN = [
     "torch_parameter",
     "torch_tensor_setstate",
     "torch_typed_storage",
+    "module_attribute",
+    "reopen_file",
+    "make_method",
+    "import_package",
 ]
 
 

@@ -75,8 +75,8 @@ def test_imported_names_by_reference(session):
         mason.dump_module(PATH)
         info = mason.inspect(PATH)
         stored = {v['name']: v['stored'] for v in info.variables}
-        assert stored['dom'] == stored['isleap'] == stored['complex_log'] == 'reference', stored
-        assert stored['day_name'] == 'value'
+        # day_name is an instance, found as the public calendar.day_name
+        assert stored['dom'] == stored['isleap'] == stored['complex_log'] == stored['day_name'] == 'reference', stored
         mason.dump_module(PATH, refimported=True)
         stored = {v['name']: v['stored'] for v in mason.inspect(PATH).variables}
         assert stored['day_name'] == 'reference', stored

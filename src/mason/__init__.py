@@ -34,12 +34,15 @@ from .errors import (
     MasonError,
     MasonWarning,
     PicklingError,
+    PicklingWarning,
     SignatureError,
     SkippedVariableWarning,
     UnpicklingError,
+    UnpicklingWarning,
     UnsupportedFormatError,
     VersionMismatchError,
 )
+from . import session  # noqa: F401 - ``mason.session.dump_module``, as ``dill.session``
 
 __version__ = "0.1.0"
 
@@ -71,8 +74,10 @@ __all__ = [
     "VersionMismatchError",
     "Pickler",
     "PicklingError",
+    "PicklingWarning",
     "Unpickler",
     "UnpicklingError",
+    "UnpicklingWarning",
     "copy",
     "default_session_path",
     "dump",

@@ -73,6 +73,7 @@ REBUILDERS = {
     "make_tempfile": "data", "make_stringio": "data", "make_keyed_ref": "data",
     "make_weakref_with_callback": "data", "make_array": "data", "bytes_from_buffer": "data",
     "import_module": "module", "module_dict": "module", "module_attribute": "module",
+    "import_package": "module", "make_method": "data", "reopen_file": FILES,
     "getattr_chain": "access", "class_attribute": "access",
     "code_from_marshal": CODE, "make_file": FILES,
     "matplotlib_rcparams": "matplotlib",

@@ -8,10 +8,25 @@ building a path like ``obj['results'][3].gen``.
 from __future__ import annotations
 
 import io
+import sys
 import types
 
 _MAX_DEPTH = 64
 _MAX_TRIES = 5000
+
+
+def too_deep(exc: BaseException) -> str:
+    """What to do when pickling ran out of recursion: the graph itself is
+    the problem, not one object in it, so no path is searched for."""
+    limit = sys.getrecursionlimit()
+    return (
+        f"nested too deeply to pickle: pickling follows references recursively, several levels of "
+        f"the recursion limit ({limit}) per object, and this object graph goes deeper ({exc}). "
+        "Store long chains flatter (a list of the nodes rather than each node referring to the next), "
+        "or raise the limit with sys.setrecursionlimit() for this dump; for a limit far above the "
+        "default, dump from a thread with a larger stack (threading.stack_size()), or the interpreter "
+        "may crash"
+    )
 
 
 def find_culprit(obj, make_pickler, root: str = "obj"):
@@ -24,6 +39,12 @@ def find_culprit(obj, make_pickler, root: str = "obj"):
         try:
             make_pickler(io.BytesIO()).dump(candidate)
         except Exception as exc:  # any failure at all is what we look for
+            # Only its type and message are used.  Its traceback would tie
+            # this frame's caller, which keeps the exception, into a cycle
+            # (exception -> traceback -> frame -> f_back -> exception) that
+            # keeps the pickler and every object it saw alive until the
+            # next garbage collection.
+            exc.__traceback__ = exc.__context__ = exc.__cause__ = None
             return exc
         return None
 

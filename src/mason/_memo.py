@@ -28,7 +28,7 @@ UNKNOWN = type("Unknown", (), {"__repr__": lambda self: "<unknown>", "__slots__"
 
 _REBUILD = "mason._rebuild"
 #: mason reconstructors whose result depends only on a constant name
-_STATIC_CALLS = frozenset({"import_module", "module_dict", "module_attribute"})
+_STATIC_CALLS = frozenset({"import_module", "module_dict", "module_attribute", "import_package"})
 
 _CONSTANTS = frozenset({
     "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
@@ -174,7 +174,7 @@ def _is_static(value) -> bool:
 
 def _static_call(func, args):
     if (isinstance(func, StaticGlobal) and func.module == _REBUILD and func.name in _STATIC_CALLS
-            and type(args) is tuple and args and all(type(a) is str for a in args)):
+            and type(args) is tuple and args and all(_is_name_or_names(a) for a in args)):
         return StaticCall(func.name, args)
     return UNKNOWN
 
@@ -185,3 +185,7 @@ def memo_gets(data) -> set[int]:
         return {arg for op, arg, _ in pickletools.genops(bytes(data)) if op.name in _GETS}
     except (ValueError, EOFError) as exc:
         raise CorruptSessionError(f"damaged pickle segment: {exc}") from None
+
+
+def _is_name_or_names(value) -> bool:
+    return type(value) is str or (type(value) is tuple and all(type(v) is str for v in value))

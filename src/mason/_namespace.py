@@ -6,20 +6,28 @@ import functools
 import sys
 import types
 
+from . import _imported
+from ._imported import ImportedRef  # noqa: F401 - its home before _imported existed; tests import it here
 from ._reducers.functions import ModuleDictRef
 from ._reducers.modules import is_importable_module
 from ._reducers.naming import lookup_by_name
 
 
 class Entry:
-    """One variable of a saved namespace."""
+    """One variable of a saved namespace.
 
-    __slots__ = ("name", "value", "stored")
+    ``value`` is the variable's object (its type and package are recorded);
+    ``saved`` is what is pickled for it: the object itself, or a reference
+    that loading resolves to it (``stored == "reference"``).
+    """
 
-    def __init__(self, name: str, value: object, stored: str) -> None:
+    __slots__ = ("name", "value", "stored", "saved")
+
+    def __init__(self, name: str, value: object, stored: str, saved: object = None) -> None:
         self.name = name
         self.value = value
         self.stored = stored  # "value" or "reference"
+        self.saved = value if saved is None else saved
 
     def __repr__(self) -> str:
         return f"Entry({self.name!r}, {type(self.value).__name__}, {self.stored!r})"
@@ -48,19 +56,21 @@ def module_kind(module: types.ModuleType) -> str:
 def entries(module: types.ModuleType, keep, refimported: bool) -> list[Entry]:
     """The variables to save, sorted by name (deterministic output)."""
     namespace = vars(module)
-    imported = _imported_objects(namespace, module.__name__) if refimported else {}
+    own = module.__name__
+    imported = _imported.same_name_objects(namespace, own) if refimported else {}
     result = []
     for name in sorted(namespace):
         value = namespace[name]
         if not keep(name, value):
             continue
         if name in imported:
-            result.append(Entry(name, imported[name], "reference"))
-            continue
-        if value is namespace:  # ``g = globals()``: the restored namespace
-            result.append(Entry(name, ModuleDictRef(module.__name__), "reference"))
-            continue
-        result.append(Entry(name, value, how_stored(value, module.__name__)))
+            result.append(Entry(name, value, "reference", imported[name]))
+        elif value is namespace:  # ``g = globals()``: the restored namespace
+            result.append(Entry(name, value, "reference", ModuleDictRef(own)))
+        else:
+            result.append(Entry(name, value, how_stored(value, own)))
+    _imported.with_reached_submodules(result, namespace, own)
+    _imported.by_public_home(result, own)
     return result
 
 
@@ -74,47 +84,6 @@ def how_stored(value, module_name: str) -> str:
         if lookup_by_name(value, frozenset({module_name})):
             return "reference"
     return "value"
-
-
-class ImportedRef:
-    """An object saved as ``getattr(module, name)``: re-imported on load."""
-
-    __slots__ = ("module", "attr", "obj")
-
-    def __init__(self, module: str, attr: str, obj):
-        self.module, self.attr, self.obj = module, attr, obj
-
-    def __reduce__(self):
-        from . import _rebuild
-
-        return _rebuild.getattr_chain, (sys.modules[self.module], self.attr)
-
-
-def _imported_objects(namespace: dict, own_name: str) -> dict[str, ImportedRef]:
-    """dill's ``refimported``: objects found under the same name in another
-    loaded module are saved as references to it."""
-    wanted = {id(v): k for k, v in namespace.items() if not isinstance(v, types.ModuleType)}
-    found: dict[str, ImportedRef] = {}
-    for mod_name, mod in list(sys.modules.items()):
-        if mod is None or mod_name == own_name or mod_name == "__main__":
-            continue
-        mod_dict = getattr(mod, "__dict__", None)
-        if not isinstance(mod_dict, dict):
-            continue
-        for var_name, var_id in ((k, i) for i, k in wanted.items() if k not in found):
-            candidate = mod_dict.get(var_name, _MISSING)
-            if candidate is not _MISSING and id(candidate) == var_id and not _is_atom(candidate):
-                found[var_name] = ImportedRef(mod_name, var_name, candidate)
-    return found
-
-
-_MISSING = object()
-
-
-def _is_atom(value) -> bool:
-    # Small ints, None, short strings are shared by the interpreter; "found in
-    # another module" means nothing for them.
-    return value is None or isinstance(value, (bool, int, float, str, bytes))
 
 
 # ---------------------------------------------------------------- environment

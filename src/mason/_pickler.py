@@ -13,8 +13,9 @@ import pickle
 import sys
 import types
 
-from . import _settings
+from . import _rebuild, _settings
 from ._compat import Py_TPFLAGS_HEAPTYPE
+from ._diagnose import too_deep
 from ._reducers import TABLE, USER_TABLE
 from ._reducers.classes import reduce_class
 from ._reducers.code import reduce_cell, reduce_empty_cell
@@ -24,6 +25,7 @@ from ._reducers.naming import lookup_by_name
 from ._reducers import stdlib as _stdlib
 from ._reducers.stdlib import FILE_TYPES, PROTOCOL5_TABLE, make_file_reducer
 from ._reducers.thirdparty import loaded_tables
+from .errors import PicklingError
 
 __all__ = ["Pickler"]
 
@@ -45,6 +47,9 @@ class Pickler(pickle.Pickler):
     saved by value although importable (the module saved as a session).
     ``session_module``: the module saved as a session; references to it are
     saved by name, whatever its kind, and point at the restored namespace.
+    ``imported``: ``{id(obj): (module, name)}`` for objects that are public
+    attributes of other modules (a session's imported variables): saved as
+    that reference wherever they occur, so ``[CC]`` holds ``sympy.CC`` too.
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class Pickler(pickle.Pickler):
         buffer_callback=None,
         by_value_modules=(),
         session_module=None,
+        imported=None,
         **kwds,
     ):
         protocol = _settings.option(protocol, "protocol")
@@ -68,6 +74,7 @@ class Pickler(pickle.Pickler):
         self._fmode = int(_settings.option(fmode, "fmode"))
         self._by_value_modules = frozenset(by_value_modules)
         self._session_globals = None if session_module is None else vars(session_module)
+        self._imported = imported or None
         # id(globals dict) -> (globals dict, what rebuilt functions get)
         self._globals_bases: dict[int, tuple[dict, object]] = {}
         self._deferred_cells: set[int] = set()
@@ -77,13 +84,26 @@ class Pickler(pickle.Pickler):
         table.update(dict.fromkeys(FILE_TYPES, make_file_reducer(self._fmode)))
         if protocol >= 5:
             table.update(PROTOCOL5_TABLE)
-        table[types.CellType] = self._reduce_cell
+        # Nothing in the table may refer back to the pickler (a bound method
+        # would): the pickler must die with its last reference, not at the
+        # next garbage collection, or everything in its memo, the objects
+        # dumped included, stays alive until then; and a collected cycle
+        # that holds a memoryview with a PickleBuffer exported from it
+        # crashes CPython (memoryview's tp_clear frees the buffer anyway).
+        table[types.CellType] = functools.partial(_reduce_cell, self._deferred_cells)
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(_stdlib.loaded_tables())
         table.update(loaded_tables(protocol))
         table.update(USER_TABLE)
         self.dispatch_table = table
+
+    def dump(self, obj):
+        try:
+            super().dump(obj)
+        except RecursionError as exc:
+            # The C pickler's own error says neither why nor what to do.
+            raise PicklingError(too_deep(exc)) from exc
 
     # ------------------------------------------------------------ overrides
 
@@ -95,6 +115,10 @@ class Pickler(pickle.Pickler):
             return self._reduce_function(obj)
         if issubclass(cls, type):
             return self._reduce_class(obj)
+        if self._imported is not None:
+            home = self._imported.get(id(obj))
+            if home is not None:
+                return _rebuild.module_attribute, home
         return NotImplemented
 
     # ------------------------------------------------------------ functions
@@ -129,11 +153,6 @@ class Pickler(pickle.Pickler):
             return False
         return not self._recurse
 
-    def _reduce_cell(self, cell):
-        if id(cell) in self._deferred_cells:
-            return reduce_empty_cell(cell)
-        return reduce_cell(cell)
-
     # ------------------------------------------------------------ classes
 
     def _reduce_class(self, cls):
@@ -144,3 +163,9 @@ class Pickler(pickle.Pickler):
         if self._byref and cls.__module__ == "__main__":
             return NotImplemented
         return reduce_class(cls)
+
+
+def _reduce_cell(deferred_cells, cell):
+    if id(cell) in deferred_cells:
+        return reduce_empty_cell(cell)
+    return reduce_cell(cell)

@@ -658,3 +658,130 @@ def torch_typed_storage(storage, dtype):
     import torch
 
     return torch.storage.TypedStorage(wrap_storage=storage, dtype=_torch_dtype(dtype), _internal=True)
+
+
+# ---------------------------------------------------------------- imported objects
+
+
+def module_attribute(module, name):
+    """A public attribute of an importable module: a variable that was the
+    very object another module holds (``from sympy import *`` gives
+    ``CC is sympy.CC``), found there again.
+
+    ``module`` is a dotted module name and ``name`` one identifier, neither
+    private nor a dunder: what this can reach is exactly what a pickle's own
+    global ``module.name`` could.
+    """
+    if not isinstance(module, str) or not isinstance(name, str):
+        raise UnpicklingError("damaged module attribute reference: names are not strings")
+    parts = module.split(".")
+    if not all(part.isidentifier() and not part.startswith("_") for part in parts):
+        raise UnpicklingError(f"damaged module attribute reference: {module!r} is not a public module name")
+    if not name.isidentifier() or name.startswith("_"):
+        raise UnpicklingError(f"damaged module attribute reference: {name!r} is not a public attribute name")
+    found = getattr(importlib.import_module(module), name, _NO_ATTRIBUTE)
+    if found is _NO_ATTRIBUTE:
+        raise UnpicklingError(
+            f"module {module!r} has no attribute {name!r} here (it had when the file was saved: "
+            f"another version of {parts[0]}?)"
+        )
+    return found
+
+
+_NO_ATTRIBUTE = object()
+
+
+# ---------------------------------------------------------------- files, dill's non-strict loading
+
+
+def reopen_file(name, mode, position, closed, fmode, contents, text_args):
+    """A saved file handle, reopened as :func:`make_file` does, except that a
+    file gone since it was saved is not an error (dill's non-strict mode):
+    a handle for reading (or a closed one) comes back as an empty anonymous
+    file of the same mode, kind and name, with an ``UnpicklingWarning``; a
+    handle for writing creates the file again (as ``make_file`` does).
+    Nothing is created on disk for a handle that could not write there.
+    """
+    if not isinstance(name, str) or not isinstance(mode, str) or not isinstance(closed, bool):
+        raise UnpicklingError("damaged file handle: name, mode or closed flag of the wrong type")
+    if text_args is not None and (
+        not isinstance(text_args, dict) or not set(text_args) <= {"encoding", "errors", "buffering"}
+    ):
+        raise UnpicklingError("damaged file handle: unexpected options for open()")
+    if fmode in (0, 1) and name not in _STD_STREAMS and not os.path.exists(name):
+        writing = any(c in mode for c in "wax+")
+        if closed or not writing:
+            return _empty_file_named(name, mode, closed, text_args)
+    return make_file(name, mode, position, closed, fmode, contents, text_args)
+
+
+def _empty_file_named(name, mode, closed, text_args):
+    import tempfile
+    import warnings
+
+    from .errors import UnpicklingWarning
+
+    try:
+        handle = tempfile.TemporaryFile(mode, **(text_args or {}))
+    except (OSError, ValueError) as exc:
+        raise UnpicklingError(f"cannot stand in for saved file handle {name!r}: {exc}") from None
+    raw = getattr(handle, "buffer", handle)
+    raw = getattr(raw, "raw", raw)
+    raw.name = name  # as saved (the anonymous file has only a descriptor number)
+    if closed:
+        handle.close()
+    else:
+        warnings.warn(
+            f"file {name!r} no longer exists: its saved handle ({mode!r}) reads an empty file instead",
+            UnpicklingWarning,
+            stacklevel=2,
+        )
+    return handle
+
+
+# ---------------------------------------------------------------- methods
+
+
+def make_method(func, obj):
+    """A bound method: ``func`` bound to ``obj`` (dill's rule).  Unlike
+    ``getattr(obj, name)``, this works for a method stored on the instance
+    itself (``self.f = f.__get__(self)``), bound to the loaded copy, and
+    while ``obj`` is still being rebuilt."""
+    if not callable(func) or obj is None:
+        raise UnpicklingError("damaged bound method: its function is not callable or it is bound to nothing")
+    return types.MethodType(func, obj)
+
+
+# ---------------------------------------------------------------- packages
+
+
+def import_package(name, submodules):
+    """Module ``name`` after importing each of ``submodules`` (dotted names
+    under ``name``), as ``import xml.etree.ElementTree`` leaves ``xml``: code
+    saved with it reaches them as attributes (``xml.etree.ElementTree``).
+
+    A submodule that cannot be imported here is left out with an
+    ``UnpicklingWarning``: the module itself is still what was saved, and
+    only code that reaches the missing submodule fails, when it runs.
+    """
+    if not isinstance(name, str) or not _is_dotted_name(name) or name == "__main__":
+        raise UnpicklingError(f"damaged package reference: {name!r} is not a module name")
+    if not isinstance(submodules, tuple) or not all(
+        isinstance(sub, str) and sub.startswith(name + ".") and _is_dotted_name(sub) for sub in submodules
+    ):
+        raise UnpicklingError(f"damaged package reference: submodules of {name!r} that are not under it")
+    module = importlib.import_module(name)
+    for sub in submodules:
+        try:
+            importlib.import_module(sub)
+        except ImportError as exc:
+            import warnings
+
+            from .errors import UnpicklingWarning
+
+            warnings.warn(f"{name}: submodule {sub} not imported: {exc}", UnpicklingWarning, stacklevel=2)
+    return module
+
+
+def _is_dotted_name(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))

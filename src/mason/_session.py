@@ -20,7 +20,7 @@ import traceback
 import types
 import warnings
 
-from . import _namespace, _progress, _rebuild
+from . import _imported, _namespace, _progress, _rebuild
 from ._allowlist import DATA, Allowlist
 from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
 from ._diagnose import find_culprit
@@ -69,8 +69,11 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     non-seekable); by default a private per-user file (see
     :func:`default_session_path`).
     ``module``: a module object, an importable module's name, or None.
-    ``refimported``: also save objects imported from other modules (not only
-    functions and classes) as references to them.
+    ``refimported``: also save objects found under the same name in any
+    other loaded module as references to it (dill's rule).  Without it,
+    variables that are the very object a public attribute of another
+    module holds (``from sympy import *`` gives ``CC``) are saved by
+    reference anyway (see docs/types.md, "Imported objects").
 
     Keywords: ``exclude=`` / ``include=`` rules (names, glob patterns,
     compiled regexes, types, predicates ``(name, obj) -> bool``, or lists of
@@ -184,6 +187,14 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
             blob_sizes.append(raw.nbytes)
         return False
 
+    # Imported objects inside other variables are references too (the
+    # variables themselves are pickled as their ModuleAttributeRef).
+    imported = {
+        id(entry.value): (entry.saved.module, entry.saved.name)
+        for entry in entries
+        if isinstance(entry.saved, _imported.ModuleAttributeRef)
+    }
+
     def make_pickler(file, callback=None):
         return Pickler(
             file,
@@ -194,6 +205,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
             buffer_callback=callback,
             by_value_modules=(module.__name__,),
             session_module=module,
+            imported=imported,
         )
 
     pickler = make_pickler(segment, on_buffer)
@@ -203,7 +215,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
     progress = _progress.Progress("saving", len(entries), progress=options.progress)
     for entry in progress.track(entries):
         first_blob = len(blob_ids)
-        value = entry.value
+        value = entry.saved
         if type(value) in (bytes, bytearray) and len(value) >= _LargeBytes.THRESHOLD:
             value = _LargeBytes(value)
         try:
@@ -327,7 +339,7 @@ def _count_memo(segments) -> int:
 def _explain(entry, exc, make_pickler) -> str:
     if isinstance(exc, MasonError):
         return f"{entry.name}: {exc}"
-    found = find_culprit(entry.value, lambda f: make_pickler(f), root=entry.name)
+    found = find_culprit(entry.saved, lambda f: make_pickler(f), root=entry.name)
     if found is None:
         return f"{entry.name}: {type(exc).__name__}: {exc}"
     path, culprit, culprit_exc = found

@@ -426,6 +426,16 @@ class Scanner(_Machine):
                     elif not self.allowlist.import_allowed(first):
                         self._problem(f"{first} (imported by name)")
             return self._tokens.setdefault(("module", first), _Token("module", first, first))
+        if name == "import_package":
+            if len(args) != 2 or not isinstance(first, str) or not isinstance(args[1], tuple) \
+                    or not all(isinstance(sub, str) for sub in args[1]):
+                self._problem(f"{REBUILD}:import_package with computed module names")
+                return self._result
+            for module in (first, *args[1]):
+                self.report.modules.add(module)
+                if self.allowlist is not None and not self.allowlist.import_allowed(module):
+                    self._problem(f"{module} (imported by name)")
+            return _Token("module", first, first)
         if name == "module_attribute":
             if len(args) != 2 or not all(isinstance(a, str) for a in args):
                 self._problem(f"{REBUILD}:module_attribute with computed names")
@@ -517,7 +527,7 @@ class RestrictedUnpickler(_Machine):
         self._getattr = self._checked_accessor("builtins:getattr", _plain_getattr)
         # reconstructors that hand out objects that existed before the load
         self._accessors = {self._getattr, *(self._rebuilders[name] for name in (
-            "import_module", "module_dict", "module_attribute", "getattr_chain", "class_attribute",
+            "import_module", "module_dict", "module_attribute", "import_package", "getattr_chain", "class_attribute",
             "empty_cell_marker", "matplotlib_rcparams"))}
 
     # -- the memo, with an undo log for sessions ------------------------
@@ -754,6 +764,8 @@ class RestrictedUnpickler(_Machine):
             return self._module_dict
         if name == "module_attribute":
             return self._module_attribute
+        if name == "import_package":
+            return self._import_package
         if name == "getattr_chain":
             return self._checked_accessor(f"{REBUILD}:getattr_chain", function)
         if name == "class_attribute":
@@ -770,6 +782,14 @@ class RestrictedUnpickler(_Machine):
         if not isinstance(name, str) or not self.allowlist.import_allowed(name):
             self.allowlist.refuse(f"{name!r} (imported by name)")
         return _rebuild.import_module(name)
+
+    def _import_package(self, name, submodules):
+        if not isinstance(submodules, tuple):
+            raise UnpicklingError("import_package: the submodules are not a tuple")
+        for module in (name, *submodules):
+            if not isinstance(module, str) or not self.allowlist.import_allowed(module):
+                self.allowlist.refuse(f"{module!r} (imported by name)")
+        return _rebuild.import_package(name, submodules)
 
     def _module_dict(self, name):
         if name == self._saved_module and self._namespace is not None:

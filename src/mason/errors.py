@@ -19,6 +19,8 @@ __all__ = [
     "SignatureError",
     "ForbiddenGlobalError",
     "MasonWarning",
+    "PicklingWarning",
+    "UnpicklingWarning",
     "SkippedVariableWarning",
     "EnvironmentMismatchWarning",
 ]
@@ -61,6 +63,15 @@ class ForbiddenGlobalError(UnpicklingError):
 
 class MasonWarning(UserWarning):
     """Base class of mason's warnings."""
+
+
+class PicklingWarning(MasonWarning, pickle.PickleError):
+    """Saving went on, but something was not saved as asked (dill's name)."""
+
+
+class UnpicklingWarning(MasonWarning, pickle.UnpicklingError):
+    """Loading went on, but something did not come back as saved (dill's
+    name): e.g. a file handle whose file is gone reopened as an empty file."""
 
 
 class SkippedVariableWarning(MasonWarning):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 from .. import _rebuild
+from .modules import with_submodules
 
 
 class ModuleDictRef:
@@ -67,6 +68,9 @@ def reduce_function(func: types.FunctionType, base_globals, global_names, deferr
     if global_names:
         source = func.__globals__
         globals_update = {name: source[name] for name in sorted(global_names) if name in source}
+        for name, value in globals_update.items():
+            if isinstance(value, types.ModuleType):  # ``xml`` used as ``xml.etree.ElementTree``
+                globals_update[name] = with_submodules(value, global_names)
     args = (code, base_globals, func.__name__, closure)
     if not attrs and cell_values is None and not globals_update:
         return _rebuild.make_function, args

@@ -8,6 +8,7 @@ caller as it is, without the path.
 
 from __future__ import annotations
 
+import abc
 import array
 import collections
 import gc
@@ -37,8 +38,28 @@ def _instance_dict(obj):
     return getattr(obj, "__dict__", None) or None
 
 
+def reduce_method(method):
+    """A bound method as its function and instance, bound again on load
+    (the default, ``getattr(instance, name)``, cannot find a method stored
+    on the instance itself while that instance is being rebuilt)."""
+    return _rebuild.make_method, (method.__func__, method.__self__)
+
+
 def reduce_property(obj):
     return property, (obj.fget, obj.fset, obj.fdel, obj.__doc__)
+
+
+# abc's deprecated decorators are subclasses (the C pickler's table is
+# looked up by exact type): made again by calling their class, by name.
+
+
+def reduce_abstract_wrapper(obj):
+    """``abc.abstractclassmethod(f)`` / ``abc.abstractstaticmethod(f)``."""
+    return type(obj), (obj.__func__,), _instance_dict(obj)
+
+
+def reduce_abstract_property(obj):
+    return type(obj), (obj.fget, obj.fset, obj.fdel, obj.__doc__)
 
 
 _DICT_VIEWS = {
@@ -69,11 +90,29 @@ def reduce_memoryview(view):
 
 
 def reduce_memoryview_out_of_band(view):
-    """Protocol 5: a contiguous view travels as an out-of-band buffer, written
-    straight from its memory (a blob of its own in a session file)."""
-    if not view.contiguous:
+    """Protocol 5: a view of a whole C-contiguous buffer travels as an
+    out-of-band buffer, written straight from its memory (a blob of its own
+    in a session file); a slice is copied.
+
+    The PickleBuffer is made over the object the view looks at, never over
+    the view: a memoryview with a buffer exported from it must not meet the
+    garbage collector.  Should a cycle ever hold both (the pickler's memo
+    holds the view and the PickleBuffer), CPython's memoryview tp_clear
+    frees the memory anyway and the PickleBuffer's release then crashes the
+    interpreter.
+    """
+    base = view.obj
+    # C order only: the rebuilt view casts the bytes to its shape, in C order.
+    if not view.c_contiguous or base is None or isinstance(base, memoryview) or not _spans(view, base):
         return reduce_memoryview(view)
-    return _rebuild.make_memoryview, (pickle.PickleBuffer(view), view.format, view.shape, view.readonly)
+    return _rebuild.make_memoryview, (pickle.PickleBuffer(base), view.format, view.shape, view.readonly)
+
+
+def _spans(view, base) -> bool:
+    """Whether ``view`` sees all of ``base``'s (C-contiguous) memory: a
+    contiguous view of as many bytes inside it can only be the whole."""
+    with memoryview(base) as whole:
+        return whole.c_contiguous and whole.nbytes == view.nbytes
 
 
 def reduce_array_out_of_band(arr):
@@ -239,7 +278,7 @@ def make_file_reducer(fmode: int):
                     contents = src.read()
             except OSError as exc:
                 raise pickle.PicklingError(f"cannot read file {name!r} to save its contents: {exc}") from None
-        return _rebuild.make_file, (name, handle.mode, position, closed, fmode, contents, _open_args(handle))
+        return _rebuild.reopen_file, (name, handle.mode, position, closed, fmode, contents, _open_args(handle))
 
     return reduce_file
 
@@ -288,6 +327,10 @@ TABLE = {
     staticmethod: reduce_staticmethod,
     classmethod: reduce_classmethod,
     property: reduce_property,
+    abc.abstractclassmethod: reduce_abstract_wrapper,
+    abc.abstractstaticmethod: reduce_abstract_wrapper,
+    abc.abstractproperty: reduce_abstract_property,
+    types.MethodType: reduce_method,
     types.MappingProxyType: reduce_mappingproxy,
     memoryview: reduce_memoryview,
     weakref.ReferenceType: reduce_weakref,

@@ -150,6 +150,16 @@ def _dtype_name(dtype) -> str:
 # ---------------------------------------------------------------- registry
 
 
+def live_singletons() -> list:
+    """Objects of loaded packages that a reducer here saves by reference
+    *with* the user's changes to them: a session must not save them as a
+    bare module attribute, which would drop the changes."""
+    matplotlib = sys.modules.get("matplotlib")
+    params = getattr(matplotlib, "rcParams", None)
+    return [] if params is None else [params]
+
+
+
 def loaded_tables(protocol: int) -> dict:
     """Reducers for the third-party packages imported so far (for a pickler
     of ``protocol``)."""
