@@ -106,11 +106,17 @@ def test_attribute_gone_at_load_time_names_the_variable(tmp_path):
         """
         open('helper.py', 'w').write('class Config:\\n    pass\\n')  # SETTINGS removed
         try:
-            mason.load_module(PATH)
+            mason.load_module(PATH, on_error='raise')
         except mason.UnpicklingError as exc:
             print(exc)
         else:
             raise AssertionError('loaded a reference to a missing attribute')
+        with warnings.catch_warnings(record=True) as caught:  # lenient (the default): the rest loads
+            warnings.simplefilter('always')
+            mason.load_module(PATH)
+        assert kept == 1 and 'SETTINGS' not in globals()
+        [failures] = [w.message.failures for w in caught if isinstance(w.message, mason.SkippedVariableWarning)]
+        assert "no attribute 'SETTINGS'" in failures['SETTINGS'], failures
         """,
     )
     assert proc.returncode == 0, proc.stderr
