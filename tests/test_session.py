@@ -392,12 +392,12 @@ def test_environment_mismatch_warns_before_loading(tmp_path, session):
 def test_python_version_mismatch_is_named():
     import warnings
 
-    from mason import _session
+    from mason import _load
 
     other = [sys.version_info[0], sys.version_info[1] + 1, 0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _session._check_environment({"python": other, "packages": {}})
+        _load._check_environment({"python": other, "packages": {}})
     assert f"Python {other[0]}.{other[1]}" in str(caught[0].message)
 
 

@@ -308,7 +308,7 @@ _DATA = set().union(
     _names("numpy", "ndarray", "dtype"),
     *[_names(f"numpy.{core}.multiarray", "_reconstruct", "scalar") for core in ("core", "_core")],
     *[_names(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")],
-    *[_names(f"numpy.dtypes", name) for name in (
+    *[_names("numpy.dtypes", name) for name in (
         "Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "Int16DType",
         "Int8DType", "UInt64DType", "UInt32DType", "UInt16DType", "UInt8DType", "BoolDType",
         "Complex64DType", "Complex128DType", "StrDType", "BytesDType", "DateTime64DType",

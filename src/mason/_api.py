@@ -13,7 +13,7 @@ from ._format.spec import MAGIC
 from ._pickler import Pickler
 from ._session import load_module
 from ._unpickler import Unpickler
-from .errors import MasonError, PicklingError, UnpicklingError
+from .errors import MasonError, PicklingError
 
 __all__ = ["dump", "dumps", "load", "loads", "copy", "pickles", "register"]
 

@@ -1,0 +1,550 @@
+"""Loading a session: storage -> container reader (index and checksums
+verified) -> environment check -> (with an allowlist) a scan -> one
+unpickler over the segments in order -> a new dict -> the target namespace,
+updated in one step.  Loading runs code from the file: only load files you
+trust, or load with ``allow=`` (see docs/security.md)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import os
+import pickle
+import sys
+import types
+import warnings
+
+from . import _namespace, _progress, _rebuild
+from ._allowlist import Allowlist
+from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
+from ._format import ContainerReader
+from ._format.signing import resolve_key
+from ._storage import default_session_path, open_input
+from ._unpickler import Unpickler, check_map_location, translate_error
+from ._vm import RestrictedUnpickler, Scanner, ScanReport
+from .errors import (
+    CorruptSessionError,
+    EnvironmentMismatchWarning,
+    MasonError,
+    SkippedVariableWarning,
+    UnpicklingError,
+)
+from ._sessionmeta import _options, _Options, check_session_meta
+
+
+class _LoadOptions(_Options):
+    DEFAULTS = dict(
+        names=None, on_error="warn", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
+        storage_options=None, progress=None, map_location=None,
+    )
+
+    @classmethod
+    def from_kwds(cls, kwds: dict, function: str) -> _LoadOptions:
+        options = _options(cls, kwds, function)
+        if isinstance(options.names, str):
+            options.names = [options.names]
+        Allowlist.from_arg(options.allow)  # bad patterns fail before the file is opened
+        check_map_location(options.map_location)
+        return options
+
+
+def load_module(filename=None, module=None, **kwds):
+    """Restore a saved module from ``filename``.
+
+    Loading runs code from the file: only load files you trust.
+
+    Into ``__main__`` (a file saved from ``__main__``): updates it and returns
+    None.  A file saved from an importable module updates that module in
+    place and returns it; one saved from a module that was not in
+    ``sys.modules`` comes back as a new module (not registered).  ``module``
+    (object or name) must match the saved module's name and kind, else
+    ``ValueError``; with ``allow=`` the file's module name counts for
+    nothing: its variables go into ``__main__`` or the ``module`` given.
+
+    Keywords: ``names=[...]`` restores only those variables (and what they
+    refer to).  ``on_error='warn'`` (default): every variable that can be
+    restored is; the others, and only the variables that refer to objects
+    they would have built, are left out and named in one
+    :class:`SkippedVariableWarning` (its ``failures`` says why each);
+    ``on_error='raise'``: the first failure raises and nothing changes;
+    ``ignore`` as for :func:`mason.load`; ``mmap=False`` reads blobs into
+    memory instead of mapping the file (a URL's blobs are always read);
+    ``storage_options`` and ``progress`` as for :func:`dump_module`;
+    ``map_location`` puts torch tensors on other devices, as for
+    ``torch.load`` (``'cpu'`` restores tensors saved on a GPU on a machine
+    without one).
+
+    ``key`` (bytes or str; default: the ``MASON_SIGNING_KEY`` environment
+    variable when set): the file must carry a valid HMAC-SHA256 signature
+    made with this key, checked before anything is unpickled; unsigned or
+    altered files raise :class:`SignatureError`.  ``key=False`` loads
+    without checking a signature, even with the variable set.
+    ``allow=[...]``: module prefixes (``'numpy'``) and globals
+    (``'collections:OrderedDict'``) the file may use, plus ``mason.CODE``
+    for functions saved by value, or the data-only preset
+    :data:`mason.DATA`; the file is scanned without running it, then loaded
+    by a machine that enforces the list on every step.  Variables that need
+    more are never run and are named in the warning; with
+    ``on_error='raise'`` the whole file is refused with
+    :class:`ForbiddenGlobalError`, listing every offender.
+
+    The file is read, verified and unpickled completely before the module
+    changes, in one step: if loading fails, the module is as before.
+    """
+    timer = _progress.Timer("load_module")
+    options = _LoadOptions.from_kwds(kwds, "load_module")
+    source = default_session_path() if filename is None else filename
+    with _open_session(source, options) as session:
+        timer.lap("opened (index read and checked)")
+        plan = _LoadPlan(session, options)
+        # Only now, with every check passed, may the module the file names be imported.
+        target = _target_module(session.meta, module, restricted=plan.allowlist is not None)
+        loaded = plan.restore(target.__dict__, target)
+        timer.lap(f"unpickled {len(loaded)} variables")
+        target.__dict__.update(loaded)
+    return None if target is sys.modules.get("__main__") else target
+
+
+def load_module_asdict(filename=None, update=False, **kwds) -> dict:
+    """The variables saved in ``filename``, as a new dict.
+
+    Loading runs code from the file: only load files you trust.
+
+    Neither ``sys.modules`` nor the live module changes; functions restored
+    from the session have the returned dict as their globals.  ``update=True``
+    starts from a copy of the live module's namespace.  ``__session__`` holds
+    the file name.  Keywords as for :func:`load_module` (and ``module=``).
+    """
+    module = kwds.pop("module", None)
+    timer = _progress.Timer("load_module_asdict")
+    options = _LoadOptions.from_kwds(kwds, "load_module_asdict")
+    source = default_session_path() if filename is None else filename
+    with _open_session(source, options) as session:
+        timer.lap("opened (index read and checked)")
+        plan = _LoadPlan(session, options)
+        name = session.meta["module"]
+        if module is not None:
+            live = _namespace.resolve_module(module)
+        else:  # restricted: the name the file gives means nothing
+            live = None if plan.allowlist is not None else sys.modules.get(name)
+        if update and live is not None:
+            result = dict(live.__dict__)
+        else:
+            result = {"__name__": name, "__builtins__": builtins}
+        result["__session__"] = source if isinstance(source, str) else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
+        selfref = live if live is not None else types.ModuleType(name)
+        loaded = plan.restore(result, selfref)
+        timer.lap(f"unpickled {len(loaded)} variables")
+        result.update(loaded)
+    return result
+
+
+def load_session(filename=None, main=None, **kwds):
+    """Deprecated alias of :func:`load_module` (``main`` -> ``module``), as in dill.
+
+    Loading runs code from the file: only load files you trust.
+    """
+    warnings.warn("load_session() has been renamed load_module()", PendingDeprecationWarning, stacklevel=2)
+    load_module(filename, module=main, **kwds)
+
+
+@contextlib.contextmanager
+def _open_session(source, options: _LoadOptions):
+    if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
+        raise TypeError(f"filename must be a path or a binary stream, not {type(source).__name__}")
+    with open_input(source, options.storage_options) as opened, _open_reader(opened, options) as reader:
+        yield reader
+
+
+@contextlib.contextmanager
+def _open_reader(source, options: _LoadOptions):
+    reader = ContainerReader.open(
+        source, mmap=options.mmap, verify_blobs=options.verify_blobs, key=resolve_key(options.key)
+    )
+    try:
+        check_session_meta(reader)
+        yield reader
+    finally:
+        # Blobs mapped into loaded arrays keep the mapping alive on their own.
+        with contextlib.suppress(BufferError):
+            reader.close()
+
+
+def _target_module(meta: dict, module, restricted: bool = False) -> types.ModuleType:
+    """The module a load updates.  With an allowlist the file's own word
+    counts for nothing: its variables go into ``__main__`` or the module the
+    caller named, and no module is imported because the file names it."""
+    name, kind = meta["module"], meta.get("module_kind", "importable")
+    if module is None:
+        if kind == "main":
+            return sys.modules["__main__"]
+        if restricted:
+            raise ValueError(
+                f"this file holds the state of module {name!r}; a restricted load (allow=) does not"
+                " load into a module the file chooses: pass module= to name one"
+            )
+        if kind == "importable":
+            return _namespace.resolve_module(name)
+        return types.ModuleType(name)
+    target = _namespace.resolve_module(module)
+    if restricted:
+        return target
+    if target.__name__ != name:
+        raise ValueError(f"cannot load the saved state of module {name!r} into module {target.__name__!r}")
+    target_kind = _namespace.module_kind(target)
+    if target_kind != kind and not (kind == "dynamic" and target_kind == "importable"):
+        raise ValueError(f"cannot load the saved state of a {kind} module {name!r} into a {target_kind} module")
+    return target
+
+
+class _LoadPlan:
+    """Everything a load checks before anything is unpickled, and the load itself.
+
+    Every record to unpickle is checked first (checksums, and MACs with a
+    key): damage must surface before the first object is rebuilt (rebuilding
+    can have side effects), not halfway.  With an allowlist, the very
+    payloads that were checked are scanned, and later unpickled.
+    """
+
+    def __init__(self, session: ContainerReader, options: _LoadOptions):
+        self.session = session
+        self.options = options
+        meta = session.meta
+        self.variables = meta["variables"]
+        self.wanted, count = _wanted(self.variables, options.names)
+        self.needed = self.variables[:count]
+        numbers = [v["segment"] for v in self.needed]
+        self.payloads = dict(zip(numbers, session.segments(numbers)))
+        session.verify_records([], [blob for var in self.needed for blob in var["blobs"]])
+        _check_environment(meta.get("environment", {}))
+        self.allowlist = Allowlist.from_arg(options.allow)
+        self.refused: dict[str, str] = {}  # variable -> what the allowlist refuses in it
+        if self.allowlist is not None:
+            report = scan_session(session, self.needed, self.allowlist, payloads=self.payloads)
+            if options.on_error == "raise":
+                self.allowlist.check(report.problems, report.functions)
+            else:  # lenient: what needs more than the list is never run, and named
+                self.refused = {name: ", ".join(sorted(set(problems)))
+                                for name, problems in report.by_variable.items() if problems}
+
+    def restore(self, namespace: dict, module) -> dict:
+        """Unpickle the saved variables into a new dict (the namespace is untouched)."""
+        options = self.options
+        if self.allowlist is not None:
+            self.allowlist.target = module.__name__
+        loader = _SegmentLoader(
+            self.session, self.payloads, self.session.meta["module"], namespace, module, options.ignore,
+            self.allowlist, options.map_location,
+        )
+        wanted = self.wanted
+        loaded: dict = {}
+        failures: dict[str, str] = {}
+        total = sum(var.get("size", 0) for var in self.needed)
+        progress = _progress.Progress("loading", len(self.needed), total_bytes=total, progress=options.progress)
+        for position, var in progress.track(enumerate(self.needed), size=lambda item: item[1].get("size", 0)):
+            if var.get("memo_reset"):
+                loader.reset()
+            refused = self.refused.get(var["name"])
+            if refused is not None:
+                loader.skip(var, self.needed[:position])
+                failures[var["name"]] = f"refused by the allowlist: it would use {refused}"
+                continue
+            blocked = loader.blocked_by(var)
+            if blocked is not None:
+                loader.skip(var, self.needed[:position])
+                failures[var["name"]] = f"it refers to objects of {blocked!r}, which could not be restored"
+                continue
+            try:
+                loaded[var["name"]] = loader.load(var)
+            except Exception as exc:  # the variable's own reconstruction failed
+                if options.on_error == "raise" and var["name"] in wanted:
+                    raise _load_error(var["name"], exc) from exc
+                failures[var["name"]] = f"{type(exc).__name__}: {exc}"
+                loader.recover(var, self.needed[:position])
+        failures = {name: reason for name, reason in failures.items() if name in wanted}
+        if failures:
+            lines = "".join(f"\n  {name}: {reason}" for name, reason in failures.items())
+            message = f"{len(failures)} of {len(wanted)} variables not restored:{lines}"
+            warnings.warn(SkippedVariableWarning(message, failures), stacklevel=4)
+        return {name: value for name, value in loaded.items() if name in wanted}
+
+
+def _wanted(variables, names) -> tuple[set, int]:
+    """(names to return, how many leading segments must be unpickled)."""
+    all_names = [v["name"] for v in variables]
+    if names is None:
+        return set(all_names), len(variables)
+    missing = [n for n in names if n not in all_names]
+    if missing:
+        raise KeyError(f"not in this session: {', '.join(map(repr, missing))}")
+    # Shared objects are memoized by whichever variable came first, so the
+    # variables before the last wanted one are unpickled too (and dropped).
+    return set(names), max(all_names.index(n) for n in names) + 1
+
+
+def _load_error(name: str, exc: BaseException) -> UnpicklingError:
+    if isinstance(exc, (EOFError, pickle.UnpicklingError)) and not isinstance(exc, MasonError):
+        exc = translate_error(exc)
+    error_type = type(exc) if isinstance(exc, UnpicklingError) else UnpicklingError
+    try:
+        return error_type(f"cannot restore variable {name!r}: {exc}")
+    except TypeError:
+        return UnpicklingError(f"cannot restore variable {name!r}: {exc}")
+
+
+class _SegmentStream(io.BytesIO):
+    """A readable stream over one segment at a time, for one shared Unpickler.
+
+    The unpickler binds the stream's methods once; switching copies the next
+    segment into the same BytesIO (segments are small), so every read the
+    unpickler makes is a C call, not a Python method.
+    """
+
+    def switch(self, data) -> None:
+        self.seek(0)
+        self.truncate()
+        self.write(data)
+        self.seek(0)
+
+
+class _Buffers:
+    """The out-of-band buffers of the segment being unpickled, in order."""
+
+    def __init__(self, session: ContainerReader):
+        self._session = session
+        self._pending: list[int] = []
+
+    def switch(self, blob_ids) -> None:
+        self._pending = list(reversed(blob_ids))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self._pending:
+            raise CorruptSessionError("a segment asks for more out-of-band buffers than the file holds for it")
+        return self._session.blob(self._pending.pop())
+
+
+class _SegmentLoader:
+    """One unpickler reading the segments in order, with a shared memo.
+
+    When a variable fails (or is held back), the memo is made to look as if
+    its segment had run (see ``_memo.py``): entries the opcodes alone
+    determine (globals, module references, constants) are filled again,
+    the others become holes, and a later variable whose segment reads a hole
+    is held back in turn.  Nothing else depends on the failed variable.
+    """
+
+    def __init__(self, session, payloads: dict, saved_module: str, namespace: dict, module, ignore,
+                 allowlist=None, map_location=None):
+        self._payloads = payloads  # segment number -> its verified payload
+        self._stream = _SegmentStream()
+        self._buffers = _Buffers(session)
+        self._state = _rebuild._LoadState(namespace)
+        self._restricted = allowlist is not None
+        if allowlist is not None:
+            self._make = lambda: RestrictedUnpickler(
+                self._stream, allowlist, buffers=self._buffers, session=(saved_module, namespace, module),
+                load_state=self._state, map_location=map_location,
+            )
+        else:
+            # dill's class rebinding is for single objects: in a session, the
+            # saved classes replace the live ones, so instances keep theirs.
+            ignore = True if ignore is None else ignore
+            self._make = lambda: _SessionUnpickler(
+                self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers,
+                map_location=map_location, load_state=self._state,
+            )
+        self._unpickler = self._make()
+        self._holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
+
+    def load(self, var):
+        data = self._payloads[var["segment"]]
+        self._stream.switch(data)
+        self._buffers.switch(var["blobs"])
+        if self._restricted:
+            self._unpickler.stream_bytes += len(data)
+            self._unpickler.start_undo()
+        return self._unpickler.load()
+
+    def reset(self) -> None:
+        # A fresh unpickler: assigning ``memo`` does not reset the C
+        # unpickler's count of memo entries, which MEMOIZE numbers from.
+        self._unpickler = self._make()
+        self._holes.clear()
+
+    # -- recovery: only after a variable failed, so speed matters less ----
+
+    def blocked_by(self, var):
+        """The failed variable whose objects ``var`` would use, or None."""
+        if not self._holes:
+            return None
+        for index in memo_gets(self._payloads[var["segment"]]):
+            name = self._holes.get(index)
+            if name is not None:
+                return name
+        return None
+
+    def recover(self, var, earlier) -> None:
+        """``var`` failed halfway: undo what it wrote, then fill in its entries."""
+        if self._restricted:
+            self._unpickler.undo()
+        self._fill(var, earlier)
+
+    def skip(self, var, earlier) -> None:
+        """``var`` is held back without running: fill in its entries."""
+        self._fill(var, earlier)
+
+    def _fill(self, var, earlier) -> None:
+        if self._restricted:
+            memo = self._unpickler.memo  # a plain dict: numbered exactly as MEMOIZE numbers
+            size, has_key = len(memo), memo.__contains__
+        else:
+            # The C unpickler's memo is contiguous for mason's streams
+            # (MEMOIZE only); its size is what the earlier segments made it.
+            memo = self._unpickler.memo.copy()
+            size = self._memo_size(earlier)
+            has_key = size.__gt__
+        effects = segment_effects(self._payloads[var["segment"]], has_key, size,
+                                  known=lambda i: _constant(memo.get(i, UNKNOWN)))
+        for index, value in effects.writes.items():
+            resolved = self._resolve_static(value)
+            if resolved is UNKNOWN:
+                self._holes[index] = var["name"]
+                memo[index] = None
+            else:
+                self._holes.pop(index, None)
+                memo[index] = resolved
+        if not self._restricted:
+            self._unpickler = self._make()
+            self._unpickler.install_memo(memo)
+
+    def _memo_size(self, earlier) -> int:
+        size = 0
+        for var in earlier:
+            if var.get("memo_reset"):
+                size = 0
+            size = segment_effects(self._payloads[var["segment"]], size.__gt__, size).size
+        return size
+
+    def _resolve_static(self, value):
+        """The object a memo entry holds, rebuilt from what the opcodes say, or UNKNOWN."""
+        if isinstance(value, StaticGlobal):
+            resolve = lambda: self._unpickler.find_class(value.module, value.name)  # noqa: E731
+        elif isinstance(value, StaticCall):
+            resolve = lambda: self._unpickler.find_class(_REBUILD, value.function)(*value.args)  # noqa: E731
+        else:
+            return _constant(value)
+        tokens = (_rebuild._LOAD.set(self._state),)
+        try:
+            return resolve()
+        except Exception:  # it cannot be rebuilt without the variable either: a hole
+            return UNKNOWN
+        finally:
+            _rebuild._LOAD.reset(tokens[0])
+
+
+_REBUILD = "mason._rebuild"
+
+
+def _constant(value):
+    """``value`` if it is a plain constant that can stand in a memo entry, else UNKNOWN."""
+    if value is None or type(value) in (str, bytes, int, float, bool):
+        return value
+    if type(value) is tuple and all(_constant(v) is v for v in value):
+        return value
+    return UNKNOWN
+
+
+class _SessionUnpickler(Unpickler):
+    """Points the saved module's globals and self-references at the target."""
+
+    def __init__(self, file, saved_module, namespace, module, **kwds):
+        super().__init__(file, **kwds)
+        self._saved_module = saved_module
+        self._namespace = namespace
+        self._module = module
+        self._memo_values: list | None = None
+
+    def _resolve(self, module_name, name):
+        if module_name == _REBUILD:
+            if name == "module_dict":
+                return self._module_dict
+            if name == "import_module":
+                return self._import_module
+        return super()._resolve(module_name, name)
+
+    def _module_dict(self, name):
+        return self._namespace if name == self._saved_module else _rebuild.module_dict(name)
+
+    def _import_module(self, name):
+        return self._module if name == self._saved_module else _rebuild.import_module(name)
+
+    def install_memo(self, memo: dict) -> None:
+        """Make the memo exactly ``memo``: the C unpickler's own count of
+        entries (which MEMOIZE numbers from) follows only entries it stores
+        itself, so a small pickle stores each one (values passed by
+        persistent id; nothing else runs)."""
+        self._memo_values = list(memo.values())
+        parts = [b"\x80\x05"]
+        for position, index in enumerate(memo):
+            parts.append(b"J" + position.to_bytes(4, "little", signed=True) + b"Q")
+            parts.append(b"r" + index.to_bytes(4, "little") + b"0")
+        parts.append(b"N.")
+        self._file.switch(b"".join(parts))  # the segment stream this unpickler reads
+        try:
+            self.load()
+        finally:
+            self._memo_values = None
+
+    def persistent_load(self, pid):
+        if self._memo_values is None or type(pid) is not int:
+            raise UnpicklingError("this stream uses persistent ids, which mason does not resolve")
+        return self._memo_values[pid]
+
+
+def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None,
+                 payloads: dict | None = None) -> ScanReport:
+    """What the segments of ``variables`` would import and call, found
+    without running anything (offenders listed when given an allowlist).
+    ``payloads``: the segments already read and verified, by number."""
+    stream = _SegmentStream()
+    report = ScanReport()
+    scanner = None
+    for var in variables:
+        if scanner is None or var.get("memo_reset"):
+            scanner = Scanner(stream, allowlist, session_module=session.meta["module"])
+            scanner.report = report
+        data = payloads[var["segment"]] if payloads is not None else session.segment(var["segment"])
+        stream.switch(data)
+        scanner.stream_bytes += len(data)
+        before = len(report.problems)
+        scanner.scan()
+        report.by_variable[var["name"]] = report.problems[before:]
+    return report
+
+
+def _check_environment(env: dict) -> None:
+    """Warn, before anything is unpickled, when the saving interpreter differs.
+
+    ``env`` passed :func:`session_meta_problem`.  Versions are read from
+    installed metadata and already imported modules only: the package names
+    come from the file, and nothing it names is imported before the checks.
+    """
+    problems = []
+    saved_python = tuple(env.get("python", ())[:2])
+    here = sys.version_info[:2]
+    if saved_python and saved_python != here:
+        problems.append(f"Python {saved_python[0]}.{saved_python[1]} (this is {here[0]}.{here[1]}: functions saved by value cannot run)")
+    for package, version in sorted(env.get("packages", {}).items()):
+        installed = _namespace.installed_version(package)
+        if installed is None:
+            problems.append(f"{package} {version} (no installed version found here)")
+        elif installed != version:
+            problems.append(f"{package} {version} (installed here: {installed})")
+    if problems:
+        warnings.warn(
+            "this session was saved with " + "; ".join(problems), EnvironmentMismatchWarning, stacklevel=5
+        )

@@ -1,0 +1,188 @@
+"""What every session file says about itself: its metadata, checked before
+anything else reads it, and the keyword options shared by saves and loads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+from ._format import ContainerReader
+from ._storage import open_output
+from .errors import (
+    CorruptSessionError,
+)
+
+#: what the ``"kind"`` key of a session file's metadata says
+SESSION_KIND = "mason.session"
+_ON_ERROR = ("warn", "raise")
+
+
+class _Options:
+    """Keyword options with defaults (plain classes: dataclasses would add
+    milliseconds to ``import mason``)."""
+
+    DEFAULTS: dict = {}
+
+    def __init__(self, **kwds):
+        for name, default in self.DEFAULTS.items():
+            setattr(self, name, kwds.pop(name, default))
+        if kwds:
+            raise TypeError(f"unexpected option(s): {', '.join(sorted(kwds))}")
+
+
+def _options(cls, kwds: dict, function: str):
+    """An options object from keyword arguments; unknown ones are an error."""
+    unknown = sorted(set(kwds) - set(cls.DEFAULTS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) for {function}: {', '.join(unknown)}")
+    options = cls(**kwds)
+    if options.on_error not in _ON_ERROR:
+        raise ValueError(f"on_error must be 'warn' or 'raise', not {options.on_error!r}")
+    return options
+
+
+@contextlib.contextmanager
+def _output(target, storage_options=None):
+    if isinstance(target, (str, os.PathLike)):
+        with open_output(target, storage_options) as stream:
+            yield stream
+    elif hasattr(target, "write"):
+        if storage_options:
+            raise ValueError("storage_options apply to URLs only, not to a stream")
+        if isinstance(target, io.TextIOBase):
+            raise TypeError("a session must be written to a binary stream (open the file with 'wb')")
+        yield target
+    else:
+        raise TypeError(f"filename must be a path or a binary stream, not {type(target).__name__}")
+
+
+def check_session_meta(reader: ContainerReader) -> list[dict]:
+    """The index's variable records, after checking that the session
+    metadata fits the file (see :func:`session_meta_problem`)."""
+    meta = reader.meta
+    if meta.get("kind") != SESSION_KIND:
+        raise CorruptSessionError("this mason file holds no session (no session metadata in its index)")
+    problem = session_meta_problem(meta, reader.segment_count, reader.blob_count)
+    if problem:
+        raise CorruptSessionError(f"index: the session metadata is malformed: {problem}")
+    return meta["variables"]
+
+
+def session_meta_problem(meta: dict, segments: int, blobs: int) -> str:
+    """What is wrong with the shape of a session's metadata, or "" if nothing.
+
+    The index passed its checksum, so a bad shape means a file mason did not
+    write: refuse it here, naming the field, rather than with a KeyError,
+    TypeError or OverflowError halfway through loading or inspecting it.
+    ``segments`` and ``blobs`` are how many the container holds.
+    """
+    problem = _module_problem(meta.get("module"), meta.get("module_kind"))
+    if problem:
+        return problem
+    variables = meta.get("variables")
+    if type(variables) is not list:
+        return "variables is not a list"
+    # Sessions have hundreds of thousands of variables: one inline test per
+    # record, and the field is only looked for once one fails.
+    for var in variables:
+        if not (
+            type(var) is dict
+            and type(var.get("name")) is str
+            and type(var.get("type")) is str
+            and type(var.get("stored")) is str
+            and type(var.get("size")) is int
+            and 0 <= var["size"] < _MAX_COUNT
+            and type(var.get("segment")) is int
+            and 0 <= var["segment"] < segments
+            and type(var.get("blobs")) is list
+            and (not var["blobs"] or all(type(blob) is int and 0 <= blob < blobs for blob in var["blobs"]))
+            and type(var.get("memo_reset", False)) is bool
+        ):
+            number = next(i for i, v in enumerate(variables) if v is var)
+            return f"variable {number}: {_variable_problem(var, segments, blobs)}"
+    skipped = meta.get("skipped", [])
+    if type(skipped) is not list:
+        return "skipped is not a list"
+    for number, record in enumerate(skipped):
+        if type(record) is not dict or type(record.get("name")) is not str:
+            return f"skipped {number}: not a record with a name"
+        for key in ("type", "reason"):
+            if type(record.get(key, "")) is not str:
+                return f"skipped {number}: {key} is not a string"
+    return _environment_problem(meta.get("environment", {}))
+
+
+# What _namespace.module_kind returns, and so all that mason writes.
+_MODULE_KINDS = ("main", "importable", "dynamic")
+# Sizes fit in 64 bits; a larger int is no size mason wrote (and breaks float formatting).
+_MAX_COUNT = 1 << 63
+
+
+def _module_problem(module, kind) -> str:
+    if type(module) is not str or not module:
+        return f"module {_brief(module)} is not a module name"
+    if kind is not None and kind not in _MODULE_KINDS:
+        return f"module_kind {_brief(kind)} is not one of {', '.join(_MODULE_KINDS)}"
+    if kind == "main" and module != "__main__":
+        return f"module {_brief(module)} is of kind main, which only __main__ is"
+    # A dynamic module is only ever created under its name, never imported, and
+    # mason saves it whatever name it has (types.ModuleType("my-mod")); the
+    # others have importable names.
+    parts = module.split(".")
+    if not all(parts) or (kind != "dynamic" and not all(part.isidentifier() for part in parts)):
+        return f"module {_brief(module)} is not a dotted module name"
+    return ""
+
+
+def _variable_problem(var, segments: int, blobs: int) -> str:
+    """Which field of a variable's record is wrong (it failed the fast test)."""
+    if type(var) is not dict:
+        return "not an object"
+    for key in ("name", "type", "stored"):
+        if type(var.get(key)) is not str:
+            return f"{key} is not a string"
+    if not _is_count(var.get("size")):
+        return f"size {_brief(var.get('size'))} is not a byte count"
+    segment = var.get("segment")
+    if not _is_count(segment) or segment >= segments:
+        return f"segment {_brief(segment)} is not one of the file's {segments} segments"
+    numbers = var.get("blobs")
+    if type(numbers) is not list:
+        return "blobs is not a list"
+    for blob in numbers:
+        if not _is_count(blob) or blob >= blobs:
+            return f"blob {_brief(blob)} is not one of the file's {blobs} blobs"
+    return "memo_reset is not true or false"
+
+
+def _environment_problem(env) -> str:
+    """What is wrong with the shape of the environment record, or ""."""
+    if type(env) is not dict:
+        return "environment is not an object"
+    python = env.get("python", [3, 0])
+    if not (type(python) is list and len(python) >= 2 and all(type(n) is int and 0 <= n < 1 << 31 for n in python)):
+        return f"environment: python {_brief(python)} is not a version (a list of at least two small ints >= 0)"
+    for key in ("implementation", "platform", "byteorder", "mason", "created"):
+        if type(env.get(key, "")) is not str:
+            return f"environment: {key} is not a string"
+    packages = env.get("packages", {})
+    if type(packages) is not dict:
+        return "environment: packages is not an object"
+    for name, version in packages.items():
+        # Top-level import names, as saved: their versions are looked up here.
+        if not name.isidentifier():
+            return f"environment: packages: {_brief(name)} is not a top-level package name"
+        if type(version) is not str:
+            return f"environment: packages: the version of {name} is not a string"
+    return ""
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and 0 <= value < _MAX_COUNT
+
+
+def _brief(value) -> str:
+    # The value came from the file: bounded, so a huge one cannot flood the message.
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
