@@ -493,3 +493,34 @@ def test_plain_data_still_loads_under_an_empty_list(tmp_path):
     assert mason.loads(pickle.dumps(value, protocol=2), allow=[]) == value
     assert mason.loads(pickle.dumps(value, protocol=5), allow=[]) == value
     assert mason.loads(mason.dumps(value), allow=[]) == value
+
+
+# -- found while attacking the machine itself ---------------------------------------------
+
+
+def test_build_through_a_weak_proxy_to_a_module(trap, tmp_path):
+    import mason._allowlist as policy
+
+    before = policy.RESOLVERS
+    proxy = rb("make_weakproxy_to", rb("import_module", u("mason._allowlist")), b"\x89")
+    data = P(proxy + b"N}" + u("RESOLVERS") + b"\x8f(\x91" + b"s\x86b")  # (None, {"RESOLVERS": frozenset()})
+    refused(data, [], tmp_path, match="BUILD")
+    assert policy.RESOLVERS is before
+
+
+def test_build_on_a_standard_stream(trap, tmp_path):
+    stdout = rb("make_file", u("<stdout>"), u("w"), b"J\xff\xff\xff\xff", b"\x89", b"K\x00", b"N", b"N")
+    data = P(stdout + b"N}" + u("write") + g("builtins", "str") + b"s\x86b")
+    refused(data, [mason.FILES], tmp_path, match="BUILD")
+    assert "write" not in vars(sys.__stdout__)
+
+
+def test_many_small_allocations_add_up(trap, tmp_path):
+    one = call(g("builtins", "bytearray"), b"J" + struct.pack("<i", 2**25))
+    data = P(b"(" + one * 64 + b"l")
+    refused(data, [], tmp_path, match="more than the file could hold")
+
+
+def test_errors_of_allowed_code_are_mason_errors(tmp_path):
+    with pytest.raises(MasonError, match="cannot rebuild"):
+        mason.loads(P(call(g("collections", "OrderedDict"), b"K\x01")), allow=["collections"])

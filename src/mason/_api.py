@@ -13,7 +13,7 @@ from ._format.spec import MAGIC
 from ._pickler import Pickler
 from ._session import load_module
 from ._unpickler import Unpickler
-from .errors import MasonError, PicklingError
+from .errors import MasonError, PicklingError, UnpicklingError
 
 __all__ = ["dump", "dumps", "load", "loads", "copy", "pickles", "register"]
 
@@ -175,7 +175,12 @@ def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None)
     data = bytes(recorder.data)
     unpickler = RestrictedUnpickler(io.BytesIO(data), allowlist, buffers=buffers, map_location=map_location)
     unpickler.stream_bytes = len(data)
-    return unpickler.load()
+    try:
+        return unpickler.load()
+    except MasonError:
+        raise
+    except Exception as exc:  # raised by allowed code rebuilding an object
+        raise UnpicklingError(f"cannot rebuild the object: {type(exc).__name__}: {exc}") from exc
 
 
 def copy(obj, *args, **kwds):

@@ -46,10 +46,11 @@ import io
 import pickle
 import sys
 import types
+import weakref
 
 from . import _rebuild
 from ._allowlist import ACCESSORS, ALWAYS, CODE, REBUILD, REBUILDERS, Allowlist
-from .errors import UnpicklingError
+from .errors import MasonError, UnpicklingError
 
 __all__ = ["Scanner", "ScanReport", "RestrictedUnpickler", "scan_pickle", "MACHINE_ERRORS"]
 
@@ -60,8 +61,10 @@ _MAX_WEIGHT = 1 << 20
 #: hashing work allowed: this much plus _WORK_PER_BYTE for every byte of stream
 _BASE_WORK = 1 << 22
 _WORK_PER_BYTE = 16
-#: a builtin constructor may be asked for at most this many items
+#: a builtin constructor may be asked for at most this many items, and all of
+#: them together for this many plus _ITEMS_PER_BYTE for every byte of stream
 _MAX_ITEMS = 1 << 26
+_ITEMS_PER_BYTE = 64
 
 #: what the pure-Python machine raises on a malformed stream
 MACHINE_ERRORS = (
@@ -523,6 +526,7 @@ class RestrictedUnpickler(_Machine):
         self._granted: dict[int, object] = {}  # what find_class handed out (callable)
         self._fresh: dict[int, object] = {}  # objects and containers this load created
         self._undo: list | None = None
+        self._allocated = 0  # items the builtin constructors were asked for
         self._rebuilders = {name: self._wrap_rebuilder(name) for name in REBUILDERS}
         self._getattr = self._checked_accessor("builtins:getattr", _plain_getattr)
         # reconstructors that hand out objects that existed before the load
@@ -649,10 +653,17 @@ class RestrictedUnpickler(_Machine):
         if isinstance(func, type) and issubclass(func, type):
             allow.refuse(f"a call of the metaclass {func.__qualname__} (it would create a class)")
         self._hashing(args)
-        _check_builtin_call(func, args, allow)
+        self._allocated += _check_builtin_call(func, args, allow)
+        if self._allocated > _MAX_ITEMS + _ITEMS_PER_BYTE * self._stream_size():
+            allow.refuse(f"builtin constructors asked for {self._allocated} items in all (more than the file could hold)")
         if func in _CREATORS:
             _check_creator(func, args, allow)
-        result = func(*args, **(kwargs or {}))
+        try:
+            result = func(*args, **(kwargs or {}))
+        except MasonError:
+            raise
+        except Exception as exc:  # the allowed code's own error: name it, not the stream
+            raise UnpicklingError(f"cannot rebuild an object with {_name_of(func)}: {type(exc).__name__}: {exc}") from exc
         if isinstance(result, _REACHABLE) and self._state.made.get(id(result)) is not result:
             # An allowed function that returns a function, class or module
             # (a resolver the list does not know) hands out only what the
@@ -680,9 +691,10 @@ class RestrictedUnpickler(_Machine):
         return obj
 
     def _mark_fresh(self, obj):
-        if isinstance(obj, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
-                            enum.Enum)) or self._granted.get(id(obj)) is obj:
-            return  # shared objects: never "created by this load"
+        if isinstance(obj, _SHARED_KINDS) or self._granted.get(id(obj)) is obj or obj in _STD_STREAMS():
+            # Shared objects are never "created by this load", nor are proxies,
+            # whose attributes and items are another object's.
+            return
         self._fresh[id(obj)] = obj
 
     def _owned(self, obj) -> bool:
@@ -817,7 +829,13 @@ class RestrictedUnpickler(_Machine):
             raise UnpicklingError("class_attribute: not a class")
         if cls in (type, object) or (allow.reach_problem(cls, "class") is not None and not self._owned(cls)):
             allow.refuse(f"an attribute of the class {getattr(cls, '__qualname__', '?')}")
-        return _rebuild.class_attribute(cls, name)
+        found = _rebuild.class_attribute(cls, name)
+        inner = getattr(found, "__func__", None) if isinstance(found, (staticmethod, classmethod)) else None
+        if inner is not None and self._state.made.get(id(inner)) is not inner:
+            problem = allow.reach_problem(inner, f"{cls.__qualname__}.{name}")
+            if problem is not None:
+                allow.refuse(problem)
+        return found
 
     def _checked_accessor(self, label, function):
         def accessor(obj, path, *default):
@@ -860,6 +878,14 @@ class RestrictedUnpickler(_Machine):
 
 
 _ABSENT = object()
+#: never "created by this load": shared kinds, and proxies (their attributes
+#: and items are another object's)
+_SHARED_KINDS = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, enum.Enum,
+                 weakref.ProxyType, weakref.CallableProxyType, types.MappingProxyType)
+
+
+def _STD_STREAMS():
+    return (sys.__stdin__, sys.__stdout__, sys.__stderr__, sys.stdin, sys.stdout, sys.stderr)
 _REACHABLE = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, types.MethodType)
 
 
@@ -886,8 +912,9 @@ def _missing_rebuilder(name):
 _SIZED = (list, tuple, set, frozenset, dict, bytes, bytearray, str)
 
 
-def _check_builtin_call(func, args, allow) -> None:
-    """Builtin constructors may not be made to build more than the file could hold."""
+def _check_builtin_call(func, args, allow) -> int:
+    """Builtin constructors may not be made to build more than the file could
+    hold; returns how many items (bytes) this call asks for."""
     if func is _codecs.encode:
         # protocol 2's spelling of bytes; other codecs decompress or import
         if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
@@ -901,6 +928,11 @@ def _check_builtin_call(func, args, allow) -> None:
             allow.refuse(f"{func.__name__}({first}) (a buffer bigger than the file)")
         if type(first) is range and len(first) > _MAX_ITEMS:
             allow.refuse(f"{func.__name__}(range of {len(first)} items)")
+        if type(first) is int and func in (bytes, bytearray):
+            return first
+        if type(first) is range:
+            return len(first)
+    return 0
 
 
 def _check_creator(func, args, allow) -> None:
