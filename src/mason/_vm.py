@@ -691,7 +691,7 @@ class RestrictedUnpickler(_Machine):
         return obj
 
     def _mark_fresh(self, obj):
-        if isinstance(obj, _SHARED_KINDS) or self._granted.get(id(obj)) is obj or obj in _STD_STREAMS():
+        if isinstance(obj, _SHARED_KINDS) or self._granted.get(id(obj)) is obj or any(obj is stream for stream in _STD_STREAMS()):
             # Shared objects are never "created by this load", nor are proxies,
             # whose attributes and items are another object's.
             return
