@@ -147,37 +147,28 @@ def installed_version(top: str) -> str | None:
     if isinstance(version, str):
         return version
     # The names of installed distributions' metadata folders carry their
-    # versions: a directory listing, where importlib.metadata costs ~25 ms to
-    # import (a fixed cost of every load of a file that records packages).
-    version = _dist_versions().get(_normalize(top)) or _top_level_versions().get(top)
-    if version is not None:
-        return version
-    from importlib import metadata  # reads metadata files; imports no package
-
-    try:
-        return metadata.version(top)
-    except metadata.PackageNotFoundError:
-        pass
-    for dist in metadata.packages_distributions().get(top, ()):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    # versions: one directory listing per sys.path entry, cached for this
+    # sys.path.  Never importlib.metadata (~25 ms to import) nor its
+    # packages_distributions(), which reads every installed file list: a
+    # notebook's own helper module (no distribution) would pay that on
+    # every save, growing with the environment.
+    key = tuple(sys.path)
+    return _dist_versions(key).get(_normalize(top)) or _top_level_versions(key).get(top)
 
 
 def _normalize(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-@functools.lru_cache(maxsize=None)
-def _dist_info_folders() -> tuple[tuple[str, str, str], ...]:
+@functools.lru_cache(maxsize=4)
+def _dist_info_folders(path: tuple) -> tuple[tuple[str, str, str], ...]:
     """(normalized distribution name, version, folder) of every
-    ``NAME-VERSION.dist-info`` folder on sys.path, in import order."""
+    ``NAME-VERSION.dist-info`` and ``NAME-VERSION[-pyX.Y].egg-info`` on the
+    sys.path ``path``, in import order."""
     import os
 
     found = []
-    for entry in sys.path:
+    for entry in path:
         try:
             names = os.listdir(entry or ".")
         except OSError:
@@ -185,28 +176,33 @@ def _dist_info_folders() -> tuple[tuple[str, str, str], ...]:
         for name in names:
             if name.endswith(".dist-info"):
                 dist, sep, version = name[: -len(".dist-info")].rpartition("-")
-                if sep and dist:
-                    found.append((_normalize(dist), version, os.path.join(entry or ".", name)))
+            elif name.endswith(".egg-info"):
+                dist, sep, version = name[: -len(".egg-info")].partition("-")
+                version = version.split("-py")[0]
+            else:
+                continue
+            if sep and dist and version:
+                found.append((_normalize(dist), version, os.path.join(entry or ".", name)))
     return tuple(found)
 
 
-@functools.lru_cache(maxsize=None)
-def _dist_versions() -> dict[str, str]:
+@functools.lru_cache(maxsize=4)
+def _dist_versions(path: tuple) -> dict[str, str]:
     """{normalized distribution name: version}; the first on sys.path wins, as for imports."""
     versions: dict[str, str] = {}
-    for dist, version, _ in _dist_info_folders():
+    for dist, version, _ in _dist_info_folders(path):
         versions.setdefault(dist, version)
     return versions
 
 
-@functools.lru_cache(maxsize=None)
-def _top_level_versions() -> dict[str, str]:
+@functools.lru_cache(maxsize=4)
+def _top_level_versions(path: tuple) -> dict[str, str]:
     """{import name: version} from the folders' ``top_level.txt`` (``sklearn``
     is scikit-learn's); read only when a name is not a distribution's."""
     import os
 
     versions: dict[str, str] = {}
-    for _, version, folder in _dist_info_folders():
+    for _, version, folder in _dist_info_folders(path):
         try:
             with open(os.path.join(folder, "top_level.txt"), encoding="utf-8") as f:
                 for line in f:
