@@ -524,3 +524,22 @@ def test_many_small_allocations_add_up(trap, tmp_path):
 def test_errors_of_allowed_code_are_mason_errors(tmp_path):
     with pytest.raises(MasonError, match="cannot rebuild"):
         mason.loads(P(call(g("collections", "OrderedDict"), b"K\x01")), allow=["collections"])
+
+
+def test_bytes_from_buffer_takes_a_buffer_not_a_size(trap, tmp_path):
+    # found by tests/test_fuzz_pickles.py: 47 bytes asked for 256 MiB
+    data = b"\x80\x04cmason._rebuild\nbytes_from_buffer\n\x88\x8a\x05\x00\x00\x00\x10\x00\x86R."
+    refused(data, [], tmp_path, match="not a buffer")
+
+
+def test_a_dead_weak_proxy_loads_restricted():
+    import weakref
+
+    class Gone:
+        pass
+
+    proxy = weakref.proxy(Gone())
+    loaded = mason.loads(mason.dumps(proxy), allow=[])
+    assert type(loaded) is weakref.ProxyType
+    with pytest.raises(ReferenceError):
+        loaded.anything  # noqa: B018

@@ -538,6 +538,8 @@ def make_array(typecode, data):
 
 def bytes_from_buffer(mutable, buffer):
     """A ``bytearray`` (``mutable``) or ``bytes`` with the contents of an out-of-band buffer."""
+    # A buffer, never a size: bytearray(2**34) would be 16 GiB from a 47-byte file.
+    _check(isinstance(mutable, bool) and not isinstance(buffer, (int, str)), "bytes_from_buffer of something that is not a buffer")
     return bytearray(buffer) if mutable else bytes(buffer)
 
 

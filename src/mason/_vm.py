@@ -664,7 +664,8 @@ class RestrictedUnpickler(_Machine):
             raise
         except Exception as exc:  # the allowed code's own error: name it, not the stream
             raise UnpicklingError(f"cannot rebuild an object with {_name_of(func)}: {type(exc).__name__}: {exc}") from exc
-        if isinstance(result, _REACHABLE) and self._state.made.get(id(result)) is not result:
+        # type(), not isinstance(): a dead weak proxy raises on __class__
+        if issubclass(type(result), _REACHABLE) and self._state.made.get(id(result)) is not result:
             # An allowed function that returns a function, class or module
             # (a resolver the list does not know) hands out only what the
             # list would have allowed as a global.
@@ -691,7 +692,7 @@ class RestrictedUnpickler(_Machine):
         return obj
 
     def _mark_fresh(self, obj):
-        if isinstance(obj, _SHARED_KINDS) or self._granted.get(id(obj)) is obj or any(obj is stream for stream in _STD_STREAMS()):
+        if issubclass(type(obj), _SHARED_KINDS) or self._granted.get(id(obj)) is obj or any(obj is stream for stream in _STD_STREAMS()):
             # Shared objects are never "created by this load", nor are proxies,
             # whose attributes and items are another object's.
             return
