@@ -7,7 +7,6 @@ import pickle
 import sys
 
 from ._allowlist import Allowlist
-from ._vm import RestrictedUnpickler, Scanner
 from ._diagnose import find_culprit
 from ._format.spec import MAGIC
 from ._pickler import Pickler
@@ -167,6 +166,8 @@ def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None)
     """One pickle from ``file``, checked against the allowlist without running
     it, then loaded from the very bytes that were checked by the restricted
     machine, which enforces the list again on every step."""
+    from ._vm import RestrictedUnpickler, Scanner
+
     recorder = _Recorder(file)
     scanner = Scanner(recorder, allowlist, session_module="__main__")
     scanner._stream_size = lambda: len(recorder.data)

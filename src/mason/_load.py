@@ -22,7 +22,6 @@ from ._format import ContainerReader
 from ._format.signing import resolve_key
 from ._storage import default_session_path, open_input
 from ._unpickler import Unpickler, check_map_location, translate_error
-from ._vm import RestrictedUnpickler, Scanner, ScanReport
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
@@ -345,6 +344,8 @@ class _SegmentLoader:
         self._state = _rebuild._LoadState(namespace)
         self._restricted = allowlist is not None
         if allowlist is not None:
+            from ._vm import RestrictedUnpickler  # restricted loads only: plain ones never import it
+
             self._make = lambda: RestrictedUnpickler(
                 self._stream, allowlist, buffers=self._buffers, session=(saved_module, namespace, module),
                 load_state=self._state, map_location=map_location,
@@ -506,10 +507,12 @@ class _SessionUnpickler(Unpickler):
 
 
 def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None,
-                 payloads: dict | None = None) -> ScanReport:
+                 payloads: dict | None = None):
     """What the segments of ``variables`` would import and call, found
     without running anything (offenders listed when given an allowlist).
     ``payloads``: the segments already read and verified, by number."""
+    from ._vm import Scanner, ScanReport
+
     stream = _SegmentStream()
     report = ScanReport()
     scanner = None

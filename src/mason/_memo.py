@@ -17,7 +17,6 @@ variable whose segment reads a hole is held back.
 
 from __future__ import annotations
 
-import pickletools
 
 from .errors import CorruptSessionError
 
@@ -102,6 +101,8 @@ def segment_effects(data, has_key, size: int, known=None) -> Effects:
             length += 1
         effects.writes[index] = stack[-1]
 
+    import pickletools  # here: ~5 ms of import that only recovery needs
+
     try:
         for op, arg, _ in pickletools.genops(bytes(data)):
             name = op.name
@@ -181,6 +182,8 @@ def _static_call(func, args):
 
 def memo_gets(data) -> set[int]:
     """The memo indices the pickle ``data`` reads."""
+    import pickletools
+
     try:
         return {arg for op, arg, _ in pickletools.genops(bytes(data)) if op.name in _GETS}
     except (ValueError, EOFError) as exc:
