@@ -6,6 +6,11 @@ trust, or load with ``allow=`` (see docs/security.md)."""
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time
+    from collections.abc import Callable
+    from typing import Any
+
 import builtins
 import contextlib
 import io
@@ -33,6 +38,16 @@ from ._sessionmeta import _options, _Options, check_session_meta
 
 
 class _LoadOptions(_Options):
+    names: list | None
+    on_error: str
+    ignore: bool | None
+    mmap: bool
+    verify_blobs: bool
+    key: object
+    allow: object
+    storage_options: dict | None
+    progress: bool | None
+    map_location: object
     DEFAULTS = dict(
         names=None, on_error="warn", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
         storage_options=None, progress=None, map_location=None,
@@ -123,6 +138,7 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
         timer.lap("opened (index read and checked)")
         plan = _LoadPlan(session, options)
         name = session.meta["module"]
+        live: types.ModuleType | None
         if module is not None:
             live = _namespace.resolve_module(module)
         else:  # restricted: the name the file gives means nothing
@@ -343,6 +359,7 @@ class _SegmentLoader:
         self._buffers = _Buffers(session)
         self._state = _rebuild._LoadState(namespace)
         self._restricted = allowlist is not None
+        self._make: Callable[[], Any]
         if allowlist is not None:
             from ._vm import RestrictedUnpickler  # restricted loads only: plain ones never import it
 
@@ -358,7 +375,7 @@ class _SegmentLoader:
                 self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers,
                 map_location=map_location, load_state=self._state,
             )
-        self._unpickler = self._make()
+        self._unpickler: Any = self._make()
         self._holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
 
     def load(self, var):
@@ -399,9 +416,11 @@ class _SegmentLoader:
         self._fill(var, earlier)
 
     def _fill(self, var, earlier) -> None:
+        memo: dict
         if self._restricted:
             memo = self._unpickler.memo  # a plain dict: numbered exactly as MEMOIZE numbers
-            size, has_key = len(memo), memo.__contains__
+            size = len(memo)
+            has_key: Callable[[int], bool] = memo.__contains__
         else:
             # The C unpickler's memo is contiguous for mason's streams
             # (MEMOIZE only); its size is what the earlier segments made it.

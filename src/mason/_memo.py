@@ -114,7 +114,7 @@ def segment_effects(data, has_key, size: int, known=None) -> Effects:
                 marks.append(stack)
                 stack = []
             elif name == "GLOBAL":
-                module, _, attr = arg.partition(" ")
+                module, _, attr = str(arg).partition(" ")
                 stack.append(StaticGlobal(module, attr))
             elif name == "STACK_GLOBAL":
                 module, attr = pop(2)
@@ -133,8 +133,9 @@ def segment_effects(data, has_key, size: int, known=None) -> Effects:
             elif name == "MEMOIZE":
                 write(length)
             elif name in _PUTS:
-                write(arg)
+                write(int(arg))  # type: ignore[arg-type]
             elif name in _GETS:
+                arg = int(arg)  # type: ignore[arg-type]
                 effects.gets.add(arg)
                 if arg in effects.writes:
                     stack.append(effects.writes[arg])
@@ -185,7 +186,7 @@ def memo_gets(data) -> set[int]:
     import pickletools
 
     try:
-        return {arg for op, arg, _ in pickletools.genops(bytes(data)) if op.name in _GETS}
+        return {int(arg) for op, arg, _ in pickletools.genops(bytes(data)) if op.name in _GETS}  # type: ignore[arg-type]
     except (ValueError, EOFError) as exc:
         raise CorruptSessionError(f"damaged pickle segment: {exc}") from None
 

@@ -32,6 +32,17 @@ _PROTOCOL = 5
 
 
 class _SaveOptions(_Options):
+    exclude: object
+    include: object
+    on_error: str
+    byref: bool | None
+    recurse: bool | None
+    fmode: int | None
+    compression: str | None
+    checksum: str | None
+    key: object
+    storage_options: dict | None
+    progress: bool | None
     DEFAULTS = dict(
         exclude=None, include=None, on_error="warn", byref=None, recurse=None, fmode=None,
         compression=None, checksum=None, key=None, storage_options=None, progress=None,

@@ -36,6 +36,10 @@ restricted load enforces, opcode by opcode:
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time
+    from typing import Any, ClassVar
+
 import _codecs
 import _compat_pickle
 import builtins
@@ -75,13 +79,17 @@ MACHINE_ERRORS = (
 
 _MAKERS = frozenset({"make_module", "make_cell", "make_function", "make_class", "make_enum",
                      "torch_tensor", "torch_parameter"})
-_CREATORS = (copyreg._reconstructor, copyreg.__newobj__, copyreg.__newobj_ex__)
+# copyreg's object rebuilders (private names, not in typeshed)
+_RECONSTRUCTOR = getattr(copyreg, "_reconstructor")
+_CREATORS = (_RECONSTRUCTOR, getattr(copyreg, "__newobj__"), getattr(copyreg, "__newobj_ex__"))
 
 
 class _Machine(_P):
     """The opcodes both modes share; hooks say what each mode does."""
 
-    dispatch = dict(_P.dispatch)
+    memo: dict[int, Any]
+
+    dispatch: ClassVar[dict[int, Any]] = dict(_P.dispatch)
 
     def __init__(self, file, allowlist: Allowlist | None, *, buffers=None):
         super().__init__(file, buffers=buffers)
@@ -394,7 +402,7 @@ class Scanner(_Machine):
     def _op_get_text(self):
         self._get(int(self.readline()[:-1]))
 
-    dispatch = dict(_Machine.dispatch)
+    dispatch: ClassVar[dict[int, Any]] = dict(_Machine.dispatch)
     dispatch[pickle.BINGET[0]] = _op_binget
     dispatch[pickle.LONG_BINGET[0]] = _op_long_binget
     dispatch[pickle.GET[0]] = _op_get_text
@@ -509,6 +517,8 @@ def scan_pickle(data, allowlist: Allowlist | None = None) -> ScanReport:
 
 
 class RestrictedUnpickler(_Machine):
+    allowlist: Allowlist  # never None here
+    memo: dict[int, Any]
     """Loads under an allowlist, enforcing it on every step (see the module docstring).
 
     ``session``: for a session, ``(saved module name, target namespace,
@@ -520,6 +530,9 @@ class RestrictedUnpickler(_Machine):
     def __init__(self, file, allowlist: Allowlist, *, buffers=None, session=None, load_state=None,
                  map_location=None):
         super().__init__(file, allowlist, buffers=buffers)
+        self._saved_module: str | None
+        self._namespace: dict | None
+        self._module: types.ModuleType | None
         self._saved_module, self._namespace, self._module = session or (None, None, None)
         self._state = load_state if load_state is not None else _rebuild._LoadState(self._namespace)
         self._map_location = map_location
@@ -538,7 +551,7 @@ class RestrictedUnpickler(_Machine):
 
     def start_undo(self) -> None:
         """Log memo writes from now on, so that ``undo`` can take them back."""
-        self._undo: list | None = []
+        self._undo = []
 
     def undo(self) -> None:
         """Put the memo back as it was at ``start_undo`` (a variable failed halfway)."""
@@ -572,7 +585,7 @@ class RestrictedUnpickler(_Machine):
     def _op_long_binput(self):
         self._memo_put(int.from_bytes(self.read(4), "little"))
 
-    dispatch = dict(_Machine.dispatch)
+    dispatch: ClassVar[dict[int, Any]] = dict(_Machine.dispatch)
     dispatch[pickle.MEMOIZE[0]] = _op_memoize
     dispatch[pickle.PUT[0]] = _op_put
     dispatch[pickle.BINPUT[0]] = _op_binput
@@ -938,7 +951,7 @@ def _check_builtin_call(func, args, allow) -> int:
 
 def _check_creator(func, args, allow) -> None:
     """copyreg's rebuilders call ``cls.__new__``: ``cls`` must be a class and not a metaclass."""
-    classes = args[:2] if func is copyreg._reconstructor else args[:1]
+    classes = args[:2] if func is _RECONSTRUCTOR else args[:1]
     for cls in classes:
         if not isinstance(cls, type):
             raise UnpicklingError(f"copyreg.{func.__name__}: {type(cls).__name__} is not a class")
