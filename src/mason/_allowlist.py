@@ -124,7 +124,7 @@ class Allowlist:
         self.modules: set[str] = set()
         self.globals: set[tuple[str, str]] = set()
         self.target = target
-        flat = []
+        flat: list = []
         for pattern in patterns:
             if isinstance(pattern, _Preset):
                 self.globals |= pattern.globals

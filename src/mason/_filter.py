@@ -38,15 +38,19 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 def compile_rule(rule: Rule) -> Predicate:
     """One predicate ``(name, obj) -> bool`` for a rule or a list of rules."""
     if isinstance(rule, str):
-        if _GLOB_CHARS.search(rule):
-            return lambda name, obj, pattern=rule: fnmatch.fnmatchcase(name, pattern)
-        return lambda name, obj, exact=rule: name == exact
+        text = rule
+        if _GLOB_CHARS.search(text):
+            return lambda name, obj: fnmatch.fnmatchcase(name, text)
+        return lambda name, obj: name == text
     if isinstance(rule, re.Pattern):
-        return lambda name, obj, regex=rule: regex.search(name) is not None
+        regex = rule
+        return lambda name, obj: regex.search(name) is not None
     if isinstance(rule, type) or (isinstance(rule, tuple) and rule and all(isinstance(r, type) for r in rule)):
-        return lambda name, obj, types=rule: isinstance(obj, types)
+        kinds = rule
+        return lambda name, obj: isinstance(obj, kinds)
     if callable(rule):
-        return lambda name, obj, predicate=rule: bool(predicate(name, obj))
+        predicate = rule
+        return lambda name, obj: bool(predicate(name, obj))
     if isinstance(rule, Iterable):
         predicates = [compile_rule(item) for item in rule]
         return lambda name, obj: any(p(name, obj) for p in predicates)

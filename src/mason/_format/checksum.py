@@ -22,6 +22,7 @@ _FAST_EXTRA = "pip install 'mason[fast]'"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from collections.abc import Callable
     from typing import Any, Protocol
 
     class Hasher(Protocol):
@@ -57,7 +58,7 @@ class _Xxh3:
         return self._state.intdigest()
 
 
-_HASHERS = {"crc32": _Crc32, "xxh3_64": _Xxh3}
+_HASHERS: dict[str, Callable[[], Hasher]] = {"crc32": _Crc32, "xxh3_64": _Xxh3}
 
 
 def _have_xxhash() -> bool:
