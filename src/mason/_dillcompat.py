@@ -169,15 +169,15 @@ OPENER = _Opener()
 
 
 def shim(name, rebuilders: dict):
-    """What ``getattr(dill._dill, name, default)`` gives, or ``_NO_SHIM``;
+    """What ``getattr(dill._dill, name, default)`` gives, or ``NO_SHIM``;
     ``rebuilders`` maps mason reconstructor names to what to hand out."""
     if name not in SHIMS:
-        return _NO_SHIM
+        return NO_SHIM
     mason_name = SHIMS[name]
     return _rebuild._EMPTY_CELL if mason_name is None else rebuilders[mason_name]
 
 
-_NO_SHIM = object()
+NO_SHIM = object()
 
 
 # ====================================================================== _load_type
