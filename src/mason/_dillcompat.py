@@ -221,7 +221,8 @@ def _view_types() -> dict:
     plain, ordered = {}, OrderedDict()
     found = {f"Dict{k.title()}Type": type(getattr(plain, k)()) for k in ("keys", "values", "items")}
     found.update({f"Odict{k.title()}Type": type(getattr(ordered, k)()) for k in ("keys", "values", "items")})
-    found["GenericAliasIteratorType"] = type(iter(types.GenericAlias(list, (int,))))
+    if sys.version_info >= (3, 11):  # GenericAlias became iterable (for *tuple[int, ...]) in 3.11
+        found["GenericAliasIteratorType"] = type(iter(types.GenericAlias(list, (int,))))
     return found
 
 

@@ -16,7 +16,9 @@ code from the file: only load files you trust, or load with ``allow=``.
 
 from __future__ import annotations
 
+import builtins
 import io
+import types
 
 from . import _rebuild
 from ._allowlist import Allowlist
@@ -24,9 +26,9 @@ from ._filter import MODULE_BOOKKEEPING
 from ._format.signing import resolve_key
 from ._unpickler import Unpickler
 from ._vm import RestrictedUnpickler, Scanner, _Token
-from .errors import MasonError, SignatureError, UnpicklingError
+from .errors import CorruptSessionError, MasonError, SignatureError, UnpicklingError
 
-__all__ = ["DillSessionPlan", "load_dill_object", "is_pickle", "dill_session_name"]
+__all__ = ["DillSessionPlan", "restore_dill_file", "is_pickle", "dill_session_name"]
 
 _RUNTIME = "__runtime__."
 #: what dill.dump_module(refimported=True) adds to the state: names saved as
@@ -61,6 +63,15 @@ def dill_session_name(top) -> str | None:
     return None
 
 
+def _meta(spelling: str) -> dict:
+    """mason's words for the module dill named ``spelling``."""
+    if spelling.startswith(_RUNTIME):  # a module-type object that was not importable
+        return {"module": spelling[len(_RUNTIME):], "module_kind": "dynamic"}
+    if spelling == "__main__":
+        return {"module": "__main__", "module_kind": "main"}
+    return {"module": spelling, "module_kind": "importable"}
+
+
 class DillSessionPlan:
     """A dill session file, checked before anything runs; ``restore`` loads it.
 
@@ -72,64 +83,78 @@ class DillSessionPlan:
     with an allowlist anything outside it refuses the file.
     """
 
-    def __init__(self, data: bytes, options):
-        if resolve_key(options.key) is not None:
+    def __init__(self, data: bytes, *, allow=None, key=None, names=None, map_location=None):
+        if resolve_key(key) is not None:
             raise SignatureError(
                 "a dill file carries no signature, and a key was given (or MASON_SIGNING_KEY is set):"
                 " load it with key=False to read it unsigned"
             )
         self.data = data
-        self.options = options
-        self.allowlist = Allowlist.from_arg(options.allow)
-        scanner, top = _scan(data, self.allowlist)
+        self.names = names
+        self.map_location = map_location
+        self.allowlist = Allowlist.from_arg(allow)
+        try:
+            scanner, top = _scan(data, self.allowlist)
+        except UnpicklingError as exc:
+            raise CorruptSessionError(f"not a mason file, nor a pickle mason can read: {exc}") from None
         spelling = dill_session_name(top)
         if spelling is None:
-            raise UnpicklingError(
-                "this pickle holds one object (as dill.dump writes), not a session: read it with"
-                " mason.load, or make a session of it with `mason convert`"
+            raise CorruptSessionError(
+                "not a mason file: a plain pickle of one object (as dill.dump writes), not a session:"
+                " read it with mason.load, or make a session of it with `mason convert`"
             )
         self.spelling = spelling
-        if spelling.startswith(_RUNTIME):
-            self.meta = {"module": spelling[len(_RUNTIME):], "module_kind": "dynamic"}
-        elif spelling == "__main__":
-            self.meta = {"module": "__main__", "module_kind": "main"}
-        else:
-            self.meta = {"module": spelling, "module_kind": "importable"}
+        self.meta = _meta(spelling)
         if self.allowlist is not None:
             self.allowlist.check(scanner.report.problems, scanner.report.functions)
 
     def restore(self, namespace: dict, module) -> dict:
         """The saved variables, as a new dict (neither ``namespace`` nor
         ``module`` changes): functions get ``namespace`` as their globals."""
-        unpickler = _unpickler(self.data, self.allowlist, namespace, module, self.spelling, self.options.map_location)
-        top = _run(unpickler)
-        standin = unpickler.dill_standin
-        if standin is None or top is not standin:
-            raise UnpicklingError("damaged dill session: its top object is not the module it restores")
-        state = dict(vars(standin))
-        imported = [state.pop(key, ()) for key in _IMPORTED]
-        loaded = {name: (module if value is standin else value)
-                  for name, value in state.items() if name not in MODULE_BOOKKEEPING}
-        loaded.update(_restore_imported(unpickler, *imported))
-        names = self.options.names
-        if names is None:
+        loaded = _restore(self.data, self.allowlist, self.spelling, namespace, module, self.map_location)
+        if self.names is None:
             return loaded
-        missing = [name for name in names if name not in loaded]
+        missing = [name for name in self.names if name not in loaded]
         if missing:
             raise KeyError(f"not in this session: {', '.join(map(repr, missing))}")
-        return {name: loaded[name] for name in names}
+        return {name: loaded[name] for name in self.names}
 
 
-def load_dill_object(data: bytes, namespace: dict, module, allow=None, map_location=None):
-    """The one object of a file written by ``dill.dump``, its functions
-    given ``namespace`` as globals where dill gives them ``__main__``'s."""
+def _restore(data: bytes, allowlist, spelling: str, namespace: dict, module, map_location=None) -> dict:
+    unpickler = _unpickler(data, allowlist, namespace, module, spelling, map_location)
+    top = _run(unpickler)
+    standin = unpickler.dill_standin
+    if standin is None or top is not standin:
+        raise UnpicklingError("damaged dill session: its top object is not the module it restores")
+    state = dict(vars(standin))
+    imported = [state.pop(key, ()) for key in _IMPORTED]
+    loaded = {name: (module if value is standin else value)
+              for name, value in state.items() if name not in MODULE_BOOKKEEPING}
+    loaded.update(_restore_imported(unpickler, *imported))
+    return loaded
+
+
+def restore_dill_file(data: bytes, *, allow=None, object_name: str = "obj") -> tuple[types.ModuleType, bool]:
+    """(a new module holding what a dill file holds, whether it was a session).
+
+    A session's variables go into a module of the name dill gave it; the
+    one object of a file written by ``dill.dump`` goes into a module named
+    ``__main__`` as ``object_name`` (its functions get that module's
+    globals, where dill gives them the live ``__main__``'s).  Neither module
+    is registered in ``sys.modules``.  For ``mason convert``.
+    """
     allowlist = Allowlist.from_arg(allow)
     scanner, top = _scan(data, allowlist)
-    if dill_session_name(top) is not None:
-        raise UnpicklingError("this file is a dill session, not one object")
     if allowlist is not None:
         allowlist.check(scanner.report.problems, scanner.report.functions)
-    return _run(_unpickler(data, allowlist, namespace, module, None, map_location))
+    spelling = dill_session_name(top)
+    module = types.ModuleType(_meta(spelling)["module"] if spelling is not None else "__main__")
+    module.__dict__["__builtins__"] = builtins
+    if spelling is None:
+        module.__dict__[object_name] = _run(_unpickler(data, allowlist, module.__dict__, module, None, None))
+    else:
+        module.__dict__.update(_restore(data, allowlist, spelling, module.__dict__, module))
+    return module, spelling is not None
 
 
 def _unpickler(data: bytes, allowlist, namespace: dict, module, spelling, map_location):

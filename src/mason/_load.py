@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import pickle
+import stat
 import sys
 import types
 import warnings
@@ -23,7 +24,7 @@ from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
 from ._dillsession import DillSessionPlan, is_pickle
 from ._format import ContainerReader
 from ._format.signing import resolve_key
-from ._storage import default_session_path, open_input, peek
+from ._storage import default_session_path, open_for_read, open_input, peek
 from ._unpickler import Unpickler, check_map_location, translate_error
 from ._vm import RestrictedUnpickler, Scanner, ScanReport
 from .errors import (
@@ -161,22 +162,35 @@ def _open_plan(source, options: _LoadOptions):
     loaded from the very bytes scanned)."""
     if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
         raise TypeError(f"filename must be a path or a binary stream, not {type(source).__name__}")
-    with open_input(source, options.storage_options) as opened:
-        data, opened = _read_pickle(opened)
-        if data is not None:
-            yield DillSessionPlan(data, options)
-            return
+    if isinstance(source, io.TextIOBase):
+        raise TypeError("a mason file must be opened in binary mode ('rb')")
+    with open_input(source, options.storage_options) as opened, contextlib.ExitStack() as stack:
+        if isinstance(opened, (str, os.PathLike)):
+            # Opened as the container reader opens it (no symlinks, no directories).
+            file = stack.enter_context(open_for_read(opened))
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                opened = file  # a FIFO or device can be read once only: peek at this stream
+            elif not is_pickle(file.read(1)):
+                file.close()  # a mason file: the reader opens (and maps) the path itself
+                file = None
+        else:
+            file = opened
+        if file is not None:
+            data, opened = _read_pickle(file, opened)
+            if data is not None:
+                yield DillSessionPlan(data, allow=options.allow, key=options.key, names=options.names,
+                                      map_location=options.map_location)
+                return
         with _open_reader(opened, options) as reader:
             yield _LoadPlan(reader, options)
 
 
-def _read_pickle(opened):
-    """(the whole file, ``opened``) if it is a pickle rather than a mason
-    file, else (None, a source that still starts where ``opened`` did)."""
-    if isinstance(opened, (str, os.PathLike)):
-        with open(opened, "rb") as file:
-            head = file.read(1)
-            return (head + file.read(), opened) if is_pickle(head) else (None, opened)
+def _read_pickle(file, opened):
+    """(the whole file, ``opened``) if ``file`` is a pickle rather than a
+    mason file, else (None, a source that still starts where ``opened`` did)."""
+    if file is not opened:  # a regular file whose first byte said pickle
+        file.seek(0)
+        return file.read(), opened
     head, opened = peek(opened, 1)
     return (opened.read(), opened) if is_pickle(head) else (None, opened)
 
