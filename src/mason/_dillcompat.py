@@ -333,8 +333,8 @@ def make_code(args: tuple):
             raise UnpicklingError(f"damaged file: a dill code object's {key} is a {type(value).__name__}")
     if _HERE == (18, True) and not _bytecode_fits(values["code"]):
         raise VersionMismatchError(
-            f"this dill file holds code compiled by another Python than this one ({here}: its bytecode"
-            f" does not fit, in {values['name']!r}); load it with the Python that saved it"
+            f"this dill file holds code compiled by another version of Python than this one ({here}):"
+            f" the bytecode of {values['name']!r} is not this Python's; load it with the Python that saved it"
         )
     try:
         return types.CodeType(*fields)
