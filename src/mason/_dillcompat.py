@@ -97,6 +97,7 @@ RESTRICTED_BUILTINS = {
     ("builtins", "delattr"): ("rebuild", "dill_delattr"),
     ("builtins", "open"): ("special", "open"),
     ("io", "open"): ("special", "open"),
+    ("_io", "open"): ("special", "open"),  # how Python 3.12 and later name it
     ("_pyio", "open"): ("special", "open"),
 }
 
@@ -408,4 +409,4 @@ def is_opener(value) -> bool:
     """Whether ``value`` is the ``open`` dill passes to _create_filehandle."""
     if value is OPENER:
         return True
-    return getattr(value, "__name__", None) == "open" and getattr(value, "__module__", None) in ("io", "_pyio")
+    return getattr(value, "__name__", None) == "open" and getattr(value, "__module__", None) in ("io", "_io", "_pyio")
