@@ -508,3 +508,16 @@ def test_code_layout_of_another_python_is_refused():
         pytest.skip("this is Python 3.10")
     with pytest.raises(VersionMismatchError, match="Python 3.10"):
         rebuild.dill_create_code(*args)
+
+
+def test_a_dill_import_that_is_not_a_session_is_judged_before_running():
+    """The first _import_module of a pickle is taken for a dill session's
+    module only if it is the pickle's top object: otherwise the scan judges
+    it (and a BUILD on it) like any import, before anything runs."""
+    built = P(b"(" + call(g("dill._dill", "_import_module"), u("json")) + items(u("dumps"), u("x")) + b"bl")
+    with pytest.raises(ForbiddenGlobalError, match=r"refused before running anything.*BUILD on json"):
+        mason.loads(built, allow=["json"])
+    hidden = P(b"(" + call(g("dill._dill", "_import_module"), u("not_imported_anywhere")) + b"l")
+    with pytest.raises(ForbiddenGlobalError, match=r"before running anything.*not_imported_anywhere \(imported by name\)"):
+        mason.loads(hidden, allow=[])
+    assert "not_imported_anywhere" not in sys.modules

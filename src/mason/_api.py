@@ -7,7 +7,6 @@ import pickle
 import sys
 
 from ._allowlist import Allowlist
-from ._dillsession import dill_session_name
 from ._vm import RestrictedUnpickler, Scanner
 from ._diagnose import find_culprit
 from ._format.spec import MAGIC
@@ -111,9 +110,9 @@ def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None)
     recorder = _Recorder(file)
     scanner = Scanner(recorder, allowlist, session_module="__main__")
     scanner._stream_size = lambda: len(recorder.data)
-    top = scanner.scan()
+    scanner.scan()
     data = bytes(recorder.data)
-    if dill_session_name(top) is not None:
+    if scanner.dill_session is not None:
         # A dill session: its state may only go into the module it restores,
         # in one step, as load_module does (which scans it again, as a session).
         module = load_module(io.BytesIO(data), allow=allowlist, map_location=map_location)

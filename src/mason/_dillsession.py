@@ -25,10 +25,10 @@ from ._allowlist import Allowlist
 from ._filter import MODULE_BOOKKEEPING
 from ._format.signing import resolve_key
 from ._unpickler import Unpickler
-from ._vm import RestrictedUnpickler, Scanner, _Token
+from ._vm import RestrictedUnpickler, Scanner
 from .errors import CorruptSessionError, MasonError, SignatureError, UnpicklingError
 
-__all__ = ["DillSessionPlan", "restore_dill_file", "is_pickle", "dill_session_name"]
+__all__ = ["DillSessionPlan", "restore_dill_file", "is_pickle"]
 
 _RUNTIME = "__runtime__."
 #: what dill.dump_module(refimported=True) adds to the state: names saved as
@@ -42,25 +42,19 @@ def is_pickle(head: bytes) -> bool:
     return head[:1] == b"\x80"
 
 
-def _scan(data: bytes, allowlist: Allowlist | None) -> tuple[Scanner, object]:
+def _scan(data: bytes, allowlist: Allowlist | None) -> Scanner:
+    """The scanner, having read the one pickle ``data`` holds; its
+    ``dill_session`` names the module of a dill session (None: one object)."""
     stream = io.BytesIO(data)
     scanner = Scanner(stream, allowlist)
     scanner.stream_bytes = len(data)
-    top = scanner.scan()
+    scanner.scan()
     if stream.tell() != len(data):
         raise UnpicklingError(
             f"this file holds more than one pickle ({len(data) - stream.tell()} bytes follow the first):"
             " not a dill session"
         )
-    return scanner, top
-
-
-def dill_session_name(top) -> str | None:
-    """The name dill gave the session's module, when the pickle's top object
-    is a module made by dill's ``_import_module`` (else None: one object)."""
-    if isinstance(top, _Token) and top.kind == "made" and top.name == "dill_import_module":
-        return top.origin
-    return None
+    return scanner
 
 
 def _meta(spelling: str) -> dict:
@@ -94,10 +88,10 @@ class DillSessionPlan:
         self.map_location = map_location
         self.allowlist = Allowlist.from_arg(allow)
         try:
-            scanner, top = _scan(data, self.allowlist)
+            scanner = _scan(data, self.allowlist)
         except UnpicklingError as exc:
             raise CorruptSessionError(f"not a mason file, nor a pickle mason can read: {exc}") from None
-        spelling = dill_session_name(top)
+        spelling = scanner.dill_session
         if spelling is None:
             raise CorruptSessionError(
                 "not a mason file: a plain pickle of one object (as dill.dump writes), not a session:"
@@ -144,10 +138,10 @@ def restore_dill_file(data: bytes, *, allow=None, object_name: str = "obj") -> t
     is registered in ``sys.modules``.  For ``mason convert``.
     """
     allowlist = Allowlist.from_arg(allow)
-    scanner, top = _scan(data, allowlist)
+    scanner = _scan(data, allowlist)
     if allowlist is not None:
         allowlist.check(scanner.report.problems, scanner.report.functions)
-    spelling = dill_session_name(top)
+    spelling = scanner.dill_session
     module = types.ModuleType(_meta(spelling)["module"] if spelling is not None else "__main__")
     module.__dict__["__builtins__"] = builtins
     if spelling is None:

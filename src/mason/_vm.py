@@ -363,15 +363,42 @@ class Scanner(_Machine):
         self._session_module = session_module
         self._tokens: dict[tuple, _Token] = {}
         self._result = _Token("result")
-        #: the module dill's first _import_module names: a dill session's own
-        #: (its top object, whose state is the session; dill.session reads it so too)
-        self.dill_module: str | None = None
+        #: A dill session is a pickle whose top object is the module made by
+        #: the stream's first _import_module (dill.session reads it so too):
+        #: that call is taken for the session's own module (a new one, which
+        #: its BUILD fills) until the scan ends, then judged like any other
+        #: import if the pickle was not a session after all.
+        self._dill_first: _Token | None = None
+        self._dill_first_built = False
+        #: the name dill gave the session's module, when the pickle is one
+        self.dill_session: str | None = None
 
     def scan(self):
         try:
-            return self.load()
+            result = self.load()
         except Exception as exc:  # nothing runs here: any failure means a malformed stream
             raise UnpicklingError(f"the pickle stream cannot be checked: {exc}") from None
+        self._settle_dill_session(result)
+        return result
+
+    def _settle_dill_session(self, result) -> None:
+        first = self._dill_first
+        if first is None:
+            return
+        if result is first:
+            self.dill_session = first.origin
+            return
+        if not first.origin.startswith("__runtime__."):
+            self._import(first.origin)
+            if self._dill_first_built:
+                self._problem(f"BUILD on {first.origin} (setting attributes of an object the file did not create)")
+
+    def _import(self, module: str) -> None:
+        """Record (and judge) an import of ``module`` by name."""
+        if module != self._session_module:
+            self.report.modules.add(module)
+            if self.allowlist is not None and not self.allowlist.import_allowed(module):
+                self._problem(f"{module} (imported by name)")
 
     def _problem(self, problem: str | None) -> None:
         if problem is not None and self.allowlist is not None:
@@ -463,9 +490,10 @@ class Scanner(_Machine):
     def _rebuilder_call(self, name, args):
         first = args[0] if args else None
         if name == "dill_import_module" and isinstance(first, str):
-            if self.dill_module is None or first.startswith("__runtime__."):
-                if self.dill_module is None:
-                    self.dill_module = first
+            if self._dill_first is None:  # the session's own, if the pickle is a session (see scan)
+                self._dill_first = _Token("made", name, first)
+                return self._dill_first
+            if first.startswith("__runtime__."):  # a new module of the file's own
                 return _Token("made", name, first)
             name = "import_module"  # any other module: judged as mason's import_module
         if name == "dill_load_type":
@@ -534,6 +562,8 @@ class Scanner(_Machine):
         return self._result
 
     def _build(self, inst, state):
+        if inst is self._dill_first and inst is not None:
+            self._dill_first_built = True
         if not (isinstance(inst, _Token) and inst.kind in ("result", "made")):
             self._problem(f"BUILD on {_describe(inst)} (setting attributes of an object the file did not create)")
 
