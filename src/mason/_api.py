@@ -108,7 +108,7 @@ def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None)
     it, then loaded from the very bytes that were checked by the restricted
     machine, which enforces the list again on every step."""
     recorder = _Recorder(file)
-    scanner = Scanner(recorder, allowlist, session_module="__main__")
+    scanner = Scanner(recorder, allowlist, session_module="__main__", dill_sessions=True)
     scanner._stream_size = lambda: len(recorder.data)
     scanner.scan()
     data = bytes(recorder.data)

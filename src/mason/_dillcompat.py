@@ -216,10 +216,11 @@ _TYPE_GLOBALS: dict[str, tuple[str, str]] = {
 }
 
 
-def _view_types() -> dict:
+def _view_types() -> dict[str, type]:
     from collections import OrderedDict
 
-    plain, ordered = {}, OrderedDict()
+    plain: dict = {}
+    ordered: OrderedDict = OrderedDict()
     found = {f"Dict{k.title()}Type": type(getattr(plain, k)()) for k in ("keys", "values", "items")}
     found.update({f"Odict{k.title()}Type": type(getattr(ordered, k)()) for k in ("keys", "values", "items")})
     if sys.version_info >= (3, 11):  # GenericAlias became iterable (for *tuple[int, ...]) in 3.11
@@ -285,6 +286,7 @@ _CODE_LAYOUTS = {
 
 # This interpreter's layout (types.CodeType's positional arguments), by feature:
 # co_exceptiontable and co_qualname are CPython 3.11's; co_linetable alone is 3.10's.
+_HERE: tuple[int, bool] | None
 if hasattr(types.CodeType, "co_exceptiontable") and hasattr(types.CodeType, "co_qualname"):
     _HERE = (18, True)
 elif hasattr(types.CodeType, "co_linetable"):
@@ -321,7 +323,7 @@ def make_code(args: tuple):
             f"this dill file holds code compiled by {who}, which cannot run on {here}; load it with the"
             " Python that saved it"
         )
-    values = dict(zip(names.split(), fields))
+    values = dict(zip(names.split(), fields, strict=True))
     for key, value in values.items():
         ok = (
             (type(value) is int if key in _INT_FIELDS else True)

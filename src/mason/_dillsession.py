@@ -46,7 +46,7 @@ def _scan(data: bytes, allowlist: Allowlist | None) -> Scanner:
     """The scanner, having read the one pickle ``data`` holds; its
     ``dill_session`` names the module of a dill session (None: one object)."""
     stream = io.BytesIO(data)
-    scanner = Scanner(stream, allowlist)
+    scanner = Scanner(stream, allowlist, dill_sessions=True)
     scanner.stream_bytes = len(data)
     scanner.scan()
     if stream.tell() != len(data):

@@ -843,7 +843,8 @@ def dill_create_type(metaclass, name, bases, namespace):
     _check_class_args(metaclass, name, bases, namespace)
     try:
         return _made(metaclass(name, bases, dict(namespace)))
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # bases that cannot be combined, a metaclass's own checks
+    # bases that cannot be combined, a metaclass's own checks of the namespace
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise UnpicklingError(f"cannot rebuild class {name!r}: {exc}") from None
 
 
@@ -1031,7 +1032,8 @@ def dill_setattr(obj, name, value):
 
 def dill_delattr(obj, name):
     """dill's ``_delattr`` shim: empty a cell this load made."""
-    _check(type(obj) is types.CellType and name == "cell_contents", "dill deletes something other than a cell's contents")
+    _check(type(obj) is types.CellType and name == "cell_contents",
+           "dill deletes something other than a cell's contents")
     _require_made(obj, types.CellType, "dill_delattr")
     try:
         del obj.cell_contents

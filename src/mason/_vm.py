@@ -357,17 +357,20 @@ class Scanner(_Machine):
     offenders go to ``report.problems``; nothing is refused here.
     """
 
-    def __init__(self, file, allowlist: Allowlist | None = None, session_module: str | None = None):
+    def __init__(self, file, allowlist: Allowlist | None = None, session_module: str | None = None,
+                 dill_sessions: bool = False):
         super().__init__(file, allowlist, buffers=_endless_buffers())
         self.report = ScanReport()
         self._session_module = session_module
         self._tokens: dict[tuple, _Token] = {}
         self._result = _Token("result")
         #: A dill session is a pickle whose top object is the module made by
-        #: the stream's first _import_module (dill.session reads it so too):
-        #: that call is taken for the session's own module (a new one, which
-        #: its BUILD fills) until the scan ends, then judged like any other
-        #: import if the pickle was not a session after all.
+        #: the stream's first _import_module (dill.session reads it so too).
+        #: With ``dill_sessions`` (a lone pickle that may be one), that call
+        #: is taken for the session's own module (a new one, which its BUILD
+        #: fills) until the scan ends, then judged like any other import if
+        #: the pickle was not a session after all.
+        self._dill_sessions = dill_sessions
         self._dill_first: _Token | None = None
         self._dill_first_built = False
         #: the name dill gave the session's module, when the pickle is one
@@ -490,7 +493,7 @@ class Scanner(_Machine):
     def _rebuilder_call(self, name, args):
         first = args[0] if args else None
         if name == "dill_import_module" and isinstance(first, str):
-            if self._dill_first is None:  # the session's own, if the pickle is a session (see scan)
+            if self._dill_first is None and self._dill_sessions:  # the session's own, if it is one (see scan)
                 self._dill_first = _Token("made", name, first)
                 return self._dill_first
             if first.startswith("__runtime__."):  # a new module of the file's own

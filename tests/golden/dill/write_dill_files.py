@@ -22,9 +22,9 @@ Files written (SUFFIX, e.g. ``-py311``, names the Python that wrote them):
 
 import abc
 import collections
+import functools
 import http
 import importlib.metadata
-import functools
 import math
 import operator
 import os
