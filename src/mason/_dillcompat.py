@@ -31,8 +31,8 @@ from . import _rebuild
 from .errors import UnpicklingError, VersionMismatchError
 
 __all__ = [
-    "RECONSTRUCTORS", "REFUSED", "HAND_WRITTEN", "RESTRICTED_BUILTINS", "SHIMS", "DATA_TYPES",
-    "translate", "load_type", "type_global", "make_code", "eval_repr", "is_dill_module",
+    "RECONSTRUCTORS", "REFUSED", "HAND_WRITTEN", "RESTRICTED_BUILTINS", "SHIMS", "DATA_TYPES", "DILL_MODULE",
+    "OPENER", "NO_SHIM", "translate", "shim", "load_type", "type_global", "make_code", "eval_repr", "is_opener",
 ]
 
 #: the modules dill's own names live in (``dill.dill`` is the spelling of
@@ -104,10 +104,6 @@ RESTRICTED_BUILTINS = {
 #: What ``getattr(dill._dill, name, default)`` gives (dill's _shims.py):
 #: mason's reconstructors for these names, the empty-cell marker, else the default.
 SHIMS = {"_setattr": "dill_setattr", "_delattr": "dill_delattr", "_CELL_EMPTY": None}
-
-
-def is_dill_module(module: str) -> bool:
-    return module in DILL_MODULES
 
 
 def translate(module: str, name: str):

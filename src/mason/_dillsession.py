@@ -161,7 +161,8 @@ def _unpickler(data: bytes, allowlist, namespace: dict, module, spelling, map_lo
         )
         unpickler.stream_bytes = len(data)
         return unpickler
-    return _DillUnpickler(stream, spelling, namespace, ignore=True, map_location=map_location)
+    return _DillUnpickler(stream, spelling, namespace, ignore=True, map_location=map_location,
+                          load_state=_rebuild._LoadState(namespace))
 
 
 def _run(unpickler):
@@ -209,6 +210,7 @@ def _restore_imported(unpickler, imported, imported_as, top_level) -> dict:
         for modname, name in imported:
             found[name] = _global(unpickler, modname, name)
         for modname, objname, name in imported_as:
+            _check_name(name)
             found[name] = _global(unpickler, modname, objname)
         importer = unpickler.find_class("mason._rebuild", "import_module")
         for modname, name in top_level:
