@@ -115,10 +115,8 @@ def translate(module: str, name: str):
     if special is not None:
         return "special", special
     if module not in DILL_MODULES:
-        if module == "dill" or module.startswith("dill."):
-            raise UnpicklingError(
-                f"this file names {module}.{name}, a part of dill that mason does not read"
-            )
+        # Any other global, in dill's other modules too (a class of
+        # dill._objects), is the file's own, resolved as usual.
         return None
     mason_name = RECONSTRUCTORS.get(name)
     if mason_name is not None:
