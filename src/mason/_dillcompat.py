@@ -335,7 +335,7 @@ def make_code(args: tuple):
         )
     try:
         return types.CodeType(*fields)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, SystemError) as exc:  # SystemError: CPython's own checks of the fields
         raise UnpicklingError(f"damaged file: dill code object {values['name']!r}: {exc}") from None
 
 
