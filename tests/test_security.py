@@ -335,6 +335,24 @@ def test_loads_scans_plain_pickles_too():
         mason.loads(b"\x80\x04cbuiltins\neval\n\x8c\x011\x85R.", allow=[])
 
 
+def test_a_method_bound_to_an_object_the_load_built():
+    """Holding a bound method is holding its function: allowed when the
+    object it is bound to was built by the load (and the function may be
+    held); a method bound to anything else is still refused."""
+    import json
+    import types
+
+    namespace = {"__name__": "__main__"}  # a class saved by value, with its own globals
+    exec("class Greeter:\n    def hello(self):\n        return f'hello {self.name}'\n", namespace)
+    greeter = namespace["Greeter"]()
+    greeter.name = "you"
+    copied = mason.loads(mason.dumps({"g": greeter, "m": greeter.hello}), allow=[mason.CODE])
+    assert copied["m"].__self__ is copied["g"] and copied["m"]() == "hello you"
+    bound_to_a_module = types.MethodType(json.dumps, json)  # json existed before the load
+    with pytest.raises(ForbiddenGlobalError, match="method"):
+        mason.loads(mason.dumps(bound_to_a_module), allow=["json"])
+
+
 def test_names_reached_through_an_allowed_module_are_checked_where_they_lead():
     from mason._namespace import ImportedRef
 

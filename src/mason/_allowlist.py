@@ -79,6 +79,15 @@ REBUILDERS = {
     "matplotlib_rcparams": "matplotlib",
     "torch_storage": "torch", "torch_tensor": "torch", "torch_parameter": "torch",
     "torch_tensor_setstate": "torch", "torch_typed_storage": "torch",
+    # dill's reconstructors, as _dillcompat.py maps them (see _vm.py for the
+    # wrappers that judge what dill_import_module, dill_load_type,
+    # dill_namedtuple and dill_setitems reach)
+    "dill_create_function": CODE, "dill_create_code": CODE, "dill_create_cell": "data",
+    "dill_create_type": "data", "dill_load_type": "access", "dill_import_module": "module",
+    "dill_class_attribute": "access", "dill_namedtuple": "module", "dill_ndarray": "numpy",
+    "dill_dtype_class": "numpy", "dill_filehandle": FILES, "dill_rlock": "data", "dill_weakref": "data",
+    "dill_weakproxy": "data", "dill_typing_tuple": "data", "dill_eval_repr": "data",
+    "dill_setitems": "data", "dill_setattr": "data", "dill_delattr": "data",
 }
 
 #: builtins that are attribute accessors when a file names them: allowed only

@@ -10,6 +10,7 @@ from ._allowlist import Allowlist
 from ._diagnose import find_culprit
 from ._format.spec import MAGIC
 from ._pickler import Pickler
+from ._storage import peek
 from ._session import load_module
 from ._unpickler import Unpickler
 from .errors import MasonError, PicklingError, UnpicklingError
@@ -48,14 +49,17 @@ def load(file, ignore=None, *, allow=None, map_location=None, **kwds):
     Loading runs code from the file: only load files you trust.
     A session file written by :func:`dump_module` is restored as by
     :func:`load_module` (as ``dill.load`` does with dill's session files),
-    and the restored module is returned.
+    and the restored module is returned.  Files written by dill 0.3.6 to
+    0.4.x (``dill.dump``, ``dill.dump_module``) load without dill; a dill
+    session file updates the module it names in place, as ``dill.load``
+    does (with ``allow=``, as :func:`load_module` restores it).
     ``allow=[...]`` (module prefixes, ``module:name`` globals, ``mason.CODE``)
     first scans the stream without running it and raises
     :class:`ForbiddenGlobalError`, listing the offenders, if it would use
     anything else.  ``map_location``: where torch tensors go, as for
     ``torch.load`` (e.g. ``'cpu'`` for tensors saved on a GPU).
     """
-    head, file = _peek(file, len(MAGIC))
+    head, file = peek(file, len(MAGIC), MAGIC)
     if head == MAGIC:
         return _load_session_file(file, ignore, allow, map_location, kwds)
     allowlist = Allowlist.from_arg(allow)
@@ -69,70 +73,6 @@ def _load_session_file(file, ignore, allow, map_location, kwds):
     returns it; so does this on a file written by ``dump_module``."""
     module = load_module(file, ignore=ignore, allow=allow, map_location=map_location, **kwds)
     return sys.modules["__main__"] if module is None else module
-
-
-def _peek(file, n: int):
-    """The first ``n`` bytes of ``file`` if they may be MAGIC (else fewer),
-    and a stream that still starts with them.  Never reads past a pickle
-    that ends earlier: several pickles may follow each other in a pipe."""
-    seekable = getattr(file, "seekable", None)
-    if seekable is not None and seekable():
-        start = file.tell()
-        head = file.read(n)
-        file.seek(start)
-        return head, file
-    peek = getattr(file, "peek", None)
-    if peek is not None:  # buffered pipes and sockets: nothing is consumed
-        head = bytes(peek(n)[:n])
-        if len(head) == n or not MAGIC.startswith(head) or not head:
-            return head, file
-    # One byte at a time, and only while they match: a pickle starts with
-    # another byte than MAGIC's first, so this reads one byte of it.
-    head = b""
-    while len(head) < n and MAGIC.startswith(head):
-        byte = file.read(1)
-        if not byte:
-            break
-        head += byte
-    return head, _Replay(head, file)
-
-
-class _Replay:
-    """A non-seekable stream with bytes already read from it put back in front."""
-
-    def __init__(self, head: bytes, file):
-        self._head = head
-        self._file = file
-        self.name = getattr(file, "name", "")
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n=-1):
-        head = self._head
-        if not head:
-            return self._file.read(n)
-        if n is None or n < 0:
-            self._head = b""
-            return head + self._file.read()
-        self._head = head[n:]
-        if len(head) >= n:
-            return head[:n]
-        return head + self._file.read(n - len(head))
-
-    def readline(self):
-        head = self._head
-        if not head:
-            return self._file.readline()
-        newline = head.find(b"\n")
-        if newline >= 0:
-            self._head = head[newline + 1 :]
-            return head[: newline + 1]
-        self._head = b""
-        return head + self._file.readline()
 
 
 def loads(str, ignore=None, *, allow=None, map_location=None, **kwds):  # noqa: A002 - dill's parameter name
@@ -169,11 +109,16 @@ def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None)
     from ._vm import RestrictedUnpickler, Scanner
 
     recorder = _Recorder(file)
-    scanner = Scanner(recorder, allowlist, session_module="__main__")
+    scanner = Scanner(recorder, allowlist, session_module="__main__", dill_sessions=True)
     scanner._stream_size = lambda: len(recorder.data)
     scanner.scan()
-    allowlist.check(scanner.report.problems, scanner.report.functions)
     data = bytes(recorder.data)
+    if scanner.dill_session is not None:
+        # A dill session: its state may only go into the module it restores,
+        # in one step, as load_module does (which scans it again, as a session).
+        module = load_module(io.BytesIO(data), allow=allowlist, map_location=map_location)
+        return sys.modules["__main__"] if module is None else module
+    allowlist.check(scanner.report.problems, scanner.report.functions)
     unpickler = RestrictedUnpickler(io.BytesIO(data), allowlist, buffers=buffers, map_location=map_location)
     unpickler.stream_bytes = len(data)
     try:

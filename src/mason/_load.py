@@ -1,8 +1,10 @@
 """Loading a session: storage -> container reader (index and checksums
 verified) -> environment check -> (with an allowlist) a scan -> one
 unpickler over the segments in order -> a new dict -> the target namespace,
-updated in one step.  Loading runs code from the file: only load files you
-trust, or load with ``allow=`` (see docs/security.md)."""
+updated in one step.  A session file written by dill (a plain pickle) takes
+the same way through its own plan (``_dillsession.py``).  Loading runs code
+from the file: only load files you trust, or load with ``allow=`` (see
+docs/security.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import contextlib
 import io
 import os
 import pickle
+import stat
 import sys
 import types
 import warnings
@@ -25,7 +28,7 @@ from ._allowlist import Allowlist
 from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
 from ._format import ContainerReader
 from ._format.signing import resolve_key
-from ._storage import default_session_path, open_input
+from ._storage import default_session_path, open_for_read, open_input, peek
 from ._unpickler import Unpickler, check_map_location, translate_error
 from .errors import (
     CorruptSessionError,
@@ -105,15 +108,18 @@ def load_module(filename=None, module=None, **kwds):
 
     The file is read, verified and unpickled completely before the module
     changes, in one step: if loading fails, the module is as before.
+
+    A session file written by dill 0.3.6 to 0.4.x (``dill.dump_module``)
+    loads the same way, without dill (see docs/types.md, "Reading dill
+    files"); being one pickle, it loads as a whole.
     """
     timer = _progress.Timer("load_module")
     options = _LoadOptions.from_kwds(kwds, "load_module")
     source = default_session_path() if filename is None else filename
-    with _open_session(source, options) as session:
-        timer.lap("opened (index read and checked)")
-        plan = _LoadPlan(session, options)
+    with _open_plan(source, options) as plan:
+        timer.lap("opened and checked")
         # Only now, with every check passed, may the module the file names be imported.
-        target = _target_module(session.meta, module, restricted=plan.allowlist is not None)
+        target = _target_module(plan.meta, module, restricted=plan.allowlist is not None)
         loaded = plan.restore(target.__dict__, target)
         timer.lap(f"unpickled {len(loaded)} variables")
         target.__dict__.update(loaded)
@@ -134,10 +140,9 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
     timer = _progress.Timer("load_module_asdict")
     options = _LoadOptions.from_kwds(kwds, "load_module_asdict")
     source = default_session_path() if filename is None else filename
-    with _open_session(source, options) as session:
-        timer.lap("opened (index read and checked)")
-        plan = _LoadPlan(session, options)
-        name = session.meta["module"]
+    with _open_plan(source, options) as plan:
+        timer.lap("opened and checked")
+        name = plan.meta["module"]
         live: types.ModuleType | None
         if module is not None:
             live = _namespace.resolve_module(module)
@@ -162,6 +167,54 @@ def load_session(filename=None, main=None, **kwds):
     """
     warnings.warn("load_session() has been renamed load_module()", PendingDeprecationWarning, stacklevel=2)
     load_module(filename, module=main, **kwds)
+
+
+@contextlib.contextmanager
+def _open_plan(source, options: _LoadOptions):
+    """The plan of a load from ``source``: a mason session, or a session
+    file written by dill (a plain pickle, read whole: it is scanned, then
+    loaded from the very bytes scanned)."""
+    if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
+        raise TypeError(f"filename must be a path or a binary stream, not {type(source).__name__}")
+    if isinstance(source, io.TextIOBase):
+        raise TypeError("a mason file must be opened in binary mode ('rb')")
+    with open_input(source, options.storage_options) as opened, contextlib.ExitStack() as stack:
+        if isinstance(opened, (str, os.PathLike)):
+            # Opened as the container reader opens it (no symlinks, no directories).
+            file = stack.enter_context(open_for_read(opened))
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                opened = file  # a FIFO or device can be read once only: peek at this stream
+            elif not is_pickle(file.read(1)):
+                file.close()  # a mason file: the reader opens (and maps) the path itself
+                file = None
+        else:
+            file = opened
+        if file is not None:
+            data, opened = _read_pickle(file, opened)
+            if data is not None:
+                from ._dillsession import DillSessionPlan  # dill's files only: not a cost of mason's
+
+                yield DillSessionPlan(data, allow=options.allow, key=options.key, names=options.names,
+                                      map_location=options.map_location)
+                return
+        with _open_reader(opened, options) as reader:
+            yield _LoadPlan(reader, options)
+
+
+def is_pickle(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is a pickle (protocol 2 or later,
+    as every dill writes by default) rather than a mason container."""
+    return head[:1] == b"\x80"
+
+
+def _read_pickle(file, opened):
+    """(the whole file, ``opened``) if ``file`` is a pickle rather than a
+    mason file, else (None, a source that still starts where ``opened`` did)."""
+    if file is not opened:  # a regular file whose first byte said pickle
+        file.seek(0)
+        return file.read(), opened
+    head, opened = peek(opened, 1)
+    return (opened.read(), opened) if is_pickle(head) else (None, opened)
 
 
 @contextlib.contextmanager
@@ -225,7 +278,7 @@ class _LoadPlan:
     def __init__(self, session: ContainerReader, options: _LoadOptions):
         self.session = session
         self.options = options
-        meta = session.meta
+        self.meta = meta = session.meta
         self.variables = meta["variables"]
         self.wanted, count = _wanted(self.variables, options.names)
         self.needed = self.variables[:count]

@@ -1,5 +1,6 @@
-"""The Unpickler: the C ``pickle.Unpickler`` with dill's class rebinding and
-clear errors for damaged streams.
+"""The Unpickler: the C ``pickle.Unpickler`` with dill's class rebinding,
+dill's own names read as mason's (see _dillcompat.py), and clear errors for
+damaged streams.
 
 Loading a pickle runs code named in it.  Only load data you trust.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pickle
 import sys
 
-from . import _rebuild, _settings
+from . import _dillcompat, _rebuild, _settings
 from ._allowlist import Allowlist
 from .errors import UnpicklingError
 
@@ -49,6 +50,13 @@ class Unpickler(pickle.Unpickler):
         return self._resolve(module, name)
 
     def _resolve(self, module, name):
+        # dill's names first: dill itself is never imported, installed or not
+        found = _dillcompat.translate(module, name)
+        if found is not None:
+            kind, value = found
+            if kind == "rebuild":
+                return self._resolve(_REBUILD, value)  # as mason's own: subclasses see it by that name
+            return self._dill_special(value)
         try:
             return super().find_class(module, name)
         except AttributeError:
@@ -56,6 +64,17 @@ class Unpickler(pickle.Unpickler):
             if renamed is None:
                 raise
             return super().find_class(*renamed)
+
+    def _dill_special(self, key):
+        """dill's hand-written globals, as dill's own Unpickler resolves them."""
+        if key == "namespace":
+            return self._dill_namespace()
+        return _DILL_SPECIALS[key]
+
+    def _dill_namespace(self) -> dict:
+        # A single object's functions get the live __main__'s globals (dill's
+        # semantics); a session load points this at the namespace it fills.
+        return sys.modules["__main__"].__dict__
 
     def load(self):
         # Rebuilders are module-level functions: the load's options reach
@@ -77,6 +96,11 @@ class Unpickler(pickle.Unpickler):
             _rebind_to_main(obj)
         return obj
 
+
+_REBUILD = "mason._rebuild"
+
+#: what dill's hand-written globals are (``namespace`` depends on the load)
+_DILL_SPECIALS = {"NoneType": type(None), "dill": _dillcompat.DILL_MODULE, "empty_cell": _rebuild._EMPTY_CELL}
 
 #: names that differ between Python versions: (saved) -> (this version's)
 _RENAMES = {

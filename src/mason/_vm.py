@@ -32,6 +32,11 @@ restricted load enforces, opcode by opcode:
 - Tuples nested through shared references (a DAG of 30 memo entries
   expands to 2**30 items) cannot make hashing exponential: the expanded size
   of every tuple is tracked and hashing work is budgeted.
+- Files written by dill: dill's reconstructor names are judged as the
+  mason reconstructors they map to (``_dillcompat.py``); in a stream that
+  names dill, ``setattr``/``delattr`` are mason's closed versions (only on
+  what the load made), and ``getattr(dill._dill, ...)`` hands out only
+  dill's shims.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ import sys
 import types
 import weakref
 
-from . import _rebuild
+from . import _dillcompat, _rebuild
 from ._allowlist import ACCESSORS, ALWAYS, CODE, REBUILD, REBUILDERS, Allowlist
 from .errors import MasonError, UnpicklingError
 
@@ -78,7 +83,10 @@ MACHINE_ERRORS = (
 )
 
 _MAKERS = frozenset({"make_module", "make_cell", "make_function", "make_class", "make_enum",
-                     "torch_tensor", "torch_parameter"})
+                     "torch_tensor", "torch_parameter", "dill_create_function", "dill_create_cell",
+                     "dill_create_type", "dill_namedtuple", "dill_ndarray"})
+#: in ``_names``'s answer, the "module" of dill's special globals (never a string)
+_SPECIAL = object()
 # copyreg's object rebuilders (private names, not in typeshed)
 _RECONSTRUCTOR = getattr(copyreg, "_reconstructor")
 _CREATORS = (_RECONSTRUCTOR, getattr(copyreg, "__newobj__"), getattr(copyreg, "__newobj_ex__"))
@@ -96,6 +104,7 @@ class _Machine(_P):
         self.allowlist = allowlist
         self._weights: dict[int, tuple] = {}  # id -> (tuple, expanded size), tuples with shared parts
         self._work = 0
+        self._dill_stream = False  # has the stream named one of dill's own globals?
         self.stream_bytes = 0  # bytes fed so far: the hashing budget grows with them
 
     # -- shared bookkeeping ----------------------------------------------
@@ -300,7 +309,9 @@ class _Machine(_P):
         return len(data)
 
     def _names(self, module, name):
-        """The global's name as the stream means it (protocol 0-2 spell Python 2 names)."""
+        """The global's name as the stream means it: protocol 0-2 spell
+        Python 2 names; dill's own names are mason reconstructors
+        (``(REBUILD, name)``) or dill's special globals (``(_SPECIAL, key)``)."""
         if not isinstance(module, str) or not isinstance(name, str):
             raise UnpicklingError("a global whose name is not a string")
         if self.proto < 3 and self.fix_imports:
@@ -308,7 +319,14 @@ class _Machine(_P):
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]
             elif module in _compat_pickle.IMPORT_MAPPING:
                 module = _compat_pickle.IMPORT_MAPPING[module]
-        return module, name
+        found = _dillcompat.translate(module, name)
+        if found is None and self._dill_stream:
+            found = _dillcompat.RESTRICTED_BUILTINS.get((module, name))
+        if found is None:
+            return module, name
+        self._dill_stream = True
+        kind, value = found
+        return (REBUILD, value) if kind == "rebuild" else (_SPECIAL, value)
 
 
 # ====================================================================== scan
@@ -350,18 +368,51 @@ class Scanner(_Machine):
     offenders go to ``report.problems``; nothing is refused here.
     """
 
-    def __init__(self, file, allowlist: Allowlist | None = None, session_module: str | None = None):
+    def __init__(self, file, allowlist: Allowlist | None = None, session_module: str | None = None,
+                 dill_sessions: bool = False):
         super().__init__(file, allowlist, buffers=_endless_buffers())
         self.report = ScanReport()
         self._session_module = session_module
         self._tokens: dict[tuple, _Token] = {}
         self._result = _Token("result")
+        #: A dill session is a pickle whose top object is the module made by
+        #: the stream's first _import_module (dill.session reads it so too).
+        #: With ``dill_sessions`` (a lone pickle that may be one), that call
+        #: is taken for the session's own module (a new one, which its BUILD
+        #: fills) until the scan ends, then judged like any other import if
+        #: the pickle was not a session after all.
+        self._dill_sessions = dill_sessions
+        self._dill_first: _Token | None = None
+        self._dill_first_built = False
+        #: the name dill gave the session's module, when the pickle is one
+        self.dill_session: str | None = None
 
     def scan(self):
         try:
-            return self.load()
+            result = self.load()
         except Exception as exc:  # nothing runs here: any failure means a malformed stream
             raise UnpicklingError(f"the pickle stream cannot be checked: {exc}") from None
+        self._settle_dill_session(result)
+        return result
+
+    def _settle_dill_session(self, result) -> None:
+        first = self._dill_first
+        if first is None:
+            return
+        if result is first:
+            self.dill_session = first.origin
+            return
+        if not first.origin.startswith("__runtime__."):
+            self._import(first.origin)
+            if self._dill_first_built:
+                self._problem(f"BUILD on {first.origin} (setting attributes of an object the file did not create)")
+
+    def _import(self, module: str) -> None:
+        """Record (and judge) an import of ``module`` by name."""
+        if module != self._session_module:
+            self.report.modules.add(module)
+            if self.allowlist is not None and not self.allowlist.import_allowed(module):
+                self._problem(f"{module} (imported by name)")
 
     def _problem(self, problem: str | None) -> None:
         if problem is not None and self.allowlist is not None:
@@ -369,6 +420,8 @@ class Scanner(_Machine):
 
     def find_class(self, module, name):
         module, name = self._names(module, name)
+        if module is _SPECIAL:
+            return self._special(name)
         self.report.globals.add(f"{module}:{name}")
         if module != REBUILD:
             self.report.modules.add(module)
@@ -383,6 +436,15 @@ class Scanner(_Machine):
                 token = _Token("global", f"{module}:{name}", module, problem)
             self._tokens[key] = token
         return token
+
+    def _special(self, key):
+        if key == "namespace":  # the namespace loaded into, as module_dict of the session's module
+            return self._tokens.setdefault(("namespace",), _Token("module", "the namespace loaded into"))
+        if key == "NoneType":
+            return _Token("global", "builtins:NoneType")
+        if key == "dill":
+            return _Token("dill", "dill._dill")
+        return _Token("result", key)  # inert: the empty-cell marker, ``open`` as an argument
 
     def _get(self, index):
         try:
@@ -412,6 +474,9 @@ class Scanner(_Machine):
 
     def _call(self, func, args, kwargs):
         self._hashing(args)
+        if isinstance(func, _Token) and func.name == "builtins:getattr" and args and isinstance(args[0], _Token) \
+                and args[0].kind == "dill":
+            return self._dill_shim(args)
         if not isinstance(func, _Token) or func.kind not in ("global", "rebuilder", "made"):
             self._problem(f"a call of {_describe(func)}, which is not an allowed global")
             return self._result
@@ -423,8 +488,30 @@ class Scanner(_Machine):
             result = _Token(result.kind, result.name, result.origin, self.report.problems[before])
         return result
 
+    def _dill_shim(self, args):
+        """``getattr(dill._dill, name[, default])``: one of dill's shims."""
+        if len(args) not in (2, 3) or not isinstance(args[1], str):
+            self._problem("getattr of dill._dill with a computed name")
+            return self._result
+        if args[1] not in _dillcompat.SHIMS:
+            if len(args) == 3:
+                return args[2]
+            self._problem(f"dill._dill.{args[1]} (not one of dill's shims)")
+            return self._result
+        mason_name = _dillcompat.SHIMS[args[1]]
+        return self._result if mason_name is None else _Token("rebuilder", mason_name)
+
     def _rebuilder_call(self, name, args):
         first = args[0] if args else None
+        if name == "dill_import_module" and isinstance(first, str):
+            if self._dill_first is None and self._dill_sessions:  # the session's own, if it is one (see scan)
+                self._dill_first = _Token("made", name, first)
+                return self._dill_first
+            if first.startswith("__runtime__."):  # a new module of the file's own
+                return _Token("made", name, first)
+            name = "import_module"  # any other module: judged as mason's import_module
+        if name == "dill_load_type":
+            return self._dill_type(first, args)
         if name in ("import_module", "module_dict"):
             if not isinstance(first, str):
                 self._problem(f"{REBUILD}:{name} with a computed module name")
@@ -464,11 +551,24 @@ class Scanner(_Machine):
             elif isinstance(first, _Token) and first.origin is not None and self.allowlist is not None:
                 self._problem(self.allowlist.global_problem(first.origin, args[1]))
             return _Token("result", f"the attribute {args[1]!r} of {_describe(first)}")
-        if name == "make_function" and len(args) >= 3 and isinstance(args[2], str):
+        if name in ("make_function", "dill_create_function") and len(args) >= 3 and isinstance(args[2], str):
             self.report.functions.append(args[2])
         if name in _MAKERS:
             return _Token("made", name)
         return self._result
+
+    def _dill_type(self, name, args):
+        """dill's ``_load_type(name)``: judged as the global the type is."""
+        if len(args) != 1 or not isinstance(name, str):
+            self._problem(f"{REBUILD}:dill_load_type with a computed type name")
+            return self._result
+        if name in _dillcompat.DATA_TYPES:
+            return _Token("global", f"dill's type {name}")
+        found = _dillcompat.type_global(name)
+        if found is None:
+            self._problem(f"dill's type {name} (no module holds it, so no allow pattern names it)")
+            return self._result
+        return self.find_class(*found)
 
     def _new(self, cls, args, kwargs):
         if not isinstance(cls, _Token) or cls.kind not in ("global", "made"):
@@ -476,6 +576,8 @@ class Scanner(_Machine):
         return self._result
 
     def _build(self, inst, state):
+        if inst is self._dill_first and inst is not None:
+            self._dill_first_built = True
         if not (isinstance(inst, _Token) and inst.kind in ("result", "made")):
             self._problem(f"BUILD on {_describe(inst)} (setting attributes of an object the file did not create)")
 
@@ -524,16 +626,21 @@ class RestrictedUnpickler(_Machine):
     ``session``: for a session, ``(saved module name, target namespace,
     target module)``: the file's own module name means the caller's target.
     ``load_state``: the :class:`_rebuild._LoadState` shared by all pickles of
-    one load.
+    one load.  ``dill_session``: for a session file written by dill, the
+    name dill gave its module (``__main__``, ``__runtime__.name``): dill's
+    ``_import_module`` of it makes ``dill_standin``, a new module that the
+    saved state fills (the caller applies it to the target).
     """
 
     def __init__(self, file, allowlist: Allowlist, *, buffers=None, session=None, load_state=None,
-                 map_location=None):
+                 map_location=None, dill_session=None):
         super().__init__(file, allowlist, buffers=buffers)
         self._saved_module: str | None
         self._namespace: dict | None
         self._module: types.ModuleType | None
         self._saved_module, self._namespace, self._module = session or (None, None, None)
+        self._dill_session = dill_session
+        self.dill_standin = None
         self._state = load_state if load_state is not None else _rebuild._LoadState(self._namespace)
         self._map_location = map_location
         self._granted: dict[int, object] = {}  # what find_class handed out (callable)
@@ -545,7 +652,8 @@ class RestrictedUnpickler(_Machine):
         # reconstructors that hand out objects that existed before the load
         self._accessors = {self._getattr, *(self._rebuilders[name] for name in (
             "import_module", "module_dict", "module_attribute", "import_package", "getattr_chain", "class_attribute",
-            "empty_cell_marker", "matplotlib_rcparams"))}
+            "empty_cell_marker", "matplotlib_rcparams", "dill_import_module", "dill_load_type",
+            "dill_class_attribute"))}
 
     # -- the memo, with an undo log for sessions ------------------------
 
@@ -604,6 +712,8 @@ class RestrictedUnpickler(_Machine):
     def find_class(self, module, name):
         module, name = self._names(module, name)
         allow = self.allowlist
+        if module is _SPECIAL:
+            return self._dill_special(name)
         problem = allow.global_problem(module, name)
         if problem is not None:
             allow.refuse(problem)
@@ -615,6 +725,16 @@ class RestrictedUnpickler(_Machine):
             obj = self._resolve(module, name)
         self._granted[id(obj)] = obj
         return obj
+
+    def _dill_special(self, key):
+        """dill's hand-written globals (see _dillcompat.HAND_WRITTEN)."""
+        if key == "namespace":  # as module_dict of the session's module: only the namespace loaded into
+            return self._module_dict(self._saved_module or "__main__")
+        if key == "NoneType":
+            self._granted[id(type(None))] = type(None)
+            return type(None)
+        return {"dill": _dillcompat.DILL_MODULE, "open": _dillcompat.OPENER,
+                "empty_cell": _rebuild._EMPTY_CELL}[key]
 
     def _resolve(self, module, name):
         allow = self.allowlist
@@ -682,8 +802,10 @@ class RestrictedUnpickler(_Machine):
             # An allowed function that returns a function, class or module
             # (a resolver the list does not know) hands out only what the
             # list would have allowed as a global.
+            # A method bound to an object this load built is as harmless as its function.
             problem = allow.reach_problem(result, f"the result of calling {_name_of(func)}")
-            if problem is not None and func not in self._accessors:
+            bound_to = result.__self__ if isinstance(result, types.MethodType) else None
+            if problem is not None and func not in self._accessors and not self._bound_to_own(result, bound_to):
                 allow.refuse(problem)
         if func not in self._accessors:
             # What a constructor or an allowed function returns is new, unless
@@ -800,7 +922,10 @@ class RestrictedUnpickler(_Machine):
             return _safe_rcparams
         if name in ("make_weakref_with_callback", "make_keyed_ref"):
             return self._weakref_maker(function)
-        return function
+        dill = {"dill_import_module": self._dill_import_module, "dill_load_type": self._dill_load_type,
+                "dill_class_attribute": self._dill_class_attribute, "dill_namedtuple": self._dill_namedtuple,
+                "dill_setitems": self._dill_setitems}
+        return dill.get(name, function)
 
     def _import_module(self, name):
         if name == self._saved_module and self._module is not None:
@@ -853,6 +978,8 @@ class RestrictedUnpickler(_Machine):
 
     def _checked_accessor(self, label, function):
         def accessor(obj, path, *default):
+            if obj is _dillcompat.DILL_MODULE:  # dill's shims: getattr(dill._dill, name, default)
+                return self._dill_shim(path, default)
             if not isinstance(path, str) or not path or default:
                 raise UnpicklingError(f"{label}: the attribute is not a plain name")
             for part in path.split("."):
@@ -864,6 +991,56 @@ class RestrictedUnpickler(_Machine):
 
         return accessor
 
+    # -- dill's reconstructors (see _dillcompat.py) ------------------------
+
+    def _dill_shim(self, name, default):
+        found = _dillcompat.shim(name, self._rebuilders)
+        if found is _dillcompat.NO_SHIM:
+            if len(default) != 1:
+                raise UnpicklingError(f"dill._dill.{name} is not one of dill's shims")
+            return default[0]
+        self._granted[id(found)] = found
+        return found
+
+    def _dill_import_module(self, name):
+        if not isinstance(name, str):
+            raise UnpicklingError("dill_import_module: the module name is not a string")
+        if name == self._dill_session and self._dill_session is not None:
+            if self.dill_standin is None:
+                self.dill_standin = _rebuild.make_module(name.rpartition("__runtime__.")[2])
+            return self.dill_standin
+        if name.startswith("__runtime__."):
+            return _rebuild.dill_import_module(name)  # a new module of the file's own
+        return self._import_module(name)
+
+    def _dill_load_type(self, name):
+        if name in _dillcompat.DATA_TYPES:
+            found = _rebuild.dill_load_type(name)
+            self._granted[id(found)] = found
+            return found
+        where = _dillcompat.type_global(name)
+        if where is None:
+            self.allowlist.refuse(f"dill's type {name} (no module holds it, so no allow pattern names it)")
+        return self.find_class(*where)  # judged, and callable, exactly as that global
+
+    def _dill_class_attribute(self, cls, name, repr_text):
+        if not isinstance(repr_text, str):
+            raise UnpicklingError("dill_class_attribute: the repr is not text")
+        return self._class_attribute(cls, name)
+
+    def _dill_namedtuple(self, name, fields, module, defaults=None):
+        # Found by name only where the global module:name is allowed; else a new class.
+        _rebuild._check_namedtuple(name, fields, module, defaults)
+        if self.allowlist.global_problem(module, name) is None:
+            found = _rebuild._existing_namedtuple(module, name, tuple(fields))
+            if found is not None and self.allowlist.reach_problem(found, f"{module}:{name}") is None:
+                return found
+        return _rebuild._new_namedtuple(name, fields, module, defaults)
+
+    def _dill_setitems(self, dest, source):
+        self._check_target(dest, "dill's _setitems")
+        return _rebuild.dill_setitems(dest, source)
+
     def _judge_attribute(self, owner, obj, how):
         """May the load hold ``obj``, read as an attribute of ``owner``?"""
         allow = self.allowlist
@@ -871,12 +1048,21 @@ class RestrictedUnpickler(_Machine):
             return
         if isinstance(owner, type) and type(obj) is owner and self._class_ok(owner):
             return  # an enum member, a class-level singleton of an allowed class
-        bound = getattr(obj, "__self__", None)
-        if isinstance(obj, (types.MethodType, types.BuiltinMethodType)) and bound is owner and self._owned(owner):
-            func = getattr(obj, "__func__", None)
-            if func is None or allow.reach_problem(func, how) is None or self._state.made.get(id(func)) is func:
-                return  # a method bound to an object this load built
+        if self._bound_to_own(obj, owner):
+            return
         allow.refuse(allow.reach_problem(obj, how))
+
+    def _bound_to_own(self, obj, owner) -> bool:
+        """Is ``obj`` a method bound to ``owner``, an object this load built,
+        whose function this load built or the list allows?  (Holding it is
+        holding its function.)"""
+        if not isinstance(obj, (types.MethodType, types.BuiltinMethodType)) or owner is None:
+            return False
+        if getattr(obj, "__self__", None) is not owner or not self._owned(owner):
+            return False
+        func = getattr(obj, "__func__", None)
+        return func is None or self.allowlist.reach_problem(func, "a method") is None \
+            or self._state.made.get(id(func)) is func
 
     def _class_ok(self, cls) -> bool:
         return self._owned(cls) or self.allowlist.reach_problem(cls, "class") is None

@@ -1,4 +1,5 @@
-"""The ``mason`` command: inspect, verify, diff, sign, load and run session files.
+"""The ``mason`` command: inspect, verify, diff, sign, load and run session files,
+and convert files written by dill.
 
 Each subcommand is one function ``_cmd_<name>(args) -> exit status``; ``main``
 parses the command line, runs one of them and turns the errors a user can
@@ -7,8 +8,8 @@ stderr, ``mason: error: ...``, and a non-zero status, never a traceback.
 Results go to stdout; mason's warnings go to stderr as ``mason: warning: ...``.
 
 ``inspect``, ``verify`` and ``diff`` read the index and the raw records only:
-nothing is unpickled, so they are safe on files you do not trust.  ``load``
-and ``run`` run code (the file's, the script's).
+nothing is unpickled, so they are safe on files you do not trust.  ``load``,
+``run`` and ``convert`` run code (the file's, the script's).
 
 FILE may be a URL (``s3://bucket/key``, any fsspec protocol) when
 ``mason[remote]`` is installed; credentials and endpoints come from the
@@ -39,7 +40,8 @@ from ._format.signing import ENV_VAR as _KEY_ENV_VAR
 from ._format.signing import resolve_key
 from ._progress import human_size as _human_size
 from ._session import SESSION_KIND, SessionInfo, check_session_meta, dump_module, inspect, load_module, sign
-from ._storage import default_session_path, open_input
+from ._dillsession import is_pickle, restore_dill_file
+from ._storage import default_session_path, is_url, open_for_read, open_input
 from ._storage import size as _file_size
 from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _error("a command is required (inspect, verify, diff, sign, load, run)")
+        _error("a command is required (inspect, verify, diff, sign, load, run, convert)")
         return EXIT_USAGE
     try:
         return args.handler(args)
@@ -253,6 +255,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("script", metavar="SCRIPT", help="the Python file to run")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
     p.set_defaults(handler=_cmd_run)
+
+    p = commands.add_parser(
+        "convert",
+        help="make a mason session of a file written by dill (dump_module, dump_session or dump)",
+        description="Load OLD, a file written by dill 0.3.6 to 0.4.x (dill need not be installed), in a"
+        " fresh namespace and save it as the mason session NEW (written atomically; OLD is never"
+        " changed). A dill session becomes a session of the same module; a file of one object"
+        f" (dill.dump) becomes a session of __main__ holding it as the variable {_OBJECT_NAME!r} (see --name)."
+        " What mason cannot save is left out and named, and the exit status is then 1."
+        " Loading runs code from the file: only convert files you trust.",
+    )
+    p.add_argument("file", metavar="OLD", help=f"the dill file ({STDIN} for stdin)")
+    p.add_argument("new", metavar="NEW", help="the mason session file or URL to write")
+    p.add_argument("--name", default=_OBJECT_NAME, metavar="NAME",
+                   help=f"the variable that holds the object of a dill.dump file (default: {_OBJECT_NAME})")
+    p.add_argument("--force", action="store_true", help="replace NEW if it exists")
+    p.add_argument("--compression", choices=sorted(n for n in spec.COMPRESSION_IDS if n), help="compress the saved records")
+    _allow_argument(p, "load only what uses nothing but these modules (prefixes) or module:name globals"
+                    " (else the whole file is refused); 'mason:code' allows functions saved by value")
+    p.set_defaults(handler=_cmd_convert)
     return parser
 
 
@@ -678,6 +700,66 @@ def _cmd_load(args: argparse.Namespace) -> int:
         sys.path[:] = previous_path
         if previous_main is not None:
             sys.modules["__main__"] = previous_main
+
+
+# ====================================================================== convert
+
+_OBJECT_NAME = "obj"
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    if not args.name.isidentifier():
+        raise _UsageError(f"--name: {args.name!r} is not a variable name")
+    data = sys.stdin.buffer.read() if args.file == STDIN else _read_old(args.file)
+    label = _label(args.file)
+    if data.startswith(spec.MAGIC):
+        raise _Failure(f"{label}: already a mason file")
+    if not is_pickle(data[:1]):
+        raise _Failure(f"{label}: not a file written by dill (it is not a pickle: it starts with {data[:10]!r})")
+    _check_new(args.file, args.new, args.force)
+    allow = _allow(args)
+    previous_path = sys.path[:]
+    if allow is None:  # as `mason load`: a plain load finds the helper modules next to you
+        sys.path.insert(0, os.getcwd())
+    else:
+        sys.path[:] = [entry for entry in sys.path if not _is_cwd(entry)]
+    try:
+        try:
+            module, is_session = restore_dill_file(data, allow=allow, object_name=args.name)
+        except Exception as exc:
+            if isinstance(exc, (MasonError, OSError, ValueError)) or args.traceback:
+                raise
+            raise _Failure(f"{label}: cannot load: {type(exc).__name__}: {exc}") from exc
+        with _warnings_to_stderr():
+            dump_module(args.new, module=module, compression=args.compression)
+    finally:
+        sys.path[:] = previous_path
+    info = inspect(args.new)
+    what = f"session of {module.__name__}" if is_session else f"object, as {args.name!r}"
+    summary = f"converted {label} (a dill {what}) into {args.new}: {_plural(len(info.variables), 'variable')}"
+    if info.skipped:
+        names = ", ".join(record["name"] for record in info.skipped)
+        summary += f"; {len(info.skipped)} could not be converted ({names})"
+    print(_printable(summary))
+    return EXIT_FAILURE if info.skipped else EXIT_OK
+
+
+def _read_old(path: str) -> bytes:
+    with open_input(path) as opened:
+        if isinstance(opened, (str, os.PathLike)):
+            with open_for_read(opened) as file:
+                return file.read()
+        return opened.read()
+
+
+def _check_new(old: str, new: str, force: bool) -> None:
+    """NEW may not be OLD, nor (without --force) an existing file."""
+    if is_url(new):
+        return
+    if old != STDIN and os.path.exists(new) and os.path.samefile(old, new):
+        raise _UsageError(f"{new}: is the file being converted; convert into another file")
+    if os.path.lexists(new) and not force:
+        raise _UsageError(f"{new}: exists already (use --force to replace it)")
 
 
 def _is_cwd(entry: str) -> bool:

@@ -50,7 +50,10 @@ def check_magic(data: bytes) -> None:
             "not a mason file any more: its line endings were changed (copied in text mode?)"
         )
     if data[:1] == b"\x80":
-        raise CorruptSessionError("not a mason file: this looks like a plain pickle")
+        raise CorruptSessionError(
+            "not a mason file: this looks like a plain pickle (if dill wrote it, mason.load and"
+            " mason.load_module read it, and `mason convert` makes a mason session of it)"
+        )
     raise CorruptSessionError(f"not a mason file (it starts with {bytes(data[:10])!r})")
 
 

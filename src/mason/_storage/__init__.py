@@ -24,6 +24,7 @@ __all__ = [
     "open_for_read",
     "open_input",
     "open_output",
+    "peek",
     "size",
 ]
 
@@ -63,3 +64,72 @@ def size(source: str | os.PathLike[str], storage_options: dict | None = None) ->
         return remote.size(source, storage_options)
     _no_options(source, storage_options)
     return os.stat(source).st_size
+
+
+def peek(file: Any, n: int, expected: bytes | None = None) -> tuple[bytes, Any]:
+    """The first ``n`` bytes of the binary stream ``file`` (fewer once they
+    cannot be ``expected``, or at its end), and a stream that still starts
+    with them.  Never reads past a pickle that ends earlier: several
+    pickles may follow each other in a pipe."""
+
+    def may_be(head: bytes) -> bool:
+        return expected is None or expected.startswith(head)
+
+    seekable = getattr(file, "seekable", None)
+    if seekable is not None and seekable():
+        start = file.tell()
+        head = file.read(n)
+        file.seek(start)
+        return head, file
+    peek_ = getattr(file, "peek", None)
+    if peek_ is not None:  # buffered pipes and sockets: nothing is consumed
+        head = bytes(peek_(n)[:n])
+        if len(head) == n or not may_be(head) or not head:
+            return head, file
+    # One byte at a time, and only while they match: a pickle starts with
+    # another byte than MAGIC's first, so this reads one byte of it.
+    head = b""
+    while len(head) < n and may_be(head):
+        byte = file.read(1)
+        if not byte:
+            break
+        head += byte
+    return head, _Replay(head, file)
+
+
+class _Replay:
+    """A non-seekable stream with bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, file: Any):
+        self._head = head
+        self._file = file
+        self.name = getattr(file, "name", "")
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        head = self._head
+        if not head:
+            return self._file.read(n)
+        if n is None or n < 0:
+            self._head = b""
+            return head + self._file.read()
+        self._head = head[n:]
+        if len(head) >= n:
+            return head[:n]
+        return head + self._file.read(n - len(head))
+
+    def readline(self) -> bytes:
+        head = self._head
+        if not head:
+            return self._file.readline()
+        newline = head.find(b"\n")
+        if newline >= 0:
+            self._head = head[newline + 1 :]
+            return head[: newline + 1]
+        self._head = b""
+        return head + self._file.readline()
