@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickle
 import sys
 
-from . import _dillcompat, _rebuild, _settings
+from . import _rebuild, _settings
 from ._allowlist import Allowlist
 from .errors import UnpicklingError
 
@@ -51,7 +51,7 @@ class Unpickler(pickle.Unpickler):
 
     def _resolve(self, module, name):
         # dill's names first: dill itself is never imported, installed or not
-        found = _dillcompat.translate(module, name)
+        found = _dill_translate(module, name) if module.startswith(_DILL_PREFIXES) or name in _DILL_NAMES else None
         if found is not None:
             kind, value = found
             if kind == "rebuild":
@@ -69,7 +69,7 @@ class Unpickler(pickle.Unpickler):
         """dill's hand-written globals, as dill's own Unpickler resolves them."""
         if key == "namespace":
             return self._dill_namespace()
-        return _DILL_SPECIALS[key]
+        return _dill_specials()[key]
 
     def _dill_namespace(self) -> dict:
         # A single object's functions get the live __main__'s globals (dill's
@@ -100,7 +100,22 @@ class Unpickler(pickle.Unpickler):
 _REBUILD = "mason._rebuild"
 
 #: what dill's hand-written globals are (``namespace`` depends on the load)
-_DILL_SPECIALS = {"NoneType": type(None), "dill": _dillcompat.DILL_MODULE, "empty_cell": _rebuild._EMPTY_CELL}
+#: which globals may be dill's (see _dillcompat.HAND_WRITTEN): only these
+#: import the tables, so that mason's own loads never pay for them
+_DILL_PREFIXES = ("dill", "__builtin__")
+_DILL_NAMES = frozenset({"__main__", "NoneType"})
+
+
+def _dill_translate(module: str, name: str):
+    from . import _dillcompat
+
+    return _dillcompat.translate(module, name)
+
+
+def _dill_specials() -> dict:
+    from . import _dillcompat
+
+    return {"NoneType": type(None), "dill": _dillcompat.DILL_MODULE, "empty_cell": _rebuild._EMPTY_CELL}
 
 #: names that differ between Python versions: (saved) -> (this version's)
 _RENAMES = {
