@@ -186,7 +186,7 @@ def _open_plan(source, options: _LoadOptions):
                 opened = file  # a FIFO or device can be read once only: peek at this stream
             elif not is_pickle(file.read(1)):
                 file.close()  # a mason file: the reader opens (and maps) the path itself
-                file = None
+                file = None  # type: ignore[assignment]
         else:
             file = opened
         if file is not None:

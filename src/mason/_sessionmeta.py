@@ -145,7 +145,7 @@ def _variable_problem(var, segments: int, blobs: int) -> str:
     if not _is_count(var.get("size")):
         return f"size {_brief(var.get('size'))} is not a byte count"
     segment = var.get("segment")
-    if not _is_count(segment) or segment >= segments:
+    if not isinstance(segment, int) or not _is_count(segment) or segment >= segments:
         return f"segment {_brief(segment)} is not one of the file's {segments} segments"
     numbers = var.get("blobs")
     if type(numbers) is not list:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from IPython.core.error import UsageError
@@ -125,7 +126,7 @@ def _format_size(size: int) -> str:
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
@@ -234,7 +235,7 @@ def _read_index(path):
 def _describe(path, info) -> list[str]:
     lines = [f"{path}: module {info.module}, {_count(len(info.variables), 'variable')}"]
     if info.variables:
-        rows = [("name", "type", "stored", "size")]
+        rows: list[tuple[str, ...]] = [("name", "type", "stored", "size")]
         rows += [(v["name"], v["type"], v["stored"], _format_size(v["size"])) for v in info.variables]
         lines += _table(rows)
     if info.skipped:
@@ -244,8 +245,8 @@ def _describe(path, info) -> list[str]:
     if env:
         lines.append("environment:")
         python = ".".join(map(str, env.get("python", ())))
-        rows = [("python", f"{python} ({env.get('implementation', '?')})")]
-        rows += [(key, str(env[key])) for key in ("platform", "mason", "created") if key in env]
-        rows += [(package, version) for package, version in sorted(env.get("packages", {}).items())]
-        lines += _table(rows)
+        env_rows: list[tuple[str, ...]] = [("python", f"{python} ({env.get('implementation', '?')})")]
+        env_rows += [(key, str(env[key])) for key in ("platform", "mason", "created") if key in env]
+        env_rows += [(package, version) for package, version in sorted(env.get("packages", {}).items())]
+        lines += _table(env_rows)
     return lines

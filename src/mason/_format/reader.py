@@ -454,7 +454,7 @@ class ContainerReader:
         if not (check or mac):
             return
         hasher = self._algo.new()
-        macer = _signing.new_record_mac(self._key) if mac else None
+        macer = _signing.new_record_mac(self._key) if mac and self._key is not None else None
         for at in range(0, entry.length, CHUNK):
             chunk = self._source.read(entry.offset + at, min(CHUNK, entry.length - at))
             hasher.update(chunk)

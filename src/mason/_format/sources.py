@@ -107,7 +107,7 @@ class FileSource:
     view = copy = read  # a fresh bytearray is ours to hand out writable
 
     def close(self) -> None:
-        self._file = None
+        self._file = None  # type: ignore[assignment]  # closed: no file
 
 
 _ANONYMOUS_MAP_FROM = 1 << 20

@@ -18,7 +18,7 @@ import struct
 from collections import namedtuple
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
-    from typing import Any, NamedTuple
+    from typing import Any
 
 
 class Layout:
@@ -29,7 +29,7 @@ class Layout:
         self.fields = fields  # (field name, struct code, one-line description)
         self.struct = struct.Struct("<" + "".join(code for _, code, _ in fields))
         self.size = self.struct.size
-        self.tuple: type[NamedTuple] = namedtuple(name, [f[0] for f in fields])  # type: ignore[assignment]
+        self.tuple: Any = namedtuple(name, [f[0] for f in fields])  # a namedtuple class
 
     def pack(self, **values: Any) -> bytes:
         return self.struct.pack(*(values[field] for field, _, _ in self.fields))

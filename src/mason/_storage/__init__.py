@@ -38,7 +38,7 @@ def _no_options(target: Any, storage_options: dict | None) -> None:
 def open_output(target: str | os.PathLike[str], storage_options: dict | None = None) -> Iterator[BinaryIO]:
     """A binary stream whose bytes replace ``target`` (a path or URL) only if the block succeeds."""
     if is_url(target):
-        with remote.open_output(target, storage_options) as stream:
+        with remote.open_output(os.fspath(target), storage_options) as stream:
             yield stream
     else:
         _no_options(target, storage_options)
@@ -61,7 +61,7 @@ def open_input(source: Any, storage_options: dict | None = None) -> Iterator[Any
 def size(source: str | os.PathLike[str], storage_options: dict | None = None) -> int:
     """The size in bytes of the file at a path or URL."""
     if is_url(source):
-        return remote.size(source, storage_options)
+        return remote.size(os.fspath(source), storage_options)
     _no_options(source, storage_options)
     return os.stat(source).st_size
 
