@@ -29,7 +29,7 @@ class Layout:
         self.fields = fields  # (field name, struct code, one-line description)
         self.struct = struct.Struct("<" + "".join(code for _, code, _ in fields))
         self.size = self.struct.size
-        self.tuple: Any = namedtuple(name, [f[0] for f in fields])  # a namedtuple class
+        self.tuple: Any = namedtuple(name, [f[0] for f in fields])  # type: ignore[misc]  # a namedtuple class
 
     def pack(self, **values: Any) -> bytes:
         return self.struct.pack(*(values[field] for field, _, _ in self.fields))
