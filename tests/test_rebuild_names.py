@@ -50,6 +50,7 @@ FROZEN = [
     "reopen_file",
     "make_method",
     "import_package",
+    "code_portable",
 ]
 
 

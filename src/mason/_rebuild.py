@@ -787,3 +787,29 @@ def import_package(name, submodules):
 
 def _is_dotted_name(name: str) -> bool:
     return all(part.isidentifier() for part in name.split("."))
+
+
+# ---------------------------------------------------------------- portable code
+
+
+def code_portable(version, data, source):
+    """A code object: from its bytecode on the minor version of Python that
+    saved it, else compiled again from its source.
+
+    ``source`` is a source record (see ``mason._portable``: the text of the
+    function or lambda and what compiling it exactly needs), or a string
+    saying why there is none; then, as with :func:`code_from_marshal`,
+    another version raises :class:`VersionMismatchError`, with that reason.
+    """
+    _check(isinstance(version, (tuple, list)) and len(version) >= 2
+           and all(type(v) is int for v in version[:2]), "a code object's Python version is malformed")
+    if tuple(version[:2]) == sys.version_info[:2]:
+        return code_from_marshal(version, data)
+    if isinstance(source, str):
+        raise VersionMismatchError(
+            f"{source}; its bytecode was compiled by Python {version[0]}.{version[1]} and cannot run on "
+            f"Python {sys.version_info[0]}.{sys.version_info[1]}: load it with Python {version[0]}.{version[1]}"
+        )
+    from ._portable import compile_record
+
+    return compile_record(source)

@@ -1,0 +1,234 @@
+"""Source records: the text of a function or lambda, and how to compile it
+again into exactly the code object it was saved as.
+
+A function saved by value carries its bytecode, which only its own minor
+version of Python can run.  When its source is known (a file, or a notebook
+cell in ``linecache``), it also carries a *source record* (see
+:func:`make_record` for the layout).  Another minor version compiles the
+record again (:func:`compile_record`): the text is parsed, put back at its
+own line and column, and wrapped in empty stand-ins for the scopes that
+enclosed it (read from its qualified name), so that the compiler derives
+the same free variables (closure cells, in the same order), the same
+``__class__`` cell for zero-argument ``super()``, the same private-name
+mangling and the same qualified names as the original.  Nothing compiled
+here runs: only the code object of the function itself is kept.
+
+The saving side uses the very same function to check a record before it
+stores it: the record is compiled on the saving interpreter and must give a
+code object equal to the function's own (same bytecode, constants, names,
+line and column table).  A stale file (edited after the function was
+defined) or an ambiguous lambda fails that check and is saved without source.
+"""
+
+from __future__ import annotations
+
+import __future__
+import ast
+import sys
+import types
+
+from .errors import UnpicklingError
+
+__all__ = ["RECORD_LAYOUT", "FUTURE_FLAGS", "make_record", "compile_record", "record_problem"]
+
+#: the first item of every source record: the layout below
+RECORD_LAYOUT = 1
+
+# Field indices of a record (a tuple: it unpickles faster than a dict).
+_LAYOUT, _KIND, _TEXT, _FILENAME, _LINE, _COL, _QUALNAME, _FREEVARS, _FLAGS, _IMPORTS = range(10)
+_FIELDS = 10
+
+#: kinds of source
+DEF = "def"  # a def or async def statement, decorators included
+LAMBDA = "lambda"  # a lambda expression
+
+#: compiler flags of ``from __future__`` imports (co_flags carries them)
+FUTURE_FLAGS = 0
+for _name in __future__.all_feature_names:
+    FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
+
+# The compiler's placeholder names of scopes that have no name in the source.
+_LOCALS = "<locals>"
+
+
+def make_record(kind: str, text: str, filename: str, line: int, col: int, qualname: str,
+                freevars: tuple, flags: int, imports: tuple) -> tuple:
+    """A source record.
+
+    ``text``: for ``DEF``, whole lines from the first decorator (or the
+    ``def``) to the end of the statement, first line with its indentation;
+    for ``LAMBDA``, exactly the expression.  ``line``: the line ``text``
+    starts on; ``col``: the UTF-8 byte column it starts at (0 for ``DEF``).
+    ``qualname``: the qualified name the compiler gave the code;
+    ``freevars``: its ``co_freevars``; ``flags``: its ``from __future__``
+    flags; ``imports``: the global names it uses that an ``import`` statement
+    binds at the top level of its module (Python 3.11+ compiles attribute
+    calls on those differently).
+    """
+    return (RECORD_LAYOUT, kind, text, filename, line, col, qualname, tuple(freevars), flags & FUTURE_FLAGS,
+            tuple(imports))
+
+
+def record_problem(record) -> str | None:
+    """Why ``record`` is not a source record this mason can compile, or None."""
+    if type(record) is not tuple or len(record) < _FIELDS or record[_LAYOUT] != RECORD_LAYOUT:
+        return "its source record has an unknown layout (saved by a newer mason?)"
+    kind, text, filename, line, col, qualname, freevars, flags, imports = record[_KIND:_FIELDS]
+    if (kind not in (DEF, LAMBDA) or type(text) is not str or type(filename) is not str
+            or type(line) is not int or type(col) is not int or line < 1 or col < 0
+            or type(qualname) is not str or type(flags) is not int
+            or type(freevars) is not tuple or not all(type(v) is str and v.isidentifier() for v in freevars)
+            or type(imports) is not tuple or not all(type(v) is str and v.isidentifier() for v in imports)):
+        return "its source record is malformed"
+    return None
+
+
+def record_name(record) -> str:
+    """The qualified name a (well-formed) record compiles to."""
+    return record[_QUALNAME]
+
+
+def compile_record(record) -> types.CodeType:
+    """The code object ``record`` describes, compiled by this interpreter.
+
+    Raises ``UnpicklingError`` (naming the function) when the text does not
+    parse or compile here, or compiles to code with other free variables.
+    """
+    problem = record_problem(record)
+    if problem is not None:
+        raise UnpicklingError(f"damaged file: {problem}")
+    kind, text, filename, line, col, qualname, freevars, flags, imports = record[_KIND:_FIELDS]
+    try:
+        node = _parse(kind, text, filename, line, col)
+        module = _wrap(node, qualname, freevars, imports)
+        compiled = compile(module, filename, "exec", flags=flags & FUTURE_FLAGS, dont_inherit=True)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        raise UnpicklingError(
+            f"cannot compile the source of {qualname} on Python {sys.version_info[0]}.{sys.version_info[1]}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    code = _find(compiled, qualname)
+    if code is None:
+        raise UnpicklingError(f"the source of {qualname} does not define it")
+    if code.co_freevars != freevars:
+        raise UnpicklingError(
+            f"the source of {qualname} compiles here with the free variables {code.co_freevars}, "
+            f"not {freevars}: its closure cannot be attached"
+        )
+    return code
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _parse(kind: str, text: str, filename: str, line: int, col: int):
+    """The AST node of ``text``, at its original lines and columns."""
+    if kind == DEF:
+        if text[:1] in (" ", "\t"):  # an indented statement: open a block for it
+            tree = ast.parse("if 1:\n" + text, filename)
+            body = tree.body[0].body
+            shift = line - 2
+        else:
+            body = ast.parse(text, filename).body
+            shift = line - 1
+        if len(body) != 1 or not isinstance(body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+            raise ValueError("the text is not one def statement")
+        node = body[0]
+    else:
+        # On a line of its own, after as many spaces as it had bytes before
+        # it, inside parentheses: it may span lines as it did in the original.
+        tree = ast.parse("(\n" + " " * col + text + "\n)", filename, mode="eval")
+        node = tree.body
+        if not isinstance(node, ast.Lambda):
+            raise ValueError("the text is not one lambda expression")
+        shift = line - 2
+    if shift:
+        ast.increment_lineno(node, shift)
+    return node
+
+
+# ---------------------------------------------------------------- enclosing scopes
+
+
+def _scopes(qualname: str) -> tuple[list[tuple[str, str]], str]:
+    """The scopes enclosing ``qualname`` (``("def" | "class", name)``,
+    outermost first) and its own name.  ``f.<locals>.C.m``: def f, class C, m."""
+    parts = qualname.split(".")
+    scopes = []
+    i = 0
+    while i < len(parts) - 1:
+        if parts[i + 1 : i + 2] == [_LOCALS]:
+            scopes.append(("def", parts[i]))
+            i += 2
+        else:
+            scopes.append(("class", parts[i]))
+            i += 1
+    return scopes, parts[-1]
+
+
+def _wrap(node, qualname: str, freevars: tuple, imports: tuple) -> ast.Module:
+    """A module that defines ``node`` inside stand-ins of its enclosing scopes.
+
+    Nothing of it ever runs: only the compiler's view of the names matters.
+    The innermost enclosing function binds the free variables; the module
+    imports what the original module imported.  Each stand-in binds its name
+    in its parent, as the original statement did (a name the code uses from
+    there is then among its free variables, in the original too).
+    """
+    scopes, name = _scopes(qualname)
+    if isinstance(node, ast.Lambda):
+        if name != "<lambda>":
+            raise ValueError(f"a lambda named {name!r}")
+        body: list = [ast.Expr(value=node)]
+    else:
+        if name != node.name:
+            raise ValueError(f"the text defines {node.name!r}, not {name!r}")
+        body = [node]
+    own_free = [v for v in freevars if v != "__class__"]
+    defs = [i for i, (kind, _) in enumerate(scopes) if kind == "def"]
+    if own_free and not defs:
+        raise ValueError("free variables without an enclosing function")
+    if "__class__" in freevars and not any(kind == "class" for kind, _ in scopes):
+        raise ValueError("a __class__ cell without an enclosing class")
+    for index in reversed(range(len(scopes))):
+        kind, scope_name = scopes[index]
+        if kind == "def":
+            prefix: list = []
+            if index == defs[-1] and own_free:
+                prefix.append(ast.Assign(targets=[ast.Name(id=v, ctx=ast.Store()) for v in own_free],
+                                         value=ast.Constant(value=None)))
+            scope = ast.FunctionDef(
+                name=scope_name, args=_NO_ARGS(), body=prefix + body, decorator_list=[], returns=None,
+                type_comment=None, **_TYPE_PARAMS,
+            )
+        else:
+            scope = ast.ClassDef(name=scope_name, bases=[], keywords=[], body=body, decorator_list=[], **_TYPE_PARAMS)
+        body = [scope]
+    if imports:
+        body = [ast.Import(names=[ast.alias(name=name) for name in imports])] + body
+    module = ast.Module(body=body, type_ignores=[])
+    return ast.fix_missing_locations(module)
+
+
+def _NO_ARGS() -> ast.arguments:
+    return ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+
+
+# Python 3.12 gave function and class statements type parameters (PEP 695).
+_TYPE_PARAMS = {"type_params": []} if sys.version_info >= (3, 12) else {}
+
+
+def _find(module_code: types.CodeType, qualname: str) -> types.CodeType | None:
+    """The code object of ``qualname`` inside the compiled wrapper module."""
+    scopes, name = _scopes(qualname)
+    code = module_code
+    for _, scope_name in scopes:
+        code = _child(code, scope_name)
+        if code is None:
+            return None
+    return _child(code, name)
+
+
+def _child(code: types.CodeType, name: str) -> types.CodeType | None:
+    found = [c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == name]
+    return found[0] if len(found) == 1 else None

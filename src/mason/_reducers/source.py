@@ -1,0 +1,159 @@
+"""The source of functions and lambdas saved by value: found, cut out, checked.
+
+One :class:`SourceFinder` serves one pickler.  It reads a code object's file
+(or notebook cell) from ``linecache``, parses it once per dump, finds the
+``def`` or ``lambda`` the code was compiled from, and returns a source
+record (see ``mason._portable``) only after compiling that record on this
+interpreter gave back a code object equal to the original: bytecode,
+constants, names, lines and columns (so, of two lambdas on one line, the
+right one).  Otherwise it returns why there is no source, which a load on
+another Python version reports.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import types
+
+from .. import _portable
+from .._compat import PY311
+from .functions import code_global_names
+
+__all__ = ["SourceFinder"]
+
+#: why a code object carries no source (the load on another Python says so)
+NO_FILE = "it has no source: it was made by exec or compile of a string, or typed where no linecache entry exists"
+
+
+class _File:
+    """One parsed file: its lines and its defs and lambdas by (first line, name)."""
+
+    __slots__ = ("lines", "nodes", "qualnames", "imports", "error")
+
+    def __init__(self, lines: list[str], filename: str):
+        self.lines = lines
+        self.nodes: dict[tuple[int, str], list] = {}
+        self.qualnames: dict[int, str] = {}  # id(node) -> its qualified name (Python 3.10)
+        self.imports: frozenset[str] = frozenset()  # names import statements bind at the top level
+        self.error: str | None = None
+        try:
+            tree = ast.parse("".join(lines), filename)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            self.error = f"its source file {filename!r} no longer parses ({type(exc).__name__}: {exc})"
+            return
+        self._index(tree, "")
+        self.imports = frozenset(_top_level_imports(tree))
+
+    def _index(self, node, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                self.nodes.setdefault((first, child.name), []).append(child)
+                qualname = prefix + child.name
+                self.qualnames[id(child)] = qualname
+                self._index(child, qualname + ".<locals>.")
+            elif isinstance(child, ast.Lambda):
+                self.nodes.setdefault((child.lineno, "<lambda>"), []).append(child)
+                qualname = prefix + "<lambda>"
+                self.qualnames[id(child)] = qualname
+                self._index(child, qualname + ".<locals>.")
+            elif isinstance(child, ast.ClassDef):
+                self._index(child, prefix + child.name + ".")
+            elif not PY311 and isinstance(child, _COMPREHENSIONS_T):
+                # Python 3.10: a comprehension is a scope of its own
+                self._index(child, prefix + _COMPREHENSIONS[type(child)] + ".<locals>.")
+            else:
+                self._index(child, prefix)
+
+
+def _top_level_imports(tree):
+    """Names bound by import statements in the module's own scope (in any
+    block, but not inside functions or classes)."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                yield (alias.asname or alias.name).partition(".")[0]
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+_COMPREHENSIONS = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
+                   ast.GeneratorExp: "<genexpr>"}
+_COMPREHENSIONS_T = tuple(_COMPREHENSIONS)
+
+
+class SourceFinder:
+    """Source records for the code objects of one dump (files parsed once)."""
+
+    def __init__(self):
+        self._files: dict[str, _File | None] = {}
+
+    def record(self, code: types.CodeType):
+        """A checked source record for ``code``, or a string saying why there is none."""
+        name = code.co_name
+        if name.startswith("<") and name != "<lambda>":
+            return f"{name}: only functions and lambdas are saved with their source"
+        what = getattr(code, "co_qualname", name)
+        source = self._file(code.co_filename)
+        if source is None:
+            return f"{what}: {NO_FILE}"
+        if source.error is not None:
+            return f"{what}: {source.error}"
+        candidates = source.nodes.get((code.co_firstlineno, name), ())
+        for node in candidates:
+            record = self._record_for(code, node, source)
+            if record is not None:
+                return record
+        if candidates:
+            return f"{what}: its source in {code.co_filename!r} does not compile to its code (edited since?)"
+        return f"{what}: its source is not in {code.co_filename!r} at line {code.co_firstlineno} (edited since?)"
+
+    def _file(self, filename: str) -> _File | None:
+        if filename in self._files:
+            return self._files[filename]
+        lines = linecache.getlines(filename)
+        parsed = _File(lines, filename) if lines else None
+        self._files[filename] = parsed
+        return parsed
+
+    def _record_for(self, code, node, source: _File):
+        try:
+            return self._checked_record(code, node, source)
+        except UnicodeError:  # columns that do not fall between characters: not this text
+            return None
+
+    def _checked_record(self, code, node, source: _File):
+        if isinstance(node, ast.Lambda):
+            text = _segment(source.lines, node.lineno, node.col_offset, node.end_lineno, node.end_col_offset)
+            kind, line, col = _portable.LAMBDA, node.lineno, node.col_offset
+        else:
+            line = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            text = _segment(source.lines, line, 0, node.end_lineno, node.end_col_offset) + "\n"
+            kind, col = _portable.DEF, 0
+        if text is None:
+            return None
+        qualname = code.co_qualname if PY311 else source.qualnames[id(node)]
+        imports = sorted(source.imports & code_global_names(code)) if source.imports else ()
+        record = _portable.make_record(kind, text, code.co_filename, line, col, qualname, code.co_freevars,
+                                       code.co_flags, imports)
+        try:
+            compiled = _portable.compile_record(record)
+        except Exception:  # noqa: BLE001 - any failure means: not this node
+            return None
+        if compiled != code or getattr(compiled, "co_qualname", None) != getattr(code, "co_qualname", None):
+            return None
+        return record
+
+
+def _segment(lines: list[str], line: int, col: int, end_line: int, end_col: int) -> str | None:
+    """The text from (line, col) to (end_line, end_col): columns are UTF-8 byte offsets."""
+    if not (1 <= line <= end_line <= len(lines)):
+        return None
+    if line == end_line:
+        return lines[line - 1].encode()[col:end_col].decode(errors="strict")
+    first = lines[line - 1].encode()[col:].decode()
+    last = lines[end_line - 1].encode()[:end_col].decode()
+    return first + "".join(lines[line : end_line - 1]) + last
