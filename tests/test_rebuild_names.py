@@ -51,6 +51,7 @@ FROZEN = [
     "make_method",
     "import_package",
     "code_portable",
+    "dataclass_setstate",
 ]
 
 

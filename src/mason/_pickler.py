@@ -93,7 +93,8 @@ class Pickler(pickle.Pickler):
         # crashes CPython (memoryview's tp_clear frees the buffer anyway).
         table[types.CellType] = functools.partial(_reduce_cell, self._deferred_cells)
         # Each file (or notebook cell) is read and parsed once per pickler.
-        table[types.CodeType] = functools.partial(reduce_code, SourceFinder())
+        self._sources = SourceFinder()
+        table[types.CodeType] = functools.partial(reduce_code, self._sources)
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(_stdlib.loaded_tables())
@@ -165,7 +166,7 @@ class Pickler(pickle.Pickler):
             return NotImplemented
         if self._byref and cls.__module__ == "__main__":
             return NotImplemented
-        return reduce_class(cls)
+        return reduce_class(cls, self._sources)
 
 
 def _reduce_cell(deferred_cells, cell):

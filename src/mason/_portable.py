@@ -41,14 +41,29 @@ _FIELDS = 10
 #: kinds of source
 DEF = "def"  # a def or async def statement, decorators included
 LAMBDA = "lambda"  # a lambda expression
+#: code that a library generated with exec and generates again with its
+#: owner (a dataclass's ``__init__``): the text is why it has no source, and
+#: another version gets a stand-in that the owner's state setter replaces
+GENERATED = "generated"
 
 #: compiler flags of ``from __future__`` imports (co_flags carries them)
 FUTURE_FLAGS = 0
 for _name in __future__.all_feature_names:
     FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
+#: co_flags: the code was compiled inside a function or comprehension
+CO_NESTED = 0x10
+_KEPT_FLAGS = FUTURE_FLAGS | CO_NESTED
 
-# The compiler's placeholder names of scopes that have no name in the source.
+# How the compiler names scopes in a qualified name: ``f.<locals>.g`` for a
+# function in a function; comprehensions (Python 3.10 and 3.11 for all of
+# them, later for generator expressions only) add their own name, no <locals>.
 _LOCALS = "<locals>"
+_COMPREHENSIONS = {"<listcomp>": ast.ListComp, "<setcomp>": ast.SetComp, "<dictcomp>": ast.DictComp,
+                   "<genexpr>": ast.GeneratorExp}
+#: what stand-in scopes are named: the code inside never names it
+_HIDDEN = "<mason>"
+#: where a GENERATED stand-in starts
+_STAND_IN_LINE = 1
 
 
 def make_record(kind: str, text: str, filename: str, line: int, col: int, qualname: str,
@@ -65,7 +80,7 @@ def make_record(kind: str, text: str, filename: str, line: int, col: int, qualna
     binds at the top level of its module (Python 3.11+ compiles attribute
     calls on those differently).
     """
-    return (RECORD_LAYOUT, kind, text, filename, line, col, qualname, tuple(freevars), flags & FUTURE_FLAGS,
+    return (RECORD_LAYOUT, kind, text, filename, line, col, qualname, tuple(freevars), flags & _KEPT_FLAGS,
             tuple(imports))
 
 
@@ -74,7 +89,7 @@ def record_problem(record) -> str | None:
     if type(record) is not tuple or len(record) < _FIELDS or record[_LAYOUT] != RECORD_LAYOUT:
         return "its source record has an unknown layout (saved by a newer mason?)"
     kind, text, filename, line, col, qualname, freevars, flags, imports = record[_KIND:_FIELDS]
-    if (kind not in (DEF, LAMBDA) or type(text) is not str or type(filename) is not str
+    if (kind not in (DEF, LAMBDA, GENERATED) or type(text) is not str or type(filename) is not str
             or type(line) is not int or type(col) is not int or line < 1 or col < 0
             or type(qualname) is not str or type(flags) is not int
             or type(freevars) is not tuple or not all(type(v) is str and v.isidentifier() for v in freevars)
@@ -98,18 +113,25 @@ def compile_record(record) -> types.CodeType:
     if problem is not None:
         raise UnpicklingError(f"damaged file: {problem}")
     kind, text, filename, line, col, qualname, freevars, flags, imports = record[_KIND:_FIELDS]
+    name = qualname.rpartition(".")[2]
     try:
-        node = _parse(kind, text, filename, line, col)
-        module = _wrap(node, qualname, freevars, imports)
+        if kind == GENERATED:
+            node, line = _stand_in(name, text, freevars), _STAND_IN_LINE
+            scoped = f"{_HIDDEN}.<locals>.{name}" if freevars else name
+        else:
+            node, scoped = _parse(kind, text, filename, line, col), qualname
+        module = _wrap(node, line, scoped, freevars, imports, flags)
         compiled = compile(module, filename, "exec", flags=flags & FUTURE_FLAGS, dont_inherit=True)
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
         raise UnpicklingError(
             f"cannot compile the source of {qualname} on Python {sys.version_info[0]}.{sys.version_info[1]}: "
             f"{type(exc).__name__}: {exc}"
         ) from None
-    code = _find(compiled, qualname)
+    code = _find(compiled, name, line)
     if code is None:
         raise UnpicklingError(f"the source of {qualname} does not define it")
+    if getattr(code, "co_qualname", qualname) != qualname:  # a stand-in, or a comprehension inlined here
+        code = code.replace(co_qualname=qualname)
     if code.co_freevars != freevars:
         raise UnpicklingError(
             f"the source of {qualname} compiles here with the free variables {code.co_freevars}, "
@@ -151,8 +173,9 @@ def _parse(kind: str, text: str, filename: str, line: int, col: int):
 
 
 def _scopes(qualname: str) -> tuple[list[tuple[str, str]], str]:
-    """The scopes enclosing ``qualname`` (``("def" | "class", name)``,
-    outermost first) and its own name.  ``f.<locals>.C.m``: def f, class C, m."""
+    """The scopes enclosing ``qualname`` (``("def" | "class" | "comp",
+    name)``, outermost first) and its own name.  ``f.<locals>.C.m``: def f,
+    class C, m; ``<listcomp>.<lambda>``: a list comprehension, a lambda."""
     parts = qualname.split(".")
     scopes = []
     i = 0
@@ -161,53 +184,95 @@ def _scopes(qualname: str) -> tuple[list[tuple[str, str]], str]:
             scopes.append(("def", parts[i]))
             i += 2
         else:
-            scopes.append(("class", parts[i]))
+            scopes.append(("comp" if parts[i] in _COMPREHENSIONS else "class", parts[i]))
             i += 1
     return scopes, parts[-1]
 
 
-def _wrap(node, qualname: str, freevars: tuple, imports: tuple) -> ast.Module:
+def _wrap(node, line: int, qualname: str, freevars: tuple, imports: tuple, flags: int) -> ast.Module:
     """A module that defines ``node`` inside stand-ins of its enclosing scopes.
 
     Nothing of it ever runs: only the compiler's view of the names matters.
-    The innermost enclosing function binds the free variables; the module
-    imports what the original module imported.  Each stand-in binds its name
-    in its parent, as the original statement did (a name the code uses from
-    there is then among its free variables, in the original too).
+    The innermost enclosing function or comprehension binds the free
+    variables; the module imports what the original module imported.  Each
+    stand-in binds its name in its parent, as the original statement did (a
+    name the code uses from there is then among its free variables, in the
+    original too).  Code compiled inside a comprehension that its version
+    inlined (3.12+) names no scope for it, but is flagged nested: a list
+    comprehension stands in for it.
     """
     scopes, name = _scopes(qualname)
-    if isinstance(node, ast.Lambda):
-        if name != "<lambda>":
-            raise ValueError(f"a lambda named {name!r}")
-        body: list = [ast.Expr(value=node)]
-    else:
-        if name != node.name:
-            raise ValueError(f"the text defines {node.name!r}, not {name!r}")
-        body = [node]
+    lambda_ = isinstance(node, ast.Lambda)
+    if lambda_ != (name == "<lambda>") or (not lambda_ and name != node.name):
+        raise ValueError(f"the text does not define {name!r}")
     own_free = [v for v in freevars if v != "__class__"]
-    defs = [i for i, (kind, _) in enumerate(scopes) if kind == "def"]
-    if own_free and not defs:
+    binders = [i for i, (kind, _) in enumerate(scopes) if kind != "class"]
+    if lambda_ and (flags & CO_NESTED) and not binders:
+        scopes.append(("comp", "<listcomp>"))
+        binders.append(len(scopes) - 1)
+    if own_free and not binders:
         raise ValueError("free variables without an enclosing function")
     if "__class__" in freevars and not any(kind == "class" for kind, _ in scopes):
         raise ValueError("a __class__ cell without an enclosing class")
+    inner = node
     for index in reversed(range(len(scopes))):
         kind, scope_name = scopes[index]
+        bind = own_free if binders and index == binders[-1] else []
+        if kind == "comp":
+            if isinstance(inner, ast.stmt):
+                raise ValueError("a statement inside a comprehension")
+            inner = _comprehension(_COMPREHENSIONS[scope_name], inner, bind)
+            continue
+        body = [ast.Expr(value=inner)] if isinstance(inner, ast.expr) else [inner]
         if kind == "def":
-            prefix: list = []
-            if index == defs[-1] and own_free:
-                prefix.append(ast.Assign(targets=[ast.Name(id=v, ctx=ast.Store()) for v in own_free],
-                                         value=ast.Constant(value=None)))
-            scope = ast.FunctionDef(
-                name=scope_name, args=_NO_ARGS(), body=prefix + body, decorator_list=[], returns=None,
+            if bind:
+                body.insert(0, ast.Assign(targets=[ast.Name(id=v, ctx=ast.Store()) for v in bind],
+                                          value=ast.Constant(value=None)))
+            inner = ast.FunctionDef(
+                name=scope_name, args=_NO_ARGS(), body=body, decorator_list=[], returns=None,
                 type_comment=None, **_TYPE_PARAMS,
             )
         else:
-            scope = ast.ClassDef(name=scope_name, bases=[], keywords=[], body=body, decorator_list=[], **_TYPE_PARAMS)
-        body = [scope]
+            inner = ast.ClassDef(name=scope_name, bases=[], keywords=[], body=body, decorator_list=[],
+                                 **_TYPE_PARAMS)
+    body = [ast.Expr(value=inner)] if isinstance(inner, ast.expr) else [inner]
     if imports:
-        body = [ast.Import(names=[ast.alias(name=name) for name in imports])] + body
+        body.insert(0, ast.Import(names=[ast.alias(name=name) for name in imports]))
     module = ast.Module(body=body, type_ignores=[])
-    return ast.fix_missing_locations(module)
+    # Stand-ins start on another line than the code: _find cannot take one for it.
+    elsewhere = 2 if line == 1 else 1
+    for wrapper in ast.walk(module):
+        if "lineno" in wrapper._attributes and getattr(wrapper, "lineno", None) is None:
+            wrapper.lineno = wrapper.end_lineno = elsewhere
+            wrapper.col_offset = wrapper.end_col_offset = 0
+    return module
+
+
+def _comprehension(kind, element, bind: list):
+    """``[element for <bind> in ()]`` (of ``kind``): a scope that binds ``bind``."""
+    names = bind or [_HIDDEN]
+    target = ast.Name(id=names[0], ctx=ast.Store()) if len(names) == 1 else ast.Tuple(
+        elts=[ast.Name(id=v, ctx=ast.Store()) for v in names], ctx=ast.Store())
+    generators = [ast.comprehension(target=target, iter=ast.Tuple(elts=[], ctx=ast.Load()), ifs=[], is_async=0)]
+    if kind is ast.DictComp:
+        return ast.DictComp(key=element, value=ast.Constant(value=None), generators=generators)
+    return kind(elt=element, generators=generators)
+
+
+def _stand_in(name: str, message: str, freevars: tuple) -> ast.FunctionDef:
+    """``def name(*args, **kwargs)`` that uses ``freevars`` and raises ``message``."""
+    body = [ast.Expr(value=ast.Tuple(elts=[ast.Name(id=v, ctx=ast.Load()) for v in freevars], ctx=ast.Load())),
+            ast.Raise(exc=ast.Call(func=ast.Name(id="RuntimeError", ctx=ast.Load()),
+                                   args=[ast.Constant(value=message)], keywords=[]), cause=None)]
+    args = ast.arguments(posonlyargs=[], args=[], vararg=ast.arg(arg="args"), kwonlyargs=[], kw_defaults=[],
+                         kwarg=ast.arg(arg="kwargs"), defaults=[])
+    node = ast.FunctionDef(name=name, args=args, body=body, decorator_list=[], returns=None, type_comment=None,
+                           **_TYPE_PARAMS)
+    for part in ast.walk(node):
+        if "lineno" in part._attributes:
+            part.lineno = part.end_lineno = _STAND_IN_LINE
+            part.col_offset = part.end_col_offset = 0
+    return node
 
 
 def _NO_ARGS() -> ast.arguments:
@@ -218,17 +283,14 @@ def _NO_ARGS() -> ast.arguments:
 _TYPE_PARAMS = {"type_params": []} if sys.version_info >= (3, 12) else {}
 
 
-def _find(module_code: types.CodeType, qualname: str) -> types.CodeType | None:
-    """The code object of ``qualname`` inside the compiled wrapper module."""
-    scopes, name = _scopes(qualname)
-    code = module_code
-    for _, scope_name in scopes:
-        code = _child(code, scope_name)
-        if code is None:
-            return None
-    return _child(code, name)
-
-
-def _child(code: types.CodeType, name: str) -> types.CodeType | None:
-    found = [c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == name]
-    return found[0] if len(found) == 1 else None
+def _find(module_code: types.CodeType, name: str, line: int) -> types.CodeType | None:
+    """The code object named ``name`` that starts on ``line``, the outermost
+    one (its own nested code may share both), in the compiled module."""
+    stack = list(reversed(module_code.co_consts))
+    while stack:
+        const = stack.pop()
+        if isinstance(const, types.CodeType):
+            if const.co_name == name and const.co_firstlineno == line:
+                return const
+            stack.extend(reversed(const.co_consts))
+    return None

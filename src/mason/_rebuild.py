@@ -813,3 +813,65 @@ def code_portable(version, data, source):
     from ._portable import compile_record
 
     return compile_record(source)
+
+
+def dataclass_setstate(cls, state):
+    """Attributes of a by-value dataclass, made again on another Python.
+
+    ``state`` is ``(attributes, virtual subclasses, (version, options,
+    made, replace))``: ``options`` are the flags of ``@dataclass(...)``,
+    ``made`` the names of the methods dataclasses made, ``replace`` whether
+    it set ``__replace__`` (3.13+).  On the Python that saved it this is
+    :func:`class_setstate`, exact.  On another, those methods are stand-ins
+    (their code was made by exec: it has no source); the other attributes
+    are set, then this Python's dataclasses makes the methods again from the
+    saved fields and options (code generated from field names: it counts as
+    code from the file).
+    """
+    import dataclasses
+
+    _require_made(cls, type, "dataclass_setstate")
+    _check(isinstance(state, tuple) and len(state) == 3 and isinstance(state[2], tuple) and len(state[2]) == 4,
+           "dataclass state is malformed")
+    attrs, abc_registry, (version, options, made, replace) = state
+    _check(isinstance(version, tuple) and len(version) >= 2 and all(type(v) is int for v in version[:2])
+           and isinstance(options, dict) and all(_is_name(k) and type(v) is bool for k, v in options.items())
+           and isinstance(made, tuple) and all(_is_name(name) for name in made) and type(replace) is bool
+           and isinstance(attrs, dict), "dataclass state is malformed")
+    if tuple(version[:2]) == sys.version_info[:2]:
+        class_setstate(cls, (attrs, abc_registry))
+        try:
+            cls.__dataclass_params__ = dataclasses._DataclassParams(**options)
+        except TypeError as exc:
+            raise UnpicklingError(f"damaged dataclass {cls.__qualname__}: {exc}") from None
+        if replace:
+            cls.__replace__ = dataclasses._replace
+        return
+    fields = attrs.get("__dataclass_fields__")
+    own = cls.__dict__.get("__annotations__") or {}
+    _check(isinstance(fields, dict) and all(isinstance(f, dataclasses.Field) for f in fields.values())
+           and all(_is_field_name(name) for name in list(fields) + list(own)), "a dataclass's fields are malformed")
+    class_setstate(cls, ({k: v for k, v in attrs.items() if k not in made and k != "__dataclass_fields__"},
+                         abc_registry))
+    for name in own:
+        if name in fields:  # a Field default carries the field's options
+            setattr(cls, name, fields[name])
+    import inspect
+
+    accepted = inspect.signature(dataclasses.dataclass).parameters
+    options = {k: v for k, v in options.items() if k in accepted and k not in ("slots", "weakref_slot")}
+    if "match_args" in accepted:  # saved by 3.10 or 3.11, which kept no such option
+        options.setdefault("match_args", "__match_args__" in attrs)
+    try:
+        dataclasses.dataclass(cls, **options)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UnpicklingError(
+            f"cannot make dataclass {cls.__qualname__} again on Python {sys.version_info[0]}."
+            f"{sys.version_info[1]}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _is_field_name(name) -> bool:
+    import keyword
+
+    return _is_name(name) and not keyword.iskeyword(name)

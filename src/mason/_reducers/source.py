@@ -17,7 +17,8 @@ import linecache
 import types
 
 from .. import _portable
-from .._compat import PY311
+from .._compat import PY311, PY_VERSION
+from ..errors import UnpicklingError
 from .functions import code_global_names
 
 __all__ = ["SourceFinder"]
@@ -47,24 +48,46 @@ class _File:
 
     def _index(self, node, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                self.nodes.setdefault((first, child.name), []).append(child)
-                qualname = prefix + child.name
-                self.qualnames[id(child)] = qualname
-                self._index(child, qualname + ".<locals>.")
-            elif isinstance(child, ast.Lambda):
-                self.nodes.setdefault((child.lineno, "<lambda>"), []).append(child)
-                qualname = prefix + "<lambda>"
-                self.qualnames[id(child)] = qualname
-                self._index(child, qualname + ".<locals>.")
-            elif isinstance(child, ast.ClassDef):
-                self._index(child, prefix + child.name + ".")
-            elif not PY311 and isinstance(child, _COMPREHENSIONS_T):
-                # Python 3.10: a comprehension is a scope of its own
-                self._index(child, prefix + _COMPREHENSIONS[type(child)] + ".<locals>.")
-            else:
-                self._index(child, prefix)
+            self._visit(child, prefix)
+
+    def _visit(self, node, prefix: str) -> None:
+        """Index ``node`` and what it holds; ``prefix``: the qualified name
+        of the scope it is in, as the compiler writes it (``f.<locals>.``)."""
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            self.nodes.setdefault((first, node.name), []).append(node)
+            qualname = prefix + node.name
+            self.qualnames[id(node)] = qualname
+            for part in node.decorator_list + [node.args] + ([node.returns] if node.returns else []):
+                self._visit(part, prefix)  # evaluated where the def is
+            for part in node.body:
+                self._visit(part, qualname + ".<locals>.")
+        elif isinstance(node, ast.Lambda):
+            self.nodes.setdefault((node.lineno, "<lambda>"), []).append(node)
+            qualname = prefix + "<lambda>"
+            self.qualnames[id(node)] = qualname
+            self._visit(node.args, prefix)
+            self._visit(node.body, qualname + ".<locals>.")
+        elif isinstance(node, ast.ClassDef):
+            for part in node.decorator_list + node.bases + node.keywords:
+                self._visit(part, prefix)
+            for part in node.body:
+                self._visit(part, prefix + node.name + ".")
+        elif not PY311 and isinstance(node, _COMPREHENSIONS_T):
+            # Python 3.10: a comprehension is a scope of its own, named
+            # without <locals>, except its first iterable
+            first = node.generators[0].iter
+            self._visit(first, prefix)
+            inner = prefix + _COMPREHENSIONS[type(node)] + "."
+            for part in ast.iter_child_nodes(node):
+                if part is node.generators[0]:
+                    for sub in ast.iter_child_nodes(part):
+                        if sub is not first:
+                            self._visit(sub, inner)
+                else:
+                    self._visit(part, inner)
+        else:
+            self._index(node, prefix)
 
 
 def _top_level_imports(tree):
@@ -90,16 +113,27 @@ class SourceFinder:
 
     def __init__(self):
         self._files: dict[str, _File | None] = {}
+        self._generated: dict[int, tuple[types.CodeType, str]] = {}
+
+    def mark_generated(self, code: types.CodeType, why: str) -> None:
+        """``code`` was made by a library with exec, which its owner (a
+        dataclass) makes again on another Python: it gets a stand-in there."""
+        self._generated[id(code)] = (code, why)
 
     def record(self, code: types.CodeType):
         """A checked source record for ``code``, or a string saying why there is none."""
+        generated = self._generated.get(id(code))
+        if generated is not None and generated[0] is code:
+            message = f"{generated[1]} on Python {PY_VERSION[0]}.{PY_VERSION[1]}; it cannot run on this Python"
+            return _portable.make_record(_portable.GENERATED, message, code.co_filename, 1, 0,
+                                         getattr(code, "co_qualname", code.co_name), code.co_freevars, 0, ())
         name = code.co_name
         if name.startswith("<") and name != "<lambda>":
             return f"{name}: only functions and lambdas are saved with their source"
         what = getattr(code, "co_qualname", name)
         source = self._file(code.co_filename)
         if source is None:
-            return f"{what}: {NO_FILE}"
+            return self._made_by_namedtuple(code) or f"{what}: {NO_FILE}"
         if source.error is not None:
             return f"{what}: {source.error}"
         candidates = source.nodes.get((code.co_firstlineno, name), ())
@@ -110,6 +144,20 @@ class SourceFinder:
         if candidates:
             return f"{what}: its source in {code.co_filename!r} does not compile to its code (edited since?)"
         return f"{what}: its source is not in {code.co_filename!r} at line {code.co_firstlineno} (edited since?)"
+
+    def _made_by_namedtuple(self, code):
+        """The ``__new__`` of a ``collections.namedtuple`` class is made by
+        eval of a text that its field names give back: that text, if it
+        compiles to this very code."""
+        fields = code.co_argcount - 1
+        if (code.co_name != "<lambda>" or code.co_filename != "<string>" or fields < 1
+                or code.co_varnames[:1] != ("_cls",) or code.co_names != ("_tuple_new",)):
+            return None
+        args = ", ".join(code.co_varnames[1 : fields + 1]) + ("," if fields == 1 else "")
+        text = f"lambda _cls, {args}: _tuple_new(_cls, ({args}))"
+        record = _portable.make_record(_portable.LAMBDA, text, code.co_filename, 1, 0, "<lambda>", (),
+                                       code.co_flags, ())
+        return record if self._compiles_to(record, code) else None
 
     def _file(self, filename: str) -> _File | None:
         if filename in self._files:
@@ -139,13 +187,17 @@ class SourceFinder:
         imports = sorted(source.imports & code_global_names(code)) if source.imports else ()
         record = _portable.make_record(kind, text, code.co_filename, line, col, qualname, code.co_freevars,
                                        code.co_flags, imports)
+        return record if self._compiles_to(record, code) else None
+
+    @staticmethod
+    def _compiles_to(record, code) -> bool:
+        """Whether ``record`` compiles here to ``code``: same bytecode,
+        constants, names, flags, lines and (3.11+) columns and qualified name."""
         try:
             compiled = _portable.compile_record(record)
-        except Exception:  # noqa: BLE001 - any failure means: not this node
-            return None
-        if compiled != code or getattr(compiled, "co_qualname", None) != getattr(code, "co_qualname", None):
-            return None
-        return record
+        except UnpicklingError:  # the text is not this code's (an ambiguous lambda, an edited file)
+            return False
+        return compiled == code and getattr(compiled, "co_qualname", None) == getattr(code, "co_qualname", None)
 
 
 def _segment(lines: list[str], line: int, col: int, end_line: int, end_col: int) -> str | None:
