@@ -24,7 +24,8 @@ from .functions import code_global_names
 __all__ = ["SourceFinder"]
 
 #: why a code object carries no source (the load on another Python says so)
-NO_FILE = "it has no source: it was made by exec or compile of a string, or typed where no linecache entry exists"
+NO_FILE = ("no source: {filename!r} is neither a file nor a notebook cell in linecache (code made by exec or"
+           " compile of a string, or typed at a prompt that keeps no source)")
 
 
 class _File:
@@ -131,19 +132,24 @@ class SourceFinder:
         if name.startswith("<") and name != "<lambda>":
             return f"{name}: only functions and lambdas are saved with their source"
         what = getattr(code, "co_qualname", name)
-        source = self._file(code.co_filename)
-        if source is None:
-            return self._made_by_namedtuple(code) or f"{what}: {NO_FILE}"
-        if source.error is not None:
-            return f"{what}: {source.error}"
-        candidates = source.nodes.get((code.co_firstlineno, name), ())
+        filename = code.co_filename
+        source = self._file(filename)
+        candidates = () if source is None else source.nodes.get((code.co_firstlineno, name), ())
         for node in candidates:
             record = self._record_for(code, node, source)
             if record is not None:
                 return record
+        record = self._made_by_namedtuple(code)
+        if record is not None:
+            return record
+        if source is None or (filename.startswith("<") and filename.endswith(">") and not candidates):
+            # "<string>" holds the text of `python -c` on 3.13+, not of exec'd strings
+            return f"{what}: " + NO_FILE.format(filename=filename)
+        if source.error is not None:
+            return f"{what}: {source.error}"
         if candidates:
-            return f"{what}: its source in {code.co_filename!r} does not compile to its code (edited since?)"
-        return f"{what}: its source is not in {code.co_filename!r} at line {code.co_firstlineno} (edited since?)"
+            return f"{what}: its source in {filename!r} does not compile to its code (edited since?)"
+        return f"{what}: its source is not in {filename!r} at line {code.co_firstlineno} (edited since?)"
 
     def _made_by_namedtuple(self, code):
         """The ``__new__`` of a ``collections.namedtuple`` class is made by
