@@ -514,8 +514,9 @@ def _from_source(code: types.CodeType) -> types.CodeType:
 
 def test_two_lambdas_on_one_line_each_get_their_own_text(module):
     m = module("pair = (lambda x: x + 1, lambda x: x * 100)\n")
-    first, second = (SourceFinder().record(f.__code__) for f in m.pair)
-    assert first[2] == "lambda x: x + 1" and second[2] == "lambda x: x * 100"
+    first, second = (_portable.read_record(SourceFinder().record(f.__code__)) for f in m.pair)
+    assert first[:2] == ("lambda", "lambda x: x + 1") and second[:2] == ("lambda", "lambda x: x * 100")
+    assert first[3:5] == (1, 8) and second[3:5] == (1, 25)  # line, column
     for f in m.pair:
         assert _from_source(f.__code__) == f.__code__
 
@@ -567,23 +568,23 @@ def test_an_edited_file_is_not_taken_for_the_source(module, tmp_path):
     path.write_text("def f():\n    return 2\n")
     linecache.checkcache(str(path))
     why = SourceFinder().record(m.f.__code__)
-    assert isinstance(why, str) and "does not compile to its code" in why
+    assert why[0] == "f" and "does not compile to its code" in why[1]
 
 
 def test_code_without_source_says_why():
     namespace: dict = {}
     exec("def f():\n    return 1\n", namespace)
     why = SourceFinder().record(namespace["f"].__code__)
-    assert why.startswith("f: no source: '<string>'")
+    assert why[0] == "f" and why[1].startswith("no source: '<string>'")
     with pytest.raises(VersionMismatchError, match="no source.*compiled by Python 3.0 and cannot run"):
         _rebuild.code_portable((3, 0), marshal.dumps(namespace["f"].__code__), why)
 
 
 def test_same_python_uses_the_bytecode_not_the_source(module):
     m = module("def f():\n    return 1\n")
-    record = list(SourceFinder().record(m.f.__code__))
-    record[2] = "def f():\n    return 2\n"  # another text: never compiled on this Python
-    code = _rebuild.code_portable(sys.version_info[:2], marshal.dumps(m.f.__code__), tuple(record))
+    kind, text, *rest = _portable.read_record(SourceFinder().record(m.f.__code__))
+    record = _portable.make_record(kind, "def f():\n    return 2\n", *rest)  # never compiled on this Python
+    code = _rebuild.code_portable(sys.version_info[:2], marshal.dumps(m.f.__code__), record)
     assert code == m.f.__code__
 
 
@@ -595,20 +596,30 @@ def test_source_records_are_compiled_never_run(tmp_path):
     assert isinstance(code, types.CodeType) and code.co_name == "f" and not marker.exists()
 
 
+def _record(head="def 1 0 0", qualname="f", freevars="", imports="", text="def f(): pass\n", layout=1):
+    return (layout, "f.py", f"{head}\n{qualname}\n{freevars}\n{imports}\n{text}")
+
+
 @pytest.mark.parametrize("record, message", [
-    ("", "cannot run on Python"),
-    ((1, "def", "x = 1\n", "f.py", 1, 0, "f", (), 0, ()), "not one def statement"),
-    ((1, "def", "def f(): pass\nimport os\n", "f.py", 1, 0, "f", (), 0, ()), "not one def statement"),
-    ((1, "def", "def g(): pass\n", "f.py", 1, 0, "f", (), 0, ()), "does not define 'f'"),
-    ((1, "lambda", "lambda: 1", "f.py", 1, 0, "f", (), 0, ()), "does not define 'f'"),
-    ((1, "lambda", "lambda: x", "f.py", 1, 0, "<lambda>", ("x",), 0, ()), "free variables without"),
-    ((1, "def", "def f(:\n", "f.py", 1, 0, "f", (), 0, ()), "SyntaxError"),
-    ((2, "def", "def f(): pass\n", "f.py", 1, 0, "f", (), 0, ()), "unknown layout"),
-    ((1, "exec", "def f(): pass\n", "f.py", 1, 0, "f", (), 0, ()), "malformed"),
-    ((1, "def", "def f(): pass\n", "f.py", 0, 0, "f", (), 0, ()), "malformed"),
-    ((1, "def", "def f(): pass\n", "f.py", 1, 0, "f", ("a b",), 0, ()), "malformed"),
-    ((1, "def", "def f(): pass\n", "f.py", 1, 0, "f", (), 0, ("os.path",)), "malformed"),
-    ([1, "def", "def f(): pass\n", "f.py", 1, 0, "f", (), 0, ()], "unknown layout"),
+    (("f", "no source"), "f: no source; its bytecode .* cannot run on Python"),
+    (_record(text="x = 1\n"), "not one def statement"),
+    (_record(text="def f(): pass\nimport os\n"), "not one def statement"),
+    (_record(text="def g(): pass\n"), "does not define 'f'"),
+    (_record(head="lambda 1 0 0", text="lambda: 1"), "does not define 'f'"),
+    (_record(head="lambda 1 0 0", qualname="<lambda>", freevars="x", text="lambda: x"), "free variables without"),
+    (_record(text="def f(:\n"), "SyntaxError"),
+    (_record(layout=2), "unknown layout"),
+    ((1, "f.py"), "unknown layout"),
+    ([1, "f.py", "def 1 0 0\nf\n\n\ndef f(): pass\n"], "unknown layout"),
+    (_record(head="exec 1 0 0"), "malformed"),
+    (_record(head="def 0 0 0"), "malformed"),
+    (_record(head="def 1 -1 0"), "malformed"),
+    (_record(head="def 1 0"), "malformed"),
+    (_record(qualname=""), "malformed"),
+    (_record(freevars="a-b"), "malformed"),
+    (_record(imports="os.path"), "malformed"),
+    ((1, "f.py", "def 1 0 0\nf\n"), "malformed"),
+    ((1, None, "def 1 0 0\nf\n\n\ndef f(): pass\n"), "malformed"),
 ])
 def test_damaged_source_records_are_refused_clearly(record, message):
     with pytest.raises(UnpicklingError, match=message):

@@ -157,6 +157,6 @@ def _tied(call: StaticCall) -> str | None:
     if call.function == "code_from_marshal":
         return f"{python}: its code was saved without source (by a mason from before portable code)"
     record = call.args[2] if len(call.args) > 2 else None
-    if isinstance(record, str):
-        return f"{python}: {record}"
+    if type(record) is tuple and len(record) == 2 and all(type(part) is str for part in record):
+        return f"{python}: {record[0]}: {record[1]}"
     return None

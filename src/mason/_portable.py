@@ -29,14 +29,20 @@ import types
 
 from .errors import UnpicklingError
 
-__all__ = ["RECORD_LAYOUT", "FUTURE_FLAGS", "make_record", "compile_record", "record_problem"]
+__all__ = ["RECORD_LAYOUT", "FUTURE_FLAGS", "make_record", "read_record", "record_name", "compile_record"]
 
 #: the first item of every source record: the layout below
 RECORD_LAYOUT = 1
 
-# Field indices of a record (a tuple: it unpickles faster than a dict).
-_LAYOUT, _KIND, _TEXT, _FILENAME, _LINE, _COL, _QUALNAME, _FREEVARS, _FLAGS, _IMPORTS = range(10)
-_FIELDS = 10
+# A record is ``(RECORD_LAYOUT, filename, fields)``: the file name (one
+# string object for all the code of a file: the pickle memo stores it once)
+# and one string that packs the rest, which a load on the saving Python
+# never reads (three opcodes to unpickle, not a dozen):
+#
+#     "{kind} {line} {col} {flags}\n{qualname}\n{freevars}\n{imports}\n{text}"
+#
+# (freevars and imports: names separated by spaces).
+_FIELDS = 5
 
 #: kinds of source
 DEF = "def"  # a def or async def statement, decorators included
@@ -46,10 +52,9 @@ LAMBDA = "lambda"  # a lambda expression
 #: another version gets a stand-in that the owner's state setter replaces
 GENERATED = "generated"
 
-#: compiler flags of ``from __future__`` imports (co_flags carries them)
-FUTURE_FLAGS = 0
-for _name in __future__.all_feature_names:
-    FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
+#: compiler flags of the ``from __future__`` imports that still change
+#: what code compiles to (co_flags carries them); the others are mandatory
+FUTURE_FLAGS = __future__.annotations.compiler_flag | __future__.barry_as_FLUFL.compiler_flag
 #: co_flags: the code was compiled inside a function or comprehension
 CO_NESTED = 0x10
 _KEPT_FLAGS = FUTURE_FLAGS | CO_NESTED
@@ -80,27 +85,31 @@ def make_record(kind: str, text: str, filename: str, line: int, col: int, qualna
     binds at the top level of its module (Python 3.11+ compiles attribute
     calls on those differently).
     """
-    return (RECORD_LAYOUT, kind, text, filename, line, col, qualname, tuple(freevars), flags & _KEPT_FLAGS,
-            tuple(imports))
+    fields = (f"{kind} {line} {col} {flags & _KEPT_FLAGS}\n{qualname}\n{' '.join(freevars)}\n"
+              f"{' '.join(imports)}\n{text}")
+    return (RECORD_LAYOUT, filename, fields)
 
 
-def record_problem(record) -> str | None:
-    """Why ``record`` is not a source record this mason can compile, or None."""
-    if type(record) is not tuple or len(record) < _FIELDS or record[_LAYOUT] != RECORD_LAYOUT:
-        return "its source record has an unknown layout (saved by a newer mason?)"
-    kind, text, filename, line, col, qualname, freevars, flags, imports = record[_KIND:_FIELDS]
-    if (kind not in (DEF, LAMBDA, GENERATED) or type(text) is not str or type(filename) is not str
-            or type(line) is not int or type(col) is not int or line < 1 or col < 0
-            or type(qualname) is not str or type(flags) is not int
-            or type(freevars) is not tuple or not all(type(v) is str and v.isidentifier() for v in freevars)
-            or type(imports) is not tuple or not all(type(v) is str and v.isidentifier() for v in imports)):
-        return "its source record is malformed"
-    return None
+def read_record(record):
+    """``(kind, text, filename, line, col, qualname, freevars, flags,
+    imports)`` of a record; raises ``UnpicklingError`` for anything else."""
+    if type(record) is not tuple or len(record) != 3 or record[0] != RECORD_LAYOUT or type(record[0]) is not int:
+        raise UnpicklingError("damaged file: its source record has an unknown layout (saved by a newer mason?)")
+    _, filename, fields = record
+    parts = fields.split("\n", _FIELDS - 1) if type(fields) is str and type(filename) is str else ()
+    if len(parts) == _FIELDS:
+        head, qualname, freevars, imports, text = parts
+        head = head.split(" ")
+        freevars, imports = tuple(freevars.split()), tuple(imports.split())
+        if (len(head) == 4 and head[0] in (DEF, LAMBDA, GENERATED) and all(h.isdigit() for h in head[1:])
+                and int(head[1]) >= 1 and qualname and all(v.isidentifier() for v in freevars + imports)):
+            return head[0], text, filename, int(head[1]), int(head[2]), qualname, freevars, int(head[3]), imports
+    raise UnpicklingError("damaged file: its source record is malformed")
 
 
 def record_name(record) -> str:
     """The qualified name a (well-formed) record compiles to."""
-    return record[_QUALNAME]
+    return read_record(record)[5]
 
 
 def compile_record(record) -> types.CodeType:
@@ -109,10 +118,7 @@ def compile_record(record) -> types.CodeType:
     Raises ``UnpicklingError`` (naming the function) when the text does not
     parse or compile here, or compiles to code with other free variables.
     """
-    problem = record_problem(record)
-    if problem is not None:
-        raise UnpicklingError(f"damaged file: {problem}")
-    kind, text, filename, line, col, qualname, freevars, flags, imports = record[_KIND:_FIELDS]
+    kind, text, filename, line, col, qualname, freevars, flags, imports = read_record(record)
     name = qualname.rpartition(".")[2]
     try:
         if kind == GENERATED:

@@ -137,13 +137,23 @@ def code_from_marshal(version, data):
             f"which cannot run on Python {here[0]}.{here[1]}; load it with "
             f"Python {version[0]}.{version[1]}"
         )
+    return _unmarshal_code(data)
+
+
+def _unmarshal_code(data):
+    if type(data) is not bytes:
+        _check(isinstance(data, (bytearray, memoryview)), "a code object is not bytes")
     try:
         code = marshal.loads(data)
     except (ValueError, EOFError, TypeError) as exc:
         raise UnpicklingError(f"damaged code object: {exc}") from None
-    if not isinstance(code, types.CodeType):
+    if type(code) is not types.CodeType:
         raise UnpicklingError("damaged code object: marshal data is not code")
     return code
+
+
+#: the minor version of Python loading: code saved by it runs from its bytecode
+_HERE = sys.version_info[:2]
 
 
 # ---------------------------------------------------------------- cells
@@ -797,22 +807,32 @@ def code_portable(version, data, source):
     saved it, else compiled again from its source.
 
     ``source`` is a source record (see ``mason._portable``: the text of the
-    function or lambda and what compiling it exactly needs), or a string
-    saying why there is none; then, as with :func:`code_from_marshal`,
-    another version raises :class:`VersionMismatchError`, with that reason.
+    function or lambda and what compiling it exactly needs), or ``(name,
+    why)``: the code's name and why it has no source; then, as with
+    :func:`code_from_marshal`, another version raises
+    :class:`VersionMismatchError`, with that reason.
     """
+    if type(version) is tuple and version[:2] == _HERE:  # the fast path: every load on the saving Python
+        return _unmarshal_code(data)
     _check(isinstance(version, (tuple, list)) and len(version) >= 2
            and all(type(v) is int for v in version[:2]), "a code object's Python version is malformed")
-    if tuple(version[:2]) == sys.version_info[:2]:
-        return code_from_marshal(version, data)
-    if isinstance(source, str):
+    if tuple(version[:2]) == _HERE:
+        return _unmarshal_code(data)
+    if type(source) is tuple and len(source) == 2 and all(type(part) is str for part in source):
         raise VersionMismatchError(
-            f"{source}; its bytecode was compiled by Python {version[0]}.{version[1]} and cannot run on "
-            f"Python {sys.version_info[0]}.{sys.version_info[1]}: load it with Python {version[0]}.{version[1]}"
+            f"{source[0]}: {source[1]}; its bytecode was compiled by Python {version[0]}.{version[1]} and "
+            f"cannot run on Python {sys.version_info[0]}.{sys.version_info[1]}: load it with Python "
+            f"{version[0]}.{version[1]}"
         )
-    from ._portable import compile_record
+    from ._portable import compile_record, record_name
 
-    return compile_record(source)
+    code = compile_record(source)
+    qualname = record_name(source)
+    if not hasattr(code, "co_qualname") and qualname != code.co_name:
+        # Python 3.10 takes a function's __qualname__ from co_name, and the
+        # file saved it only where co_qualname (3.11+) would not give it.
+        code = code.replace(co_name=qualname)
+    return code
 
 
 def dataclass_setstate(cls, state):

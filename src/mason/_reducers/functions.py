@@ -52,10 +52,10 @@ def reduce_function(func: types.FunctionType, base_globals, global_names, deferr
     attrs = {}
     if func.__module__ != base_globals_name(base_globals):
         attrs["__module__"] = func.__module__
-    if func.__qualname__ != code.co_name or getattr(code, "co_qualname", code.co_name) != code.co_name:
-        # Unless it is the bare name, which every version derives the same
-        # way (3.10 from co_name, 3.11+ from co_qualname), whatever Python
-        # loads it (and compiles it again from source).
+    if func.__qualname__ != getattr(code, "co_qualname", code.co_name):
+        # What FunctionType does not derive: 3.11+ takes co_qualname, 3.10
+        # co_name (on 3.10, a function moved from 3.11+ gets its code's
+        # qualified name as co_name: see _rebuild.code_portable).
         attrs["__qualname__"] = func.__qualname__
     if func.__doc__ != _derived_doc(code):
         attrs["__doc__"] = func.__doc__
