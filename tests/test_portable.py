@@ -606,7 +606,7 @@ def _record(head="def 1 0 0", qualname="f", freevars="", imports="", text="def f
     (_record(text="def f(): pass\nimport os\n"), "not one def statement"),
     (_record(text="def g(): pass\n"), "does not define 'f'"),
     (_record(head="lambda 1 0 0", text="lambda: 1"), "does not define 'f'"),
-    (_record(head="lambda 1 0 0", qualname="<lambda>", freevars="x", text="lambda: x"), "free variables without"),
+    (_record(head="lambda 1 0 0", qualname="<lambda>", freevars="x", text="lambda: 1"), "free variables \\(\\)"),
     (_record(text="def f(:\n"), "SyntaxError"),
     (_record(layout=2), "unknown layout"),
     ((1, "f.py"), "unknown layout"),
@@ -618,6 +618,8 @@ def _record(head="def 1 0 0", qualname="f", freevars="", imports="", text="def f
     (_record(qualname=""), "malformed"),
     (_record(freevars="a-b"), "malformed"),
     (_record(imports="os.path"), "malformed"),
+    (_record(head="def 1 \u00b2 0"), "malformed"),
+    (_record(qualname="f.<junk>.f"), "malformed"),
     ((1, "f.py", "def 1 0 0\nf\n"), "malformed"),
     ((1, None, "def 1 0 0\nf\n\n\ndef f(): pass\n"), "malformed"),
 ])

@@ -13,11 +13,9 @@ the same free variables (closure cells, in the same order), the same
 mangling and the same qualified names as the original.  Nothing compiled
 here runs: only the code object of the function itself is kept.
 
-The saving side uses the very same function to check a record before it
-stores it: the record is compiled on the saving interpreter and must give a
-code object equal to the function's own (same bytecode, constants, names,
-line and column table).  A stale file (edited after the function was
-defined) or an ambiguous lambda fails that check and is saved without source.
+The saving side (``_reducers/source.py``) stores a record only for code
+whose file, compiled again, holds an equal code object: a stale file
+(edited after the function was defined) is never taken for its source.
 """
 
 from __future__ import annotations
@@ -67,6 +65,8 @@ _COMPREHENSIONS = {"<listcomp>": ast.ListComp, "<setcomp>": ast.SetComp, "<dictc
                    "<genexpr>": ast.GeneratorExp}
 #: what stand-in scopes are named: the code inside never names it
 _HIDDEN = "<mason>"
+#: the parts of a qualified name that are not identifiers
+_SCOPE_NAMES = frozenset({_LOCALS, "<lambda>", *_COMPREHENSIONS})
 #: where a GENERATED stand-in starts
 _STAND_IN_LINE = 1
 
@@ -101,8 +101,10 @@ def read_record(record):
         head, qualname, freevars, imports, text = parts
         head = head.split(" ")
         freevars, imports = tuple(freevars.split()), tuple(imports.split())
-        if (len(head) == 4 and head[0] in (DEF, LAMBDA, GENERATED) and all(h.isdigit() for h in head[1:])
-                and int(head[1]) >= 1 and qualname and all(v.isidentifier() for v in freevars + imports)):
+        if (len(head) == 4 and head[0] in (DEF, LAMBDA, GENERATED)
+                and all(h.isascii() and h.isdigit() and len(h) < 10 for h in head[1:]) and int(head[1]) >= 1
+                and all(part.isidentifier() or part in _SCOPE_NAMES for part in qualname.split("."))
+                and all(v.isidentifier() for v in freevars + imports)):
             return head[0], text, filename, int(head[1]), int(head[2]), qualname, freevars, int(head[3]), imports
     raise UnpicklingError("damaged file: its source record is malformed")
 
@@ -128,7 +130,7 @@ def compile_record(record) -> types.CodeType:
             node, scoped = _parse(kind, text, filename, line, col), qualname
         module = _wrap(node, line, scoped, freevars, imports, flags)
         compiled = compile(module, filename, "exec", flags=flags & FUTURE_FLAGS, dont_inherit=True)
-    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+    except (SyntaxError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         raise UnpicklingError(
             f"cannot compile the source of {qualname} on Python {sys.version_info[0]}.{sys.version_info[1]}: "
             f"{type(exc).__name__}: {exc}"
@@ -205,7 +207,8 @@ def _wrap(node, line: int, qualname: str, freevars: tuple, imports: tuple, flags
     name the code uses from there is then among its free variables, in the
     original too).  Code compiled inside a comprehension that its version
     inlined (3.12+) names no scope for it, but is flagged nested: a list
-    comprehension stands in for it.
+    comprehension stands in for it.  Free variables that no named scope
+    binds (type parameters, 3.12+) get a hidden function that binds them.
     """
     scopes, name = _scopes(qualname)
     lambda_ = isinstance(node, ast.Lambda)
@@ -217,7 +220,10 @@ def _wrap(node, line: int, qualname: str, freevars: tuple, imports: tuple, flags
         scopes.append(("comp", "<listcomp>"))
         binders.append(len(scopes) - 1)
     if own_free and not binders:
-        raise ValueError("free variables without an enclosing function")
+        # Bound where no qualified name shows it: the type parameters of a
+        # generic class or function (3.12+).  A hidden function binds them.
+        scopes.insert(0, ("def", _HIDDEN))
+        binders.append(0)
     if "__class__" in freevars and not any(kind == "class" for kind, _ in scopes):
         raise ValueError("a __class__ cell without an enclosing class")
     inner = node
@@ -235,7 +241,7 @@ def _wrap(node, line: int, qualname: str, freevars: tuple, imports: tuple, flags
                 body.insert(0, ast.Assign(targets=[ast.Name(id=v, ctx=ast.Store()) for v in bind],
                                           value=ast.Constant(value=None)))
             inner = ast.FunctionDef(
-                name=scope_name, args=_NO_ARGS(), body=body, decorator_list=[], returns=None,
+                name=scope_name, args=_no_args(), body=body, decorator_list=[], returns=None,
                 type_comment=None, **_TYPE_PARAMS,
             )
         else:
@@ -281,7 +287,7 @@ def _stand_in(name: str, message: str, freevars: tuple) -> ast.FunctionDef:
     return node
 
 
-def _NO_ARGS() -> ast.arguments:
+def _no_args() -> ast.arguments:
     return ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
 
 
