@@ -564,10 +564,11 @@ def test_an_edited_file_is_not_taken_for_the_source(module, tmp_path):
     import linecache
 
     m = module("def f():\n    return 1\n")
+    assert _portable.read_record(SourceFinder().record(m.f.__code__))[1] == "def f():\n    return 1\n"
     path = Path(m.__file__)
-    path.write_text("def f():\n    return 2\n")
+    path.write_text("def f():\n    return 22\n")  # another size: linecache sees the change
     linecache.checkcache(str(path))
-    why = SourceFinder().record(m.f.__code__)
+    why = SourceFinder().record(m.f.__code__)  # compiled again, not taken from the earlier dump's cache
     assert why[0] == "f" and "does not compile to its code" in why[1]
 
 

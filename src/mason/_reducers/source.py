@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import dis
 import linecache
+import threading
 import types
 
 from .. import _portable
@@ -44,10 +45,11 @@ class _File:
     line), each with the span of its text (3.11+: where the instruction that
     loads it points), and the names its top level binds by import."""
 
-    __slots__ = ("lines", "filename", "codes", "imports", "error", "_tree")
+    __slots__ = ("lines", "size", "filename", "codes", "imports", "error", "_tree")
 
     def __init__(self, lines: list[str], filename: str, flags: int):
         self.lines = lines
+        self.size = sum(map(len, lines))
         self.filename = filename
         self.codes: dict[tuple[str, int], list[tuple[types.CodeType, tuple | None]]] = {}
         self.imports: frozenset[str] = frozenset()
@@ -73,6 +75,32 @@ class _File:
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 return None
         return self._tree
+
+
+# Files compiled by earlier dumps, most recent last, while linecache holds
+# the very same lines (a file read again, changed, is compiled again): a
+# function dumped again and again (``mason.dumps(f)`` per task) compiles its
+# file once.  Bounded by the size of their text.
+_CACHE: dict[tuple[str, int], _File] = {}
+_CACHE_TEXT = 2_000_000  # characters of source kept compiled, at most
+_cache_lock = threading.Lock()
+
+
+def _compiled(lines: list[str], filename: str, flags: int) -> _File:
+    key = (filename, flags)
+    with _cache_lock:
+        cached = _CACHE.pop(key, None)
+        if cached is not None and cached.lines is lines:
+            _CACHE[key] = cached
+            return cached
+    made = _File(lines, filename, flags)
+    with _cache_lock:
+        if made.size <= _CACHE_TEXT:
+            _CACHE[key] = made
+            total = sum(f.size for f in _CACHE.values())
+            while total > _CACHE_TEXT:
+                total -= _CACHE.pop(next(iter(_CACHE))).size
+    return made
 
 
 def _children(code: types.CodeType):
@@ -129,13 +157,12 @@ class _Tree:
     and later versions when two defs or lambdas on one line compile alike.
     """
 
-    __slots__ = ("nodes", "qualnames", "imports")
+    __slots__ = ("nodes", "qualnames")
 
     def __init__(self, tree: ast.Module):
         self.nodes: dict[tuple[int, str], list] = {}
         self.qualnames: dict[int, str] = {}  # id(node) -> its qualified name (Python 3.10)
         self._index(tree, "")
-        self.imports = frozenset(_top_level_imports(tree))
 
     def _index(self, node, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
@@ -179,19 +206,6 @@ class _Tree:
                     self._visit(part, inner)
         else:
             self._index(node, prefix)
-
-
-def _top_level_imports(tree):
-    """Names bound by import statements in the module's own scope (in any
-    block, but not inside functions or classes)."""
-    stack = list(tree.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                yield (alias.asname or alias.name).partition(".")[0]
-        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            stack.extend(ast.iter_child_nodes(node))
 
 
 _COMPREHENSIONS = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
@@ -251,7 +265,7 @@ class SourceFinder:
         key = (filename, flags)
         if key not in self._files:
             lines = linecache.getlines(filename)
-            self._files[key] = _File(lines, filename, flags) if lines else None
+            self._files[key] = _compiled(lines, filename, flags) if lines else None
         return self._files[key]
 
     def _record(self, code, source: _File, span):
