@@ -100,7 +100,10 @@ def inspect(filename=None, storage_options=None, allow=None) -> SessionInfo:
             info.imports = sorted(m for m in report.modules if m != meta["module"])
             info.functions = list(report.functions)
             info.refused = {name: sorted(set(p)) for name, p in report.by_variable.items() if p}
-            info.portable, info.tied = code_portability(session, meta["variables"])
+            try:
+                info.portable, info.tied = code_portability(session, meta["variables"])
+            except UnpicklingError as exc:  # opcodes the scan took but the memo reader does not
+                info.scan_error = f"which code is portable is unknown: {exc}"
         return info
 
 
