@@ -137,23 +137,13 @@ def code_from_marshal(version, data):
             f"which cannot run on Python {here[0]}.{here[1]}; load it with "
             f"Python {version[0]}.{version[1]}"
         )
-    return _unmarshal_code(data)
-
-
-def _unmarshal_code(data):
-    if type(data) is not bytes:
-        _check(isinstance(data, (bytearray, memoryview)), "a code object is not bytes")
     try:
         code = marshal.loads(data)
     except (ValueError, EOFError, TypeError) as exc:
         raise UnpicklingError(f"damaged code object: {exc}") from None
-    if type(code) is not types.CodeType:
+    if not isinstance(code, types.CodeType):
         raise UnpicklingError("damaged code object: marshal data is not code")
     return code
-
-
-#: the minor version of Python loading: code saved by it runs from its bytecode
-_HERE = sys.version_info[:2]
 
 
 # ---------------------------------------------------------------- cells
@@ -801,6 +791,21 @@ def _is_dotted_name(name: str) -> bool:
 
 # ---------------------------------------------------------------- portable code
 
+#: the minor version of Python loading: code saved by it runs from its bytecode
+_HERE = sys.version_info[:2]
+
+
+def _unmarshal_code(data):
+    if type(data) is not bytes:
+        _check(isinstance(data, (bytearray, memoryview)), "a code object is not bytes")
+    try:
+        code = marshal.loads(data)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise UnpicklingError(f"damaged code object: {exc}") from None
+    if type(code) is not types.CodeType:
+        raise UnpicklingError("damaged code object: marshal data is not code")
+    return code
+
 
 def code_portable(version, data, source):
     """A code object: from its bytecode on the minor version of Python that
@@ -865,7 +870,9 @@ def dataclass_setstate(cls, state):
         except TypeError as exc:
             raise UnpicklingError(f"damaged dataclass {cls.__qualname__}: {exc}") from None
         if replace:
-            cls.__replace__ = dataclasses._replace
+            replace_function = getattr(dataclasses, "_replace", None)  # Python 3.13+
+            _check(replace_function is not None, "a dataclass's __replace__ on a Python that has none")
+            cls.__replace__ = replace_function
         return
     fields = attrs.get("__dataclass_fields__")
     own = cls.__dict__.get("__annotations__") or {}
