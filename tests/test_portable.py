@@ -642,3 +642,19 @@ def test_environment_warning_names_what_moves():
         warnings.simplefilter("always")
         _check_environment({"python": [3, 0, 0]})
     assert "compiled again from their saved source" in str(caught[0].message)
+
+
+def test_dataclass_fields_must_be_identifiers_before_code_is_generated():
+    # dataclasses writes field names into the code it generates.
+    for name in ("x=__import__('os').system('true')", "class", "a b"):
+        cls = _rebuild.make_class(type, "D", (), {"__module__": "m", "__qualname__": "D", "__annotations__": {name: int}})
+        field = __import__("dataclasses").field()
+        with pytest.raises(UnpicklingError, match="fields are malformed"):
+            _rebuild.dataclass_setstate(cls, ({"__dataclass_fields__": {name: field}}, [], ((3, 0), {}, (), False)))
+
+
+def test_inspect_calls_files_of_older_masons_tied():
+    golden = Path(__file__).resolve().parent / "golden" / "v1" / "code-py311.mason"
+    info = mason.inspect(golden)
+    assert {"add", "square", "Point"} <= set(info.tied) and not info.portable
+    assert info.tied["add"].startswith("Python 3.11 only: its code was saved without source")
