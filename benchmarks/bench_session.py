@@ -12,6 +12,9 @@ Options: ``--quick`` divides session sizes by 10; ``--repeat N`` (default 3);
 (default: all registered); ``--compression CODECS`` adds ``mason+CODEC`` rows
 (``zlib``, ``lzma``, ``zstd``, ``lz4``, or ``all``; codecs whose package is
 missing are skipped with a note); ``--lazy`` adds a ``mason+lazy`` row;
+``--cell-source`` puts the session's source in ``linecache`` as IPython does
+for a notebook cell (mason saves the source of its code next to the
+bytecode; without it the session is exec'd from a string, which has none);
 ``--baseline`` (what the ratios and the
 machine limits compare against, default mason); ``--tmpdir DIR`` (where the
 session files go, default ``$TMPDIR`` or ``bench-results/``); ``--timeout``
@@ -687,6 +690,11 @@ def _child_save(main, spec: dict, result: dict) -> None:
     ops = _session_ops(spec["impl"])
     ops["warm"]()
     t0 = time.perf_counter()
+    if spec.get("cell_source"):
+        # As IPython does for a notebook cell: functions saved by value carry their source.
+        import linecache
+
+        linecache.cache["<session>"] = (len(spec["source"]), None, spec["source"].splitlines(True), "<session>")
     exec(compile(spec["source"], "<session>", "exec"), main.__dict__)
     result["build_s"] = time.perf_counter() - t0
     result["meta"] = main.__dict__.pop("BENCH_META", None)
@@ -818,7 +826,7 @@ def _remove(path: str) -> None:
             os.remove(os.path.join(directory, name))
 
 
-def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, log=print) -> dict:
+def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, log=print, cell_source=False) -> dict:
     env = child_env(any(i.startswith("mason") for i in impls))
     results: dict = {}
     for session in sessions:
@@ -841,7 +849,7 @@ def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, lo
                     continue
                 path = os.path.join(workdir, f"session-{name.replace('+', '-')}.bin")
                 common = {"impl": name, "path": path, "check_source": session.check_source,
-                          "imports": list(session.imports)}
+                          "imports": list(session.imports), "cell_source": cell_source}
                 try:
                     sres = run_child("bench_session", dict(common, mode="save", source=source),
                                      workdir, env, timeout)
@@ -1062,6 +1070,9 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds allowed per child process (default 600)")
     parser.add_argument("--json", metavar="PATH", help="write raw samples and summary as JSON")
+    parser.add_argument("--cell-source", action="store_true",
+                        help="put each session's source in linecache, as IPython does for notebook cells "
+                             "(mason then saves the source of its functions and classes)")
     args = parser.parse_args(argv)
 
     impls = parse_impls(parser, args.impls, LIB_IMPLS)
@@ -1109,7 +1120,7 @@ def main(argv=None) -> int:
     workdir = tempfile.mkdtemp(prefix="bench_session_", dir=tmp_base)
     try:
         results = run_benchmark([SESSIONS[n] for n in names], impls, args.repeat, scale,
-                                args.timeout, workdir, baseline)
+                                args.timeout, workdir, baseline, cell_source=args.cell_source)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     ratios = compute_ratios(results, baseline)

@@ -69,6 +69,8 @@ FROZEN = [
     "dill_setitems",
     "dill_setattr",
     "dill_delattr",
+    "code_portable",
+    "dataclass_setstate",
 ]
 
 

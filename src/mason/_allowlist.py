@@ -76,6 +76,8 @@ REBUILDERS = {
     "import_package": "module", "make_method": "data", "reopen_file": FILES,
     "getattr_chain": "access", "class_attribute": "access",
     "code_from_marshal": CODE, "make_file": FILES,
+    "code_portable": CODE,  # bytecode, or on another Python source compiled from the file
+    "dataclass_setstate": CODE,  # on another Python, dataclasses generates methods from the file's fields
     "matplotlib_rcparams": "matplotlib",
     "torch_storage": "torch", "torch_tensor": "torch", "torch_parameter": "torch",
     "torch_tensor_setstate": "torch", "torch_typed_storage": "torch",

@@ -523,11 +523,14 @@ _REBUILD = "mason._rebuild"
 
 
 def _constant(value):
-    """``value`` if it is a plain constant that can stand in a memo entry, else UNKNOWN."""
+    """``value`` if it is a plain constant that can stand in a memo entry
+    (one of mason's reconstructors: the global that names it), else UNKNOWN."""
     if value is None or type(value) in (str, bytes, int, float, bool):
         return value
     if type(value) is tuple and all(_constant(v) is v for v in value):
         return value
+    if type(value) is types.FunctionType and value.__module__ == _REBUILD and getattr(_rebuild, value.__name__, None) is value:
+        return StaticGlobal(_REBUILD, value.__name__)
     return UNKNOWN
 
 
@@ -612,7 +615,10 @@ def _check_environment(env: dict) -> None:
     saved_python = tuple(env.get("python", ())[:2])
     here = sys.version_info[:2]
     if saved_python and saved_python != here:
-        problems.append(f"Python {saved_python[0]}.{saved_python[1]} (this is {here[0]}.{here[1]}: functions saved by value cannot run)")
+        problems.append(
+            f"Python {saved_python[0]}.{saved_python[1]} (this is {here[0]}.{here[1]}: functions and classes saved by"
+            " value are compiled again from their saved source; code saved without source cannot run)"
+        )
     for package, version in sorted(env.get("packages", {}).items()):
         installed = _namespace.installed_version(package)
         if installed is None:

@@ -28,6 +28,11 @@ UNKNOWN = type("Unknown", (), {"__repr__": lambda self: "<unknown>", "__slots__"
 _REBUILD = "mason._rebuild"
 #: mason reconstructors whose result depends only on a constant name
 _STATIC_CALLS = frozenset({"import_module", "module_dict", "module_attribute", "import_package"})
+#: mason reconstructors of code objects: immutable, and made from constants
+#: alone (version, bytecode, source record), so made again as well; a
+#: function whose code cannot be made on this Python holds back only the
+#: variables that use it, not those that share its code
+_CODE_CALLS = frozenset({"code_from_marshal", "code_portable"})
 
 _CONSTANTS = frozenset({
     "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
@@ -175,8 +180,11 @@ def _is_static(value) -> bool:
 
 
 def _static_call(func, args):
-    if (isinstance(func, StaticGlobal) and func.module == _REBUILD and func.name in _STATIC_CALLS
-            and type(args) is tuple and args and all(_is_name_or_names(a) for a in args)):
+    if not (isinstance(func, StaticGlobal) and func.module == _REBUILD and type(args) is tuple and args):
+        return UNKNOWN
+    if func.name in _STATIC_CALLS and all(_is_name_or_names(a) for a in args):
+        return StaticCall(func.name, args)
+    if func.name in _CODE_CALLS and all(type(a) is not StaticGlobal and _is_static(a) for a in args):
         return StaticCall(func.name, args)
     return UNKNOWN
 

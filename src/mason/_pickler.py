@@ -18,10 +18,11 @@ from ._compat import Py_TPFLAGS_HEAPTYPE
 from ._diagnose import too_deep
 from ._reducers import TABLE, USER_TABLE
 from ._reducers.classes import reduce_class
-from ._reducers.code import reduce_cell, reduce_empty_cell
+from ._reducers.code import reduce_cell, reduce_code, reduce_empty_cell
 from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function
 from ._reducers.modules import reduce_session_module
 from ._reducers.naming import lookup_by_name
+from ._reducers.source import SourceFinder
 from ._reducers import stdlib as _stdlib
 from ._reducers.stdlib import FILE_TYPES, PROTOCOL5_TABLE, make_file_reducer
 from ._reducers.thirdparty import loaded_tables
@@ -91,6 +92,9 @@ class Pickler(pickle.Pickler):
         # that holds a memoryview with a PickleBuffer exported from it
         # crashes CPython (memoryview's tp_clear frees the buffer anyway).
         table[types.CellType] = functools.partial(_reduce_cell, self._deferred_cells)
+        # Each file (or notebook cell) is read and parsed once per pickler.
+        self._sources = SourceFinder()
+        table[types.CodeType] = functools.partial(reduce_code, self._sources)
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(_stdlib.loaded_tables())
@@ -162,7 +166,7 @@ class Pickler(pickle.Pickler):
             return NotImplemented
         if self._byref and cls.__module__ == "__main__":
             return NotImplemented
-        return reduce_class(cls)
+        return reduce_class(cls, self._sources)
 
 
 def _reduce_cell(deferred_cells, cell):

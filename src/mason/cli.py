@@ -399,6 +399,8 @@ def _info_as_json(info: SessionInfo, label: str) -> dict:
         "scan_error": info.scan_error,
         "checked_against": info.checked_against,
         "refused": info.refused,
+        "portable": info.portable,
+        "tied": info.tied,
     }
 
 
@@ -424,17 +426,23 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
             "code:     "
             + (f"{_plural(len(info.functions), 'function')} saved by value ({', '.join(code[:6])}{', ...' if len(code) > 6 else ''})" if code else "none saved by value")
         )
+        if info.portable or info.tied:
+            lines.append("portable: " + (
+                f"{_plural(len(info.tied), 'variable')} tied to the Python version that saved them (see CODE)"
+                if info.tied else "yes: all code saved by value carries its source (other Python versions compile it)"))
     if info.imports is not None:
         lines.append(f"allow:    {info.checked_against}: " + (
             f"a restricted load would refuse {_plural(len(info.refused), 'variable')} (marked !)"
             if info.refused else "a restricted load would refuse nothing"))
     lines = [_printable(line) for line in lines]
     lines.append("")
-    rows = [(("! " if v["name"] in info.refused else "") + v["name"], v["type"], _human_size(v["size"]), v["stored"])
+    rows = [(("! " if v["name"] in info.refused else "") + v["name"], v["type"], _human_size(v["size"]), v["stored"],
+             _code_cell(info, v["name"]))
             for v in info.variables]
-    rows += [(s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}") for s in info.skipped]
+    rows += [(s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}", "")
+             for s in info.skipped]
     rows.sort(key=lambda row: row[0])
-    lines += _table(("NAME", "TYPE", "SIZE", "STORED"), rows, right_aligned={2})
+    lines += _table(("NAME", "TYPE", "SIZE", "STORED", "CODE"), rows, right_aligned={2})
     total = sum(v["size"] for v in info.variables)
     summary = f"{_plural(len(info.variables), 'variable')}, {_human_size(total)}"
     if info.skipped:
@@ -443,7 +451,20 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
     if info.refused:
         lines += ["", f"refused under {_printable(info.checked_against)}:"]
         lines += [f"  {_printable(name)}: {_printable(', '.join(problems))}" for name, problems in sorted(info.refused.items())]
+    if info.tied:
+        lines += ["", "tied to the Python version that saved them (CODE):"]
+        lines += [f"  {_printable(name)}: {_printable(why)}" for name, why in sorted(info.tied.items())]
     return "\n".join(lines)
+
+
+def _code_cell(info: SessionInfo, name: str) -> str:
+    """The CODE column: ``portable`` (its code carries source: another
+    Python version compiles it), ``py3.11`` (tied to that version), or
+    nothing (no code saved by value)."""
+    if name in info.tied:
+        python = info.tied[name].partition(":")[0]  # "Python 3.11 only"
+        return "py" + python.split()[1] if python.startswith("Python ") else "tied"
+    return "portable" if name in info.portable else ""
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right_aligned=frozenset()) -> list[str]:

@@ -9,10 +9,15 @@ from .. import _rebuild
 from .._compat import PY_VERSION
 
 
-def reduce_code(code: types.CodeType):
+def reduce_code(finder, code: types.CodeType):
+    """Bytecode for this minor version, and for the others the source (a
+    checked record from ``finder``, a :class:`~.source.SourceFinder`) or why
+    there is none.  (Files made before source records name
+    ``code_from_marshal``, with bytecode alone.)"""
     # marshal is CPython's own exact representation of code for this minor
-    # version; the version travels with it so a mismatch is a clear error.
-    return _rebuild.code_from_marshal, (PY_VERSION, marshal.dumps(code))
+    # version; the version travels with it, so that another version knows
+    # to compile the source instead, or says clearly why it cannot.
+    return _rebuild.code_portable, (PY_VERSION, marshal.dumps(code), finder.record(code))
 
 
 def reduce_cell(cell):
@@ -32,4 +37,4 @@ def reduce_empty_cell(cell):
     return _rebuild.make_cell, ()
 
 
-TABLE = {types.CodeType: reduce_code}
+TABLE: dict = {}  # code objects: the Pickler registers reduce_code with its SourceFinder

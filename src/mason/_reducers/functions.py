@@ -52,7 +52,10 @@ def reduce_function(func: types.FunctionType, base_globals, global_names, deferr
     attrs = {}
     if func.__module__ != base_globals_name(base_globals):
         attrs["__module__"] = func.__module__
-    if func.__qualname__ != getattr(code, "co_qualname", func.__name__):
+    if func.__qualname__ != getattr(code, "co_qualname", code.co_name):
+        # What FunctionType does not derive: 3.11+ takes co_qualname, 3.10
+        # co_name (on 3.10, a function moved from 3.11+ gets its code's
+        # qualified name as co_name: see _rebuild.code_portable).
         attrs["__qualname__"] = func.__qualname__
     if func.__doc__ != _derived_doc(code):
         attrs["__doc__"] = func.__doc__
