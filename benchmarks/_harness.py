@@ -155,8 +155,13 @@ def run_child(module: str, spec: dict, workdir: str, env: dict, timeout: float) 
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, cwd=workdir, env=env, timeout=timeout,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cmd,
+            cwd=workdir,
+            env=env,
+            timeout=timeout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout:.0f}s", "wall_s": time.perf_counter() - t0}
@@ -167,8 +172,11 @@ def run_child(module: str, spec: dict, workdir: str, env: dict, timeout: float) 
     except (OSError, ValueError):
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()
         # A negative return code is a signal: -9 is usually the kernel's OOM killer.
-        return {"error": f"child exited {proc.returncode}: {tail[-1] if tail else 'no output'}",
-                "traceback": "\n".join(tail[-40:]), "wall_s": wall}
+        return {
+            "error": f"child exited {proc.returncode}: {tail[-1] if tail else 'no output'}",
+            "traceback": "\n".join(tail[-40:]),
+            "wall_s": wall,
+        }
     result["wall_s"] = wall
     return result
 
@@ -237,7 +245,7 @@ def time_write_and_read(path: str, src, dst) -> tuple[float, float]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     off = 0
     while off < n:
-        off += os.write(fd, view_src[off:off + DISK_CHUNK])
+        off += os.write(fd, view_src[off : off + DISK_CHUNK])
     os.fsync(fd)
     os.close(fd)
     write_s = time.perf_counter() - t0
@@ -245,7 +253,7 @@ def time_write_and_read(path: str, src, dst) -> tuple[float, float]:
     with open(path, "rb", buffering=0) as fh:
         off = 0
         while off < n:
-            got = fh.readinto(view_dst[off:off + DISK_CHUNK])
+            got = fh.readinto(view_dst[off : off + DISK_CHUNK])
             if not got:
                 raise OSError(f"short read at {off} of {n} bytes")
             off += got

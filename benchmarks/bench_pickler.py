@@ -146,7 +146,7 @@ def register(workload: Workload) -> Workload:
 
 # ---- (a) small-objects ---------------------------------------------------
 
-_SMALL_OBJECTS_TEMPLATE = '''\
+_SMALL_OBJECTS_TEMPLATE = """\
 def _build(n_records):
     groups = {}
     for i in range(n_records):
@@ -177,7 +177,7 @@ def _count(x):
 BENCH_OBJ = _build(@N_RECORDS@)
 BENCH_META = {"records": @N_RECORDS@, "objects": _count(BENCH_OBJ)}
 del _build, _count
-'''
+"""
 
 # Objects per record, counted as in _count: dict + id + name + score
 # + tags(1+2) + pos(1+2) + flags(1+2) + children(1 + [1+2] + [1+1]) = 19.
@@ -189,7 +189,7 @@ def small_objects_source(scale: float) -> str:
     return _SMALL_OBJECTS_TEMPLATE.replace("@N_RECORDS@", str(n_records))
 
 
-_CANONICAL_CHECK = '''\
+_CANONICAL_CHECK = """\
 import hashlib
 
 def _canon(x, out):
@@ -213,7 +213,7 @@ def check(x):
     out = []
     _canon(x, out)
     return hashlib.sha256("\\x00".join(out).encode()).hexdigest()
-'''
+"""
 
 register(
     Workload(
@@ -298,23 +298,23 @@ def _gen_closure(i: int, rnd: random.Random) -> str:
     a, b, c = rnd.randint(1, 50), rnd.randint(1, 50), rnd.randint(1, 999)
     variant = i % 3
     if variant == 0:
-        return f'''
+        return f"""
 def make_closure_{i}(a, b):
     def closure_{i}(x):
         return x * a + b + {c}
     return closure_{i}
 closure_{i} = make_closure_{i}({a}, {b})
-'''
+"""
     if variant == 1:
-        return f'''
+        return f"""
 def make_closure_{i}(table):
     def closure_{i}(key, default={c}):
         return table.get(key, default) + len(table)
     return closure_{i}
 closure_{i} = make_closure_{i}({{"k{a}": {a}, "k{b}": {b}, "x": [{c}]}}.copy())
 closure_{i}.__defaults__ = ({c},)
-'''
-    return f'''
+"""
+    return f"""
 def make_closure_{i}(base):
     offset = base * {c}
     def middle(step):
@@ -323,7 +323,7 @@ def make_closure_{i}(base):
         return closure_{i}
     return middle({b})
 closure_{i} = make_closure_{i}({a})
-'''
+"""
 
 
 def _gen_class(i: int, rnd: random.Random) -> str:
@@ -425,7 +425,7 @@ def code_source(scale: float) -> str:
     parts += [_gen_lambda(i, rnd) for i in range(n_lams)]
     parts += [_gen_closure(i, rnd) for i in range(n_clos)]
     parts += [_gen_class(i, rnd) for i in range(n_classes)]
-    parts.append(f'''
+    parts.append(f"""
 BENCH_OBJ = {{
     "functions": [globals()["func_%d" % i] for i in range({n_funcs})],
     "lambdas": [globals()["lam_%d" % i] for i in range({n_lams})],
@@ -439,11 +439,11 @@ BENCH_META = {{
     "functions": {n_funcs}, "lambdas": {n_lams}, "closures": {n_clos},
     "classes": {n_classes}, "instances": {n_classes * n_inst},
 }}
-''')
+""")
     return "".join(parts)
 
 
-_CODE_CHECK = '''\
+_CODE_CHECK = """\
 import hashlib
 
 def check(obj):
@@ -486,7 +486,7 @@ def check(obj):
                     repr(inst) if "__repr__" in vars(cls) else None,
                     cls is obj["classes"][int(cls.__name__.split("_")[1])]))
     return hashlib.sha256(repr(out).encode()).hexdigest()
-'''
+"""
 
 register(
     Workload(
@@ -501,6 +501,7 @@ register(
 # --------------------------------------------------------------------------
 # Child process side
 # --------------------------------------------------------------------------
+
 
 def _impl_ops(name: str) -> dict:
     """Return the operations of one implementation (imported in the child)."""
@@ -610,12 +611,24 @@ def run_benchmark(workloads, impls, repeat, scale, timeout, log=print) -> dict:
         for wl in workloads:
             source = wl.source(scale)
             per_impl = {
-                name: {"dumps_s": [], "loads_s": [], "sizes": [], "build_s": [],
-                       "maxrss_kb": [], "error": None, "check": None, "meta": None}
+                name: {
+                    "dumps_s": [],
+                    "loads_s": [],
+                    "sizes": [],
+                    "build_s": [],
+                    "maxrss_kb": [],
+                    "error": None,
+                    "check": None,
+                    "meta": None,
+                }
                 for name in impls
             }
-            results[wl.name] = {"description": wl.description, "kind": wl.kind,
-                                "source_chars": len(source), "impls": per_impl}
+            results[wl.name] = {
+                "description": wl.description,
+                "kind": wl.kind,
+                "source_chars": len(source),
+                "impls": per_impl,
+            }
             for rep in range(repeat):
                 order = rotation(impls, rep)
                 t_rep = time.perf_counter()
@@ -624,10 +637,8 @@ def run_benchmark(workloads, impls, repeat, scale, timeout, log=print) -> dict:
                     if rec["error"]:
                         continue
                     data_path = os.path.join(workdir, "data.bin")
-                    base = {"impl": name, "kind": wl.kind, "check_source": wl.check_source,
-                            "data_path": data_path}
-                    dres = run_child("bench_pickler", dict(base, mode="dump", source=source),
-                                     workdir, env, timeout)
+                    base = {"impl": name, "kind": wl.kind, "check_source": wl.check_source, "data_path": data_path}
+                    dres = run_child("bench_pickler", dict(base, mode="dump", source=source), workdir, env, timeout)
                     if "error" in dres:
                         rec["error"] = "dumps: " + dres["error"]
                         rec["traceback"] = dres.get("traceback")
@@ -649,8 +660,11 @@ def run_benchmark(workloads, impls, repeat, scale, timeout, log=print) -> dict:
                     rec["sizes"].append(dres["size"])
                     rec["build_s"].append(dres.get("build_s"))
                     rec["maxrss_kb"].append(max(dres.get("maxrss_kb", 0), lres.get("maxrss_kb", 0)))
-                log(f"  [{wl.name}] repetition {rep + 1}/{repeat} "
-                    f"({', '.join(order)}) {time.perf_counter() - t_rep:.1f}s", file=sys.stderr)
+                log(
+                    f"  [{wl.name}] repetition {rep + 1}/{repeat} "
+                    f"({', '.join(order)}) {time.perf_counter() - t_rep:.1f}s",
+                    file=sys.stderr,
+                )
             for rec in per_impl.values():
                 if rec["dumps_s"] and not rec["error"]:
                     rec["median_dumps_s"] = statistics.median(rec["dumps_s"])
@@ -682,14 +696,14 @@ def format_report(results: dict, ratios: dict, baseline: str) -> str:
     lines = []
     for wname, wres in results.items():
         meta = next((r["meta"] for r in wres["impls"].values() if r.get("meta")), None)
-        meta_s = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}"
-                           for k, v in (meta or {}).items())
+        meta_s = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in (meta or {}).items())
         lines.append("")
         lines.append(f"== {wname}: {wres['description']}")
         if meta_s:
             lines.append(f"   ({meta_s})")
-        lines.append(f"   {'impl':<12} {'dumps s':>10} {'spread':>6} {'loads s':>10} "
-                     f"{'spread':>6} {'size bytes':>12}  check")
+        lines.append(
+            f"   {'impl':<12} {'dumps s':>10} {'spread':>6} {'loads s':>10} {'spread':>6} {'size bytes':>12}  check"
+        )
         for name, rec in wres["impls"].items():
             if "median_dumps_s" in rec:
                 lines.append(
@@ -699,43 +713,37 @@ def format_report(results: dict, ratios: dict, baseline: str) -> str:
                 )
             else:
                 reason = rec.get("error") or "no data"
-                lines.append(f"   {name:<12} {'n/a':>10} {'':>6} {'n/a':>10} {'':>6} "
-                             f"{'n/a':>12}  {reason}")
+                lines.append(f"   {name:<12} {'n/a':>10} {'':>6} {'n/a':>10} {'':>6} {'n/a':>12}  {reason}")
         wr = ratios.get(wname, {})
         if wr:
-            lines.append(f"   ratios (time: other/{baseline}, >1 means {baseline} is faster; "
-                         f"size: {baseline}/other):")
+            lines.append(f"   ratios (time: other/{baseline}, >1 means {baseline} is faster; size: {baseline}/other):")
             for name, r in wr.items():
                 if r is None:
                     lines.append(f"     {baseline} vs {name}: n/a")
                     continue
                 d = f"{r['dumps']:.2f}x ({'faster' if r['dumps'] >= 1 else 'slower'})"
                 lo = f"{r['loads']:.2f}x ({'faster' if r['loads'] >= 1 else 'slower'})"
-                lines.append(f"     {baseline} vs {name}: dumps {d}, loads {lo}, "
-                             f"size {r['size']:.2f}x")
+                lines.append(f"     {baseline} vs {name}: dumps {d}, loads {lo}, size {r['size']:.2f}x")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="workload sizes / 10 and 3 repetitions")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="repetitions per implementation (default 5, 3 with --quick)")
-    parser.add_argument("--impls", default=",".join(ALL_IMPLS),
-                        help="comma-separated, from: " + ",".join(ALL_IMPLS))
-    parser.add_argument("--workloads", default=None,
-                        help="comma-separated workload names (default: all): "
-                             + ",".join(WORKLOADS))
-    parser.add_argument("--baseline", default=None,
-                        help="implementation the ratios compare against (default mason)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds allowed per child process (default 600)")
+    parser.add_argument("--quick", action="store_true", help="workload sizes / 10 and 3 repetitions")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="repetitions per implementation (default 5, 3 with --quick)"
+    )
+    parser.add_argument("--impls", default=",".join(ALL_IMPLS), help="comma-separated, from: " + ",".join(ALL_IMPLS))
+    parser.add_argument(
+        "--workloads", default=None, help="comma-separated workload names (default: all): " + ",".join(WORKLOADS)
+    )
+    parser.add_argument("--baseline", default=None, help="implementation the ratios compare against (default mason)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per child process (default 600)")
     parser.add_argument("--json", metavar="PATH", help="write raw samples and summary as JSON")
     args = parser.parse_args(argv)
 
     impls = parse_impls(parser, args.impls, ALL_IMPLS)
-    names = (args.workloads.split(",") if args.workloads else list(WORKLOADS))
+    names = args.workloads.split(",") if args.workloads else list(WORKLOADS)
     for n in names:
         if n not in WORKLOADS:
             parser.error(f"unknown workload {n!r}; choose from {', '.join(WORKLOADS)}")
@@ -749,11 +757,15 @@ def main(argv=None) -> int:
         parser.error(f"baseline {baseline!r} is not in --impls")
 
     vers = versions(impls)
-    print(f"bench_pickler: python {vers['python']} on {platform.platform()}, "
-          f"{os.cpu_count()} CPUs; " + ", ".join(f"{k} {v}" for k, v in vers.items()
-                                                 if k != "python"))
-    print(f"workloads={','.join(names)} impls={','.join(impls)} repeat={repeat} "
-          f"scale={scale:g} (medians; each measurement in fresh processes)", flush=True)
+    print(
+        f"bench_pickler: python {vers['python']} on {platform.platform()}, "
+        f"{os.cpu_count()} CPUs; " + ", ".join(f"{k} {v}" for k, v in vers.items() if k != "python")
+    )
+    print(
+        f"workloads={','.join(names)} impls={','.join(impls)} repeat={repeat} "
+        f"scale={scale:g} (medians; each measurement in fresh processes)",
+        flush=True,
+    )
     t0 = time.perf_counter()
     results = run_benchmark(workloads, impls, repeat, scale, args.timeout)
     ratios = compute_ratios(results, baseline)
@@ -763,11 +775,19 @@ def main(argv=None) -> int:
 
     if args.json:
         payload = {
-            "argv": sys.argv[1:], "quick": args.quick, "repeat": repeat, "scale": scale,
-            "impls": impls, "baseline": baseline, "versions": vers,
-            "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_wall_s": total,
-            "results": results, "ratios": ratios,
+            "argv": sys.argv[1:],
+            "quick": args.quick,
+            "repeat": repeat,
+            "scale": scale,
+            "impls": impls,
+            "baseline": baseline,
+            "versions": vers,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "total_wall_s": total,
+            "results": results,
+            "ratios": ratios,
         }
         write_json(args.json, payload)
     return 0

@@ -108,8 +108,8 @@ import time
 from typing import Callable
 
 from _harness import (
-    NotSupported,
     REPO_ROOT,
+    NotSupported,
     child_env,
     current_rss_kb,
     parse_impls,
@@ -173,7 +173,7 @@ def data_heavy_source(scale: float) -> str:
     def n(x):
         return max(1, round(x * scale))
 
-    return f'''\
+    return f"""\
 import numpy as np
 import pandas as pd
 
@@ -204,15 +204,17 @@ BENCH_META = {{
     "df_rows": n_rows,
     "df_MB": round(int(df.memory_usage(deep=True).sum()) / 1e6),
 }}
-'''
+"""
 
 
-register(Session(
-    name="data-heavy",
-    description="~1.5 GB of numpy arrays + a 2M-row DataFrame (numeric, categorical, string, datetime)",
-    source=data_heavy_source,
-    imports=("numpy", "pandas"),
-))
+register(
+    Session(
+        name="data-heavy",
+        description="~1.5 GB of numpy arrays + a 2M-row DataFrame (numeric, categorical, string, datetime)",
+        source=data_heavy_source,
+        imports=("numpy", "pandas"),
+    )
+)
 
 
 # ---- (b) many small objects ----------------------------------------------
@@ -222,7 +224,7 @@ def small_objects_source(scale: float) -> str:
     n_dicts = max(10, round(200_000 * scale))
     n_dc = max(1, round(100_000 * scale))
     n_set = max(8, round(50_000 * scale))
-    return f'''\
+    return f"""\
 from dataclasses import dataclass
 
 
@@ -250,10 +252,10 @@ frozen = frozenset(range({n_set}))
 
 BENCH_META = {{"dicts": len(records), "dataclasses": len(measurements),
               "set_items": len(seen) + 8 * len(buckets) + len(frozen)}}
-'''
+"""
 
 
-_SMALL_OBJECTS_CHECK = '''\
+_SMALL_OBJECTS_CHECK = """\
 def check(ns):
     out = {}
     if "records" in ns and "config" in ns:
@@ -267,14 +269,16 @@ def check(ns):
             "s%d" % ((len(ns["measurements"]) - 1) % 64), (len(ns["measurements"]) - 1) * 0.5,
             (len(ns["measurements"]) - 1) % 7 != 0, ("a", (len(ns["measurements"]) - 1) % 3))
     return out
-'''
+"""
 
-register(Session(
-    name="small-objects",
-    description="200k dicts, 100k dataclass instances, sets, shared references",
-    source=small_objects_source,
-    check_source=_SMALL_OBJECTS_CHECK,
-))
+register(
+    Session(
+        name="small-objects",
+        description="200k dicts, 100k dataclass instances, sets, shared references",
+        source=small_objects_source,
+        check_source=_SMALL_OBJECTS_CHECK,
+    )
+)
 
 
 # ---- (c) code-heavy -------------------------------------------------------
@@ -286,21 +290,26 @@ def code_heavy_source(scale: float) -> str:
     return code_source(scale) + "\nregistry = BENCH_OBJ\ndel BENCH_OBJ\n"
 
 
-_CODE_HEAVY_CHECK = PICKLER_WORKLOADS["code"].check_source + '''
+_CODE_HEAVY_CHECK = (
+    PICKLER_WORKLOADS["code"].check_source
+    + """
 
 _code_check = check
 
 
 def check(ns):
     return {"behaviour": _code_check(ns["registry"])} if "registry" in ns else {}
-'''
+"""
+)
 
-register(Session(
-    name="code-heavy",
-    description="2,000 functions/lambdas/closures + 200 classes with instances",
-    source=code_heavy_source,
-    check_source=_CODE_HEAVY_CHECK,
-))
+register(
+    Session(
+        name="code-heavy",
+        description="2,000 functions/lambdas/closures + 200 classes with instances",
+        source=code_heavy_source,
+        check_source=_CODE_HEAVY_CHECK,
+    )
+)
 
 
 # ---- (d) notebook-like mix ------------------------------------------------
@@ -346,7 +355,7 @@ BENCH_META = {{"samples": n_samples, "features": n_features}}
 '''
 
 
-_NOTEBOOK_CHECK = '''\
+_NOTEBOOK_CHECK = """\
 def check(ns):
     import numpy as np
 
@@ -361,22 +370,24 @@ def check(ns):
     if "normalize" in ns:
         out["normalize()"] = ns["normalize"]("  Hello ")
     return out
-'''
+"""
 
-register(Session(
-    name="notebook",
-    description="fitted sklearn Pipeline(StandardScaler, LogisticRegression) on 20k x 20 + DataFrame + helpers",
-    source=notebook_source,
-    imports=("numpy", "pandas", "sklearn.linear_model", "sklearn.pipeline", "sklearn.preprocessing"),
-    check_source=_NOTEBOOK_CHECK,
-))
+register(
+    Session(
+        name="notebook",
+        description="fitted sklearn Pipeline(StandardScaler, LogisticRegression) on 20k x 20 + DataFrame + helpers",
+        source=notebook_source,
+        imports=("numpy", "pandas", "sklearn.linear_model", "sklearn.pipeline", "sklearn.preprocessing"),
+        check_source=_NOTEBOOK_CHECK,
+    )
+)
 
 
 # ---- (e) tiny ---------------------------------------------------------------
 
 
 def tiny_source(scale: float) -> str:
-    return '''\
+    return """\
 a = 1
 b = 2.5
 name = "tiny"
@@ -385,15 +396,17 @@ items = [1, 2, 3, "four"]
 
 def f(x):
     return x + a
-'''
+"""
 
 
-register(Session(
-    name="tiny",
-    description="a few ints, a string, a list and a function: the fixed cost",
-    source=tiny_source,
-    check_source='def check(ns):\n    return {"f(1)": ns["f"](1)} if "f" in ns else {}\n',
-))
+register(
+    Session(
+        name="tiny",
+        description="a few ints, a string, a list and a function: the fixed cost",
+        source=tiny_source,
+        check_source='def check(ns):\n    return {"f(1)": ns["f"](1)} if "f" in ns else {}\n',
+    )
+)
 
 
 # --------------------------------------------------------------------------
@@ -407,8 +420,11 @@ def _user_names(main) -> list:
     """The user's variables of a module: no dunder names, no modules."""
     import types
 
-    return [k for k, v in vars(main).items()
-            if not (k.startswith("__") and k.endswith("__")) and not isinstance(v, types.ModuleType)]
+    return [
+        k
+        for k, v in vars(main).items()
+        if not (k.startswith("__") and k.endswith("__")) and not isinstance(v, types.ModuleType)
+    ]
 
 
 def _fsync(fh) -> None:
@@ -460,16 +476,15 @@ def _session_ops(impl: str) -> dict:
                 cloudpickle.dump({k: main.__dict__[k] for k in _user_names(main)}, fh)
                 _fsync(fh)
 
-        return {"save": save, "load": load_update,
-                "warm": lambda: pickle.loads(cloudpickle.dumps(_WARMUP_OBJ))}
+        return {"save": save, "load": load_update, "warm": lambda: pickle.loads(cloudpickle.dumps(_WARMUP_OBJ))}
     if name == "pickle":
+
         def save(path, main, data):
             with open(path, "wb") as fh:
                 pickle.dump(data, fh, protocol=5)
                 _fsync(fh)
 
-        return {"save": save, "load": load_update,
-                "warm": lambda: pickle.loads(pickle.dumps(_WARMUP_OBJ, protocol=5))}
+        return {"save": save, "load": load_update, "warm": lambda: pickle.loads(pickle.dumps(_WARMUP_OBJ, protocol=5))}
     raise NotSupported(f"unknown implementation {impl!r}")
 
 
@@ -561,7 +576,7 @@ def _touch(x, depth=0) -> tuple[int, int]:
         return nbytes, total
     if depth < 3 and isinstance(x, (dict, list, tuple)) and len(x) <= 1_000:
         nbytes = total = 0
-        for v in (x.values() if isinstance(x, dict) else x):
+        for v in x.values() if isinstance(x, dict) else x:
             b, t = _touch(v, depth + 1)
             nbytes += b
             total += t
@@ -581,10 +596,11 @@ def _digest(text: str) -> str:
 def _code_fp(co) -> str:
     import types
 
-    consts = ",".join(_code_fp(c) if isinstance(c, types.CodeType) else _fp(c, {}, 0)
-                      for c in co.co_consts)
-    return f"code:{co.co_qualname if hasattr(co, 'co_qualname') else co.co_name}:" \
-           f"{_digest(co.co_code.hex())}:{co.co_names}:{co.co_varnames}:[{consts}]"
+    consts = ",".join(_code_fp(c) if isinstance(c, types.CodeType) else _fp(c, {}, 0) for c in co.co_consts)
+    return (
+        f"code:{co.co_qualname if hasattr(co, 'co_qualname') else co.co_name}:"
+        f"{_digest(co.co_code.hex())}:{co.co_names}:{co.co_varnames}:[{consts}]"
+    )
 
 
 def _fp(x, memo: dict, depth: int) -> str:
@@ -616,21 +632,21 @@ def _fp(x, memo: dict, depth: int) -> str:
     elif pd is not None and isinstance(x, pd.Series):
         out = f"series:{x.name!r}:{_series_fp(x)}"
     elif isinstance(x, dict):
-        out = "{" + ",".join(f"{_fp(k, memo, depth + 1)}:{_fp(v, memo, depth + 1)}"
-                             for k, v in x.items()) + "}"
+        out = "{" + ",".join(f"{_fp(k, memo, depth + 1)}:{_fp(v, memo, depth + 1)}" for k, v in x.items()) + "}"
     elif isinstance(x, (list, tuple)):
         out = type(x).__name__ + "[" + ",".join(_fp(v, memo, depth + 1) for v in x) + "]"
     elif isinstance(x, (set, frozenset)):
         out = type(x).__name__ + "{" + ",".join(sorted(_fp(v, memo, depth + 1) for v in x)) + "}"
     elif isinstance(x, types.FunctionType):
         cells = [c.cell_contents if _cell_full(c) else "<empty>" for c in (x.__closure__ or ())]
-        out = (f"fn:{x.__module__}.{x.__qualname__}:{_code_fp(x.__code__)}:"
-               f"{_fp(x.__defaults__, memo, depth + 1)}:{_fp(x.__kwdefaults__, memo, depth + 1)}:"
-               f"{_fp(cells, memo, depth + 1)}:{_fp(x.__doc__, memo, depth + 1)}")
+        out = (
+            f"fn:{x.__module__}.{x.__qualname__}:{_code_fp(x.__code__)}:"
+            f"{_fp(x.__defaults__, memo, depth + 1)}:{_fp(x.__kwdefaults__, memo, depth + 1)}:"
+            f"{_fp(cells, memo, depth + 1)}:{_fp(x.__doc__, memo, depth + 1)}"
+        )
     elif isinstance(x, type):
         attrs = sorted(k for k in vars(x) if not (k.startswith("__") and k.endswith("__")))
-        out = (f"class:{x.__module__}.{x.__qualname__}:"
-               f"{[b.__qualname__ for b in x.__mro__]}:{attrs}")
+        out = f"class:{x.__module__}.{x.__qualname__}:{[b.__qualname__ for b in x.__mro__]}:{attrs}"
     elif isinstance(x, (types.BuiltinFunctionType, types.ModuleType, types.MethodType)):
         out = f"ref:{type(x).__name__}:{getattr(x, '__qualname__', getattr(x, '__name__', '?'))}"
     elif hasattr(x, "bit_generator"):  # numpy.random.Generator
@@ -703,8 +719,10 @@ def _child_save(main, spec: dict, result: dict) -> None:
     if spec["impl"] == "pickle":
         data, result["left_out"] = _plain_pickle_part(main)
         if not data:
-            raise NotSupported(f"plain pickle can save none of the {len(names)} variables "
-                               f"(all refer to functions or classes of __main__)")
+            raise NotSupported(
+                f"plain pickle can save none of the {len(names)} variables "
+                f"(all refer to functions or classes of __main__)"
+            )
     gc.collect()
     result["rss_before_kb"] = current_rss_kb()
     result["peak_reset"] = reset_peak_rss()
@@ -746,8 +764,7 @@ def _child_load(main, spec: dict, result: dict) -> None:
     result["touch_s"] = t2 - t1
     result["load_touch_s"] = t2 - t0
     result["touched_bytes"] = touched
-    result["check"] = _fingerprints({k: main.__dict__[k] for k in _user_names(main)},
-                                    spec["check_source"])
+    result["check"] = _fingerprints({k: main.__dict__[k] for k in _user_names(main)}, spec["check_source"])
 
 
 def _child_limits(spec: dict, result: dict) -> None:
@@ -759,7 +776,7 @@ def _child_limits(spec: dict, result: dict) -> None:
     src = np.empty(n, np.uint8)
     block = np.random.default_rng(1).integers(0, 256, min(n, 1 << 20), dtype=np.uint8)
     for off in range(0, n, len(block)):
-        src[off:off + len(block)] = block[: n - off]
+        src[off : off + len(block)] = block[: n - off]
     # Fresh memory's first touch (page faults, and on a VM whose host backs
     # guest memory lazily, the host's faults too); it also pre-touches the
     # read buffer, so the timed read below does not fault it in.
@@ -787,8 +804,7 @@ def _child_main() -> None:
 # Parent process side
 # --------------------------------------------------------------------------
 
-_SAMPLE_KEYS = ("save_s", "load_s", "touch_s", "load_touch_s", "save_extra_kb", "load_peak_kb",
-                "size", "build_s")
+_SAMPLE_KEYS = ("save_s", "load_s", "touch_s", "load_touch_s", "save_extra_kb", "load_peak_kb", "size", "build_s")
 _LIMIT_KEYS = ("write_s", "read_s", "memcpy_s", "fault_s", "n_bytes")
 
 
@@ -812,7 +828,7 @@ def _compare_checks(saved: dict, loaded: dict) -> tuple[str | None, str | None]:
     if missing:
         parts.append("not restored: " + _names(missing))
     if behaviour:
-        parts.append("behaves differently: " + _names([k[len("check: "):] for k in behaviour]))
+        parts.append("behaves differently: " + _names([k[len("check: ") :] for k in behaviour]))
     mismatch = "MISMATCH: " + "; ".join(parts) if parts else None
     note = "structure differs: " + _names(structure) if structure else None
     return mismatch, note
@@ -831,14 +847,22 @@ def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, lo
     results: dict = {}
     for session in sessions:
         source = session.source(scale)
-        per_impl = {name: {**{k: [] for k in _SAMPLE_KEYS}, "error": None, "traceback": None,
-                           "check": None, "meta": None, "left_out": None, "warnings": None,
-                           "peak_reset": None}
-                    for name in impls}
+        per_impl = {
+            name: {
+                **{k: [] for k in _SAMPLE_KEYS},
+                "error": None,
+                "traceback": None,
+                "check": None,
+                "meta": None,
+                "left_out": None,
+                "warnings": None,
+                "peak_reset": None,
+            }
+            for name in impls
+        }
         limits = {k: [] for k in _LIMIT_KEYS}
         limits["error"] = None
-        results[session.name] = {"description": session.description, "impls": per_impl,
-                                 "limits": limits}
+        results[session.name] = {"description": session.description, "impls": per_impl, "limits": limits}
         for rep in range(repeat):
             order = rotation(impls, rep)
             t_rep = time.perf_counter()
@@ -848,11 +872,15 @@ def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, lo
                 if rec["error"]:
                     continue
                 path = os.path.join(workdir, f"session-{name.replace('+', '-')}.bin")
-                common = {"impl": name, "path": path, "check_source": session.check_source,
-                          "imports": list(session.imports), "cell_source": cell_source}
+                common = {
+                    "impl": name,
+                    "path": path,
+                    "check_source": session.check_source,
+                    "imports": list(session.imports),
+                    "cell_source": cell_source,
+                }
                 try:
-                    sres = run_child("bench_session", dict(common, mode="save", source=source),
-                                     workdir, env, timeout)
+                    sres = run_child("bench_session", dict(common, mode="save", source=source), workdir, env, timeout)
                     if "error" in sres:
                         rec["error"] = "save: " + sres["error"]
                         rec["traceback"] = sres.get("traceback")
@@ -878,9 +906,13 @@ def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, lo
                 if name == baseline:
                     base_size = sres["size"]
             if base_size is not None and not limits["error"]:
-                lim = run_child("bench_session", {"mode": "limits", "n_bytes": base_size,
-                                                  "path": os.path.join(workdir, "limits.bin")},
-                                workdir, env, timeout)
+                lim = run_child(
+                    "bench_session",
+                    {"mode": "limits", "n_bytes": base_size, "path": os.path.join(workdir, "limits.bin")},
+                    workdir,
+                    env,
+                    timeout,
+                )
                 _remove(os.path.join(workdir, "limits.bin"))
                 if "error" in lim:
                     limits["error"] = lim["error"]
@@ -888,11 +920,18 @@ def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, lo
                 else:
                     for key in _LIMIT_KEYS:
                         limits[key].append(lim[key])
-            log(f"  [{session.name}] repetition {rep + 1}/{repeat} ({', '.join(order)}) "
-                f"{time.perf_counter() - t_rep:.1f}s", file=sys.stderr, flush=True)
+            log(
+                f"  [{session.name}] repetition {rep + 1}/{repeat} ({', '.join(order)}) "
+                f"{time.perf_counter() - t_rep:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         for rec in list(per_impl.values()) + [limits]:
-            rec["median"] = {k: statistics.median(v) for k, v in rec.items()
-                             if k in _SAMPLE_KEYS + _LIMIT_KEYS and v and None not in v}
+            rec["median"] = {
+                k: statistics.median(v)
+                for k, v in rec.items()
+                if k in _SAMPLE_KEYS + _LIMIT_KEYS and v and None not in v
+            }
     return results
 
 
@@ -909,9 +948,11 @@ def compute_ratios(results: dict, baseline: str) -> dict:
             if not base or not med or rec["error"]:
                 out["vs"][name] = None
                 continue
-            r = {"save": med["save_s"] / base["save_s"],
-                 "load_touch": med["load_touch_s"] / base["load_touch_s"],
-                 "size": base["size"] / med["size"]}
+            r = {
+                "save": med["save_s"] / base["save_s"],
+                "load_touch": med["load_touch_s"] / base["load_touch_s"],
+                "size": base["size"] / med["size"],
+            }
             if med.get("load_peak_kb"):
                 r["load_peak"] = base["load_peak_kb"] / med["load_peak_kb"]
             ratios_ok = med.get("save_extra_kb") and base.get("save_extra_kb") is not None
@@ -919,9 +960,11 @@ def compute_ratios(results: dict, baseline: str) -> dict:
             out["vs"][name] = r
         lim = sres["limits"].get("median", {})
         if base and lim:
-            out["limits"] = {"write": lim["write_s"] / base["save_s"],
-                             "read": lim["read_s"] / base["load_touch_s"],
-                             "memcpy": lim["memcpy_s"] / base["load_touch_s"]}
+            out["limits"] = {
+                "write": lim["write_s"] / base["save_s"],
+                "read": lim["read_s"] / base["load_touch_s"],
+                "memcpy": lim["memcpy_s"] / base["load_touch_s"],
+            }
         ratios[sname] = out
     return ratios
 
@@ -956,19 +999,26 @@ def format_report(results: dict, ratios: dict, baseline: str) -> str:
         lines.append("")
         lines.append(f"== {sname}: {sres['description']}")
         if meta:
-            lines.append("   (" + ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}"
-                                          for k, v in meta.items()) + ")")
-        lines.append(f"   {'impl':<12} {'save s':>8} {'spread':>6} {'load+touch s':>12} {'spread':>6} "
-                     f"{'(touch s)':>9} {'save extra MB':>13} {'load peak MB':>12} {'file MB':>9}  check")
+            lines.append(
+                "   (" + ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in meta.items()) + ")"
+            )
+        lines.append(
+            f"   {'impl':<12} {'save s':>8} {'spread':>6} {'load+touch s':>12} {'spread':>6} "
+            f"{'(touch s)':>9} {'save extra MB':>13} {'load peak MB':>12} {'file MB':>9}  check"
+        )
         notes = []
         for name, rec in impls.items():
             med = rec.get("median", {})
             if rec["error"] or "save_s" not in med:
-                lines.append(f"   {name:<12} {'n/a':>8} {'':>6} {'n/a':>12} {'':>6} {'':>9} {'n/a':>13} "
-                             f"{'n/a':>12} {'n/a':>9}  {rec['error'] or 'no data'}")
+                lines.append(
+                    f"   {name:<12} {'n/a':>8} {'':>6} {'n/a':>12} {'':>6} {'':>9} {'n/a':>13} "
+                    f"{'n/a':>12} {'n/a':>9}  {rec['error'] or 'no data'}"
+                )
                 if rec.get("traceback") and not rec["error"].startswith(("save: NotSupported",)):
-                    notes.append(f"{name} traceback:\n" + "\n".join(
-                        "      " + ln for ln in rec["traceback"].rstrip().splitlines()))
+                    notes.append(
+                        f"{name} traceback:\n"
+                        + "\n".join("      " + ln for ln in rec["traceback"].rstrip().splitlines())
+                    )
                 continue
             check = rec["check"]
             if rec.get("left_out"):
@@ -978,7 +1028,8 @@ def format_report(results: dict, ratios: dict, baseline: str) -> str:
                 f"   {name:<12} {med['save_s']:>8.4f} {spread(rec['save_s']):>6} "
                 f"{med['load_touch_s']:>12.4f} {spread(rec['load_touch_s']):>6} "
                 f"{med['touch_s']:>9.4f} {_kb_mb(med.get('save_extra_kb')):>13} {_kb_mb(med.get('load_peak_kb')):>12} "
-                f"{_mb(med['size']):>9}  {check}")
+                f"{_mb(med['size']):>9}  {check}"
+            )
             if rec.get("warnings"):
                 notes.append(f"{name} warned while saving: " + " | ".join(rec["warnings"][:3]))
             if rec.get("peak_reset") is False:
@@ -989,46 +1040,61 @@ def format_report(results: dict, ratios: dict, baseline: str) -> str:
             lines.append(f"   machine limits: n/a ({lim['error']})")
         elif lmed:
             n = lmed["n_bytes"]
-            lines.append(f"   machine limits for {_mb(n)} MB ({baseline}'s file): "
-                         f"write+fsync {lmed['write_s']:.4f} s ({_rate(n, lmed['write_s'])}), "
-                         f"page-cache read {lmed['read_s']:.4f} s ({_rate(n, lmed['read_s'])}), "
-                         f"memcpy {lmed['memcpy_s']:.4f} s ({_rate(n, lmed['memcpy_s'])}), "
-                         f"first touch of fresh memory {lmed['fault_s']:.4f} s "
-                         f"({_rate(n, lmed['fault_s'])})")
+            lines.append(
+                f"   machine limits for {_mb(n)} MB ({baseline}'s file): "
+                f"write+fsync {lmed['write_s']:.4f} s ({_rate(n, lmed['write_s'])}), "
+                f"page-cache read {lmed['read_s']:.4f} s ({_rate(n, lmed['read_s'])}), "
+                f"memcpy {lmed['memcpy_s']:.4f} s ({_rate(n, lmed['memcpy_s'])}), "
+                f"first touch of fresh memory {lmed['fault_s']:.4f} s "
+                f"({_rate(n, lmed['fault_s'])})"
+            )
         for note in notes:
             lines.append("   note: " + note)
         sr = ratios.get(sname, {})
         if sr.get("vs"):
-            lines.append(f"   ratios (time: other/{baseline}, >1 means {baseline} is faster; "
-                         f"file and memory: {baseline}/other, <1 means {baseline} needs less):")
+            lines.append(
+                f"   ratios (time: other/{baseline}, >1 means {baseline} is faster; "
+                f"file and memory: {baseline}/other, <1 means {baseline} needs less):"
+            )
             for name, r in sr["vs"].items():
                 if r is None:
                     lines.append(f"     {baseline} vs {name}: n/a")
                     continue
-                lines.append(f"     {baseline} vs {name}: save {_x(r['save'])}, "
-                             f"load+touch {_x(r['load_touch'])}, file {_x(r['size'])}, "
-                             f"save extra {_x(r.get('save_extra'))}, load peak {_x(r.get('load_peak'))}")
+                lines.append(
+                    f"     {baseline} vs {name}: save {_x(r['save'])}, "
+                    f"load+touch {_x(r['load_touch'])}, file {_x(r['size'])}, "
+                    f"save extra {_x(r.get('save_extra'))}, load peak {_x(r.get('load_peak'))}"
+                )
         if sr.get("limits"):
             li = sr["limits"]
-            lines.append(f"   {sname}: {baseline} save = {li['write']:.2f} of raw write+fsync; "
-                         f"load+touch = {li['read']:.2f} of page-cache read "
-                         f"({li['memcpy']:.2f} of memcpy)")
+            lines.append(
+                f"   {sname}: {baseline} save = {li['write']:.2f} of raw write+fsync; "
+                f"load+touch = {li['read']:.2f} of page-cache read "
+                f"({li['memcpy']:.2f} of memcpy)"
+            )
         comp = [(n, r) for n, r in impls.items() if "+" in n]
         base = impls.get(baseline, {}).get("median", {})
         if comp and base and "+" not in baseline:
-            lines.append(f"   mason variants vs plain {baseline} (time: variant/{baseline}, "
-                         f">1 = the variant is slower; size: variant/{baseline}):")
+            lines.append(
+                f"   mason variants vs plain {baseline} (time: variant/{baseline}, "
+                f">1 = the variant is slower; size: variant/{baseline}):"
+            )
             for name, rec in comp:
                 med = rec.get("median", {})
                 if "save_s" not in med:
                     lines.append(f"     {name}: n/a ({rec['error']})")
                     continue
-                rate = (f"; saves {_rate(base['size'], med['save_s'])} of uncompressed data"
-                        if name.partition("+")[2] in CODECS else "")
-                lines.append(f"     {name:<12} save {med['save_s'] / base['save_s']:.2f}x, "
-                             f"load+touch {med['load_touch_s'] / base['load_touch_s']:.2f}x "
-                             f"(touch {med['touch_s']:.4f} s), "
-                             f"size {med['size'] / base['size']:.3f} ({_mb(med['size'])} MB{rate})")
+                rate = (
+                    f"; saves {_rate(base['size'], med['save_s'])} of uncompressed data"
+                    if name.partition("+")[2] in CODECS
+                    else ""
+                )
+                lines.append(
+                    f"     {name:<12} save {med['save_s'] / base['save_s']:.2f}x, "
+                    f"load+touch {med['load_touch_s'] / base['load_touch_s']:.2f}x "
+                    f"(touch {med['touch_s']:.4f} s), "
+                    f"size {med['size'] / base['size']:.3f} ({_mb(med['size'])} MB{rate})"
+                )
     return "\n".join(lines)
 
 
@@ -1041,8 +1107,7 @@ def _available_codecs(requested) -> tuple[list, list]:
         if package is None or importlib.util.find_spec(package) is not None:
             ok.append(codec)
         else:
-            notes.append(f"compression {codec!r} skipped: needs the {package} package "
-                         f"(pip install 'mason[fast]')")
+            notes.append(f"compression {codec!r} skipped: needs the {package} package (pip install 'mason[fast]')")
     return ok, notes
 
 
@@ -1054,25 +1119,32 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="session sizes / 10")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--impls", default=",".join(LIB_IMPLS),
-                        help="comma-separated, from: " + ",".join(LIB_IMPLS))
-    parser.add_argument("--sessions", default=None,
-                        help="comma-separated session names (default: all): " + ",".join(SESSIONS))
-    parser.add_argument("--compression", default="none",
-                        help="comma-separated codecs for extra mason+CODEC rows: none, "
-                             + ", ".join(CODECS) + ", all (default none)")
-    parser.add_argument("--lazy", action="store_true",
-                        help="add a mason+lazy row: load_module(path, verify_blobs=False)")
-    parser.add_argument("--baseline", default=None,
-                        help="implementation for the ratios and machine limits (default mason)")
-    parser.add_argument("--tmpdir", default=None,
-                        help="directory for the session files (default $TMPDIR or bench-results/)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds allowed per child process (default 600)")
+    parser.add_argument("--impls", default=",".join(LIB_IMPLS), help="comma-separated, from: " + ",".join(LIB_IMPLS))
+    parser.add_argument(
+        "--sessions", default=None, help="comma-separated session names (default: all): " + ",".join(SESSIONS)
+    )
+    parser.add_argument(
+        "--compression",
+        default="none",
+        help="comma-separated codecs for extra mason+CODEC rows: none, " + ", ".join(CODECS) + ", all (default none)",
+    )
+    parser.add_argument(
+        "--lazy", action="store_true", help="add a mason+lazy row: load_module(path, verify_blobs=False)"
+    )
+    parser.add_argument(
+        "--baseline", default=None, help="implementation for the ratios and machine limits (default mason)"
+    )
+    parser.add_argument(
+        "--tmpdir", default=None, help="directory for the session files (default $TMPDIR or bench-results/)"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per child process (default 600)")
     parser.add_argument("--json", metavar="PATH", help="write raw samples and summary as JSON")
-    parser.add_argument("--cell-source", action="store_true",
-                        help="put each session's source in linecache, as IPython does for notebook cells "
-                             "(mason then saves the source of its functions and classes)")
+    parser.add_argument(
+        "--cell-source",
+        action="store_true",
+        help="put each session's source in linecache, as IPython does for notebook cells "
+        "(mason then saves the source of its functions and classes)",
+    )
     args = parser.parse_args(argv)
 
     impls = parse_impls(parser, args.impls, LIB_IMPLS)
@@ -1105,22 +1177,38 @@ def main(argv=None) -> int:
     if not args.quick and "data-heavy" in names:
         free = shutil.disk_usage(tmp_base).free
         if free < 5e9:
-            print(f"warning: {free / 1e9:.1f} GB free in {tmp_base}; the full data-heavy "
-                  f"session needs a few GB (use --tmpdir or --quick)", file=sys.stderr)
+            print(
+                f"warning: {free / 1e9:.1f} GB free in {tmp_base}; the full data-heavy "
+                f"session needs a few GB (use --tmpdir or --quick)",
+                file=sys.stderr,
+            )
 
     vers = versions(["mason", "dill", "cloudpickle"])
-    print(f"bench_session: python {vers['python']} on {platform.platform()}, "
-          f"{os.cpu_count()} CPUs; " + ", ".join(f"{k} {v}" for k, v in vers.items() if k != "python"))
-    print(f"sessions={','.join(names)} impls={','.join(impls)} repeat={args.repeat} "
-          f"scale={scale:g} baseline={baseline} tmpdir={tmp_base} "
-          f"(medians; every save and load in a fresh process)", flush=True)
+    print(
+        f"bench_session: python {vers['python']} on {platform.platform()}, "
+        f"{os.cpu_count()} CPUs; " + ", ".join(f"{k} {v}" for k, v in vers.items() if k != "python")
+    )
+    print(
+        f"sessions={','.join(names)} impls={','.join(impls)} repeat={args.repeat} "
+        f"scale={scale:g} baseline={baseline} tmpdir={tmp_base} "
+        f"(medians; every save and load in a fresh process)",
+        flush=True,
+    )
     for note in codec_notes:
         print("note: " + note)
     t0 = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix="bench_session_", dir=tmp_base)
     try:
-        results = run_benchmark([SESSIONS[n] for n in names], impls, args.repeat, scale,
-                                args.timeout, workdir, baseline, cell_source=args.cell_source)
+        results = run_benchmark(
+            [SESSIONS[n] for n in names],
+            impls,
+            args.repeat,
+            scale,
+            args.timeout,
+            workdir,
+            baseline,
+            cell_source=args.cell_source,
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     ratios = compute_ratios(results, baseline)
@@ -1129,14 +1217,25 @@ def main(argv=None) -> int:
     print(f"\ntotal wall time {total:.1f}s")
 
     if args.json:
-        write_json(args.json, {
-            "argv": sys.argv[1:], "quick": args.quick, "repeat": args.repeat, "scale": scale,
-            "impls": impls, "baseline": baseline,
-            "versions": vers, "codec_notes": codec_notes,
-            "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_wall_s": total,
-            "results": results, "ratios": ratios,
-        })
+        write_json(
+            args.json,
+            {
+                "argv": sys.argv[1:],
+                "quick": args.quick,
+                "repeat": args.repeat,
+                "scale": scale,
+                "impls": impls,
+                "baseline": baseline,
+                "versions": vers,
+                "codec_notes": codec_notes,
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "total_wall_s": total,
+                "results": results,
+                "ratios": ratios,
+            },
+        )
     return 0
 
 

@@ -66,8 +66,8 @@ import tempfile
 import time
 
 from _harness import (
-    NotSupported,
     REPO_ROOT,
+    NotSupported,
     child_env,
     parse_impls,
     peak_rss_kb,
@@ -128,8 +128,11 @@ del _rows, _device, _total, _cols, _x
 def _user_names(main) -> list:
     import types
 
-    return [k for k, v in vars(main).items()
-            if not (k.startswith("__") and k.endswith("__")) and not isinstance(v, types.ModuleType)]
+    return [
+        k
+        for k, v in vars(main).items()
+        if not (k.startswith("__") and k.endswith("__")) and not isinstance(v, types.ModuleType)
+    ]
 
 
 def _fsync(fh) -> None:
@@ -224,7 +227,7 @@ def _checksum(tensor) -> int:
     step = max(1, (1 << 20) // max(1, row_bytes))
     total = torch.zeros((), dtype=torch.int64, device=t.device)
     for start in range(0, t.shape[0], step):
-        block = t[start:start + step].contiguous().reshape(-1).view(torch.uint8)
+        block = t[start : start + step].contiguous().reshape(-1).view(torch.uint8)
         words = block.view(torch.int32) if block.numel() % 4 == 0 else block
         total += words.sum(dtype=torch.int64)
     return int(total)
@@ -339,7 +342,7 @@ def _child_limits(spec: dict, result: dict) -> None:
     block = os.urandom(1 << 20)
     src = bytearray(n)
     for off in range(0, n, len(block)):
-        src[off:off + len(block)] = block[: n - off]
+        src[off : off + len(block)] = block[: n - off]
     dst = bytearray(n)
     for off in range(0, n, 4096):
         dst[off] = 1  # touched: the timed read does not fault it in
@@ -424,8 +427,9 @@ def run_benchmark(impls, gib, device, repeat, timeout, workdir, log=print) -> di
                     lrec = rec["loads"][label]
                     if lrec["error"]:
                         continue
-                    lres = run_child("bench_torch", dict(common, mode="load", map_location=map_location),
-                                     workdir, env, timeout)
+                    lres = run_child(
+                        "bench_torch", dict(common, mode="load", map_location=map_location), workdir, env, timeout
+                    )
                     if "error" in lres:
                         lrec["error"] = lres["error"]
                         lrec["traceback"] = lres.get("traceback")
@@ -441,8 +445,13 @@ def run_benchmark(impls, gib, device, repeat, timeout, workdir, log=print) -> di
                 _remove(path)
         if mason_size is not None and not results["limits"]["error"]:
             lim_path = os.path.join(workdir, "limits.bin")
-            lim = run_child("bench_torch", {"mode": "limits", "n_bytes": mason_size, "path": lim_path,
-                                            "device": device}, workdir, env, timeout)
+            lim = run_child(
+                "bench_torch",
+                {"mode": "limits", "n_bytes": mason_size, "path": lim_path, "device": device},
+                workdir,
+                env,
+                timeout,
+            )
             _remove(lim_path)
             if "error" in lim:
                 results["limits"]["error"] = lim["error"]
@@ -451,8 +460,11 @@ def run_benchmark(impls, gib, device, repeat, timeout, workdir, log=print) -> di
                 for key in _LIMIT_KEYS:
                     if key in lim:
                         results["limits"][key].append(lim[key])
-        log(f"  repetition {rep + 1}/{repeat} ({', '.join(order)}) {time.perf_counter() - t_rep:.1f}s",
-            file=sys.stderr, flush=True)
+        log(
+            f"  repetition {rep + 1}/{repeat} ({', '.join(order)}) {time.perf_counter() - t_rep:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
     _medians(results)
     return results
 
@@ -477,8 +489,10 @@ def compute_ratios(results: dict) -> dict:
     for name, rec in results["impls"].items():
         if name == "mason" or "save_s" not in rec["median"]:
             continue
-        r = {"save": rec["median"]["save_s"] / base["median"]["save_s"],
-             "size": base["median"]["size"] / rec["median"]["size"]}
+        r = {
+            "save": rec["median"]["save_s"] / base["median"]["save_s"],
+            "size": base["median"]["size"] / rec["median"]["size"],
+        }
         for label, lrec in rec["loads"].items():
             b, m = base["loads"][label]["median"], lrec["median"]
             if "load_s" in b and "load_s" in m:
@@ -492,8 +506,9 @@ def compute_ratios(results: dict) -> dict:
             if "load_touch_s" in lrec["median"]:
                 out["limits"][f"load+touch {label} vs page-cache read"] = lim["read_s"] / lrec["median"]["load_touch_s"]
                 if label != "cpu" and "h2d_s" in lim:
-                    out["limits"][f"load+touch {label} vs read + host->device"] = (
-                        (lim["read_s"] + lim["h2d_s"]) / lrec["median"]["load_touch_s"])
+                    out["limits"][f"load+touch {label} vs read + host->device"] = (lim["read_s"] + lim["h2d_s"]) / lrec[
+                        "median"
+                    ]["load_touch_s"]
     return out
 
 
@@ -530,11 +545,15 @@ def format_report(results: dict, ratios: dict, device: str) -> str:
             if lrec["error"] or "load_s" not in lmed:
                 row += f" | n/a: {lrec['error'] or 'no data'}"[:60]
                 if lrec.get("traceback"):
-                    notes.append(f"{name} load to {label}:\n" + "\n".join(
-                        "      " + ln for ln in lrec["traceback"].rstrip().splitlines()[-12:]))
+                    notes.append(
+                        f"{name} load to {label}:\n"
+                        + "\n".join("      " + ln for ln in lrec["traceback"].rstrip().splitlines()[-12:])
+                    )
                 continue
-            row += (f" | {lmed['load_s']:>7.3f} {lmed['load_touch_s']:>8.3f} {spread(lrec['load_touch_s']):>6} "
-                    f"{_mb(lmed['load_peak_kb'] * 1024):>8}" + " " * (len(label) + 6))
+            row += (
+                f" | {lmed['load_s']:>7.3f} {lmed['load_touch_s']:>8.3f} {spread(lrec['load_touch_s']):>6} "
+                f"{_mb(lmed['load_peak_kb'] * 1024):>8}" + " " * (len(label) + 6)
+            )
         lines.append(row)
     lim = results["limits"]
     lmed = lim["median"]
@@ -542,11 +561,15 @@ def format_report(results: dict, ratios: dict, device: str) -> str:
         lines.append(f"   machine limits: n/a ({lim['error']})")
     elif "write_s" in lmed:
         n = lmed["n_bytes"]
-        text = (f"   machine limits for {_mb(n)} MB (mason's file): write+fsync {lmed['write_s']:.3f} s "
-                f"({_rate(n, lmed['write_s'])}), page-cache read {lmed['read_s']:.3f} s ({_rate(n, lmed['read_s'])})")
+        text = (
+            f"   machine limits for {_mb(n)} MB (mason's file): write+fsync {lmed['write_s']:.3f} s "
+            f"({_rate(n, lmed['write_s'])}), page-cache read {lmed['read_s']:.3f} s ({_rate(n, lmed['read_s'])})"
+        )
         if "h2d_s" in lmed:
-            text += (f", host->device {lmed['h2d_s']:.3f} s ({_rate(n, lmed['h2d_s'])}), "
-                     f"device->host {lmed['d2h_s']:.3f} s ({_rate(n, lmed['d2h_s'])})")
+            text += (
+                f", host->device {lmed['h2d_s']:.3f} s ({_rate(n, lmed['h2d_s'])}), "
+                f"device->host {lmed['d2h_s']:.3f} s ({_rate(n, lmed['d2h_s'])})"
+            )
         lines.append(text)
     for note in notes:
         lines.append("   note: " + note)
@@ -593,15 +616,23 @@ def main(argv=None) -> int:
     os.makedirs(tmp_base, exist_ok=True)
     free = shutil.disk_usage(tmp_base).free
     if free < 3 * args.gib * 2**30:
-        print(f"warning: {free / 1e9:.1f} GB free in {tmp_base}; this run writes about "
-              f"{1.1 * args.gib * 2**30 / 1e9:.1f} GB per file (use --tmpdir)", file=sys.stderr)
+        print(
+            f"warning: {free / 1e9:.1f} GB free in {tmp_base}; this run writes about "
+            f"{1.1 * args.gib * 2**30 / 1e9:.1f} GB per file (use --tmpdir)",
+            file=sys.stderr,
+        )
 
     vers = versions(["mason", "torch", "dill"])
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "none"
-    print(f"bench_torch: python {vers['python']} on {platform.platform()}, {os.cpu_count()} CPUs, GPU {gpu}; "
-          + ", ".join(f"{k} {v}" for k, v in vers.items() if k != "python"))
-    print(f"gib={args.gib:g} device={device} impls={','.join(impls)} repeat={args.repeat} tmpdir={tmp_base} "
-          f"(medians; every save and every load in a fresh process)", flush=True)
+    print(
+        f"bench_torch: python {vers['python']} on {platform.platform()}, {os.cpu_count()} CPUs, GPU {gpu}; "
+        + ", ".join(f"{k} {v}" for k, v in vers.items() if k != "python")
+    )
+    print(
+        f"gib={args.gib:g} device={device} impls={','.join(impls)} repeat={args.repeat} tmpdir={tmp_base} "
+        f"(medians; every save and every load in a fresh process)",
+        flush=True,
+    )
     for note in notes:
         print("note: " + note)
     t0 = time.perf_counter()
@@ -617,12 +648,25 @@ def main(argv=None) -> int:
     total = time.perf_counter() - t0
     print(f"\ntotal wall time {total:.1f}s")
     if args.json:
-        write_json(args.json, {
-            "argv": sys.argv[1:], "gib": args.gib, "device": device, "gpu": gpu, "repeat": args.repeat,
-            "impls": impls, "versions": vers, "notes": notes, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "total_wall_s": total, "results": results, "ratios": ratios,
-        })
+        write_json(
+            args.json,
+            {
+                "argv": sys.argv[1:],
+                "gib": args.gib,
+                "device": device,
+                "gpu": gpu,
+                "repeat": args.repeat,
+                "impls": impls,
+                "versions": vers,
+                "notes": notes,
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "total_wall_s": total,
+                "results": results,
+                "ratios": ratios,
+            },
+        )
     return 0
 
 

@@ -133,7 +133,10 @@ def run_impl(impl: str, fresh: bool) -> dict[str, list[str]]:
             # cwd: the child's scratch files (dill's catalog makes some) stay in tmp
             proc = subprocess.run(
                 [sys.executable, "-c", _CHILD, impl, step, path],
-                cwd=tmp, capture_output=True, text=True, timeout=300,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             if proc.returncode != 0:
                 raise SystemExit(f"{impl} {step} child failed:\n{proc.stderr}")
@@ -185,9 +188,7 @@ def main(argv=None) -> int:
                         print(f"{'':<{width}}    {impl}: {results[impl][name][1]}")
     print()
     where = "dump and load in fresh processes" if args.fresh else "copy in one process"
-    round_trips = ", ".join(
-        f"{impl} {sum(cells[n][impl] in ('ok', '~') for n in names)}" for impl in impls
-    )
+    round_trips = ", ".join(f"{impl} {sum(cells[n][impl] in ('ok', '~') for n in names)}" for impl in impls)
     loads = ", ".join(f"{impl} {sum(cells[n][impl] != 'x' for n in names)}" for impl in impls)
     print(f"totals ({where}, {len(names)} objects): round-trips {round_trips}; loads at all {loads}")
     return 0

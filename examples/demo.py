@@ -53,7 +53,7 @@ for w in caught:
 print(f"  saved {len(above(frame, 'a'))} rows above {threshold}; exp.best() = {exp.best()}")
 '''
 
-LOAD = r'''
+LOAD = r"""
 import mason
 mason.load_module(PATH)
 print("  restored names:", ", ".join(sorted(n for n in globals() if not n.startswith("_") and n not in ("mason", "PATH"))))
@@ -63,7 +63,7 @@ print(f"  frame dtypes: {dict(frame.dtypes.astype(str))}")
 threshold = 25.0   # functions see the live globals of the restored session
 print(f"  after threshold = 25.0: above(frame, 'a') -> {len(above(frame, 'a'))} rows")
 print("  'stream' restored?", "stream" in globals())
-'''
+"""
 
 
 def run_fresh(code: str, path: Path) -> None:
@@ -85,8 +85,10 @@ def main() -> int:
         import mason
 
         info = mason.inspect(path)
-        print(f"  module {info.module}, saved with Python {'.'.join(map(str, info.environment['python']))}, "
-              f"packages {info.environment['packages']}")
+        print(
+            f"  module {info.module}, saved with Python {'.'.join(map(str, info.environment['python']))}, "
+            f"packages {info.environment['packages']}"
+        )
         for var in info.variables:
             if not var["name"].startswith("__"):
                 print(f"  {var['name']:<13} {var['type']:<36} {var['stored']:<10} {var['size']:>9,} bytes")

@@ -43,8 +43,13 @@ def run(examples: int, seconds: float, seed_value: int | None) -> tuple[fuzz.Sta
     findings: dict[str, list] = {}  # message -> [count, the first case]
     started = time.perf_counter()
 
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=fuzz.cases())
     def property_(case):
         if time.perf_counter() - started > seconds:
@@ -70,12 +75,16 @@ def run(examples: int, seconds: float, seed_value: int | None) -> tuple[fuzz.Sta
 
 
 def report(stats: fuzz.Stats, findings: dict, elapsed: float) -> None:
-    print(f"cases run: {stats.cases}  (pickle streams: {stats.streams})  in {elapsed:.0f} s"
-          f"  ({stats.cases / max(elapsed, 1e-9):.0f} cases/s)")
+    print(
+        f"cases run: {stats.cases}  (pickle streams: {stats.streams})  in {elapsed:.0f} s"
+        f"  ({stats.cases / max(elapsed, 1e-9):.0f} cases/s)"
+    )
     every = {op.name for op in pickletools.opcodes}
     covered = set(stats.opcodes)
-    print(f"distinct opcodes emitted: {len(covered)} of {len(every)}"
-          f"; the grammar's required set: {len(covered & fuzz.REQUIRED_OPS)} of {len(fuzz.REQUIRED_OPS)}")
+    print(
+        f"distinct opcodes emitted: {len(covered)} of {len(every)}"
+        f"; the grammar's required set: {len(covered & fuzz.REQUIRED_OPS)} of {len(fuzz.REQUIRED_OPS)}"
+    )
     print(f"  never emitted: {', '.join(sorted(every - covered)) or '-'}")
     steps = sorted({step for step, _ in stats.outcomes}, key=_STEP_ORDER.index)
     print("outcomes per step (loaded / refused / malformed / an error that is not a MasonError):")
@@ -102,8 +111,7 @@ def report(stats: fuzz.Stats, findings: dict, elapsed: float) -> None:
         print(f"- {n} x {message}\n  " + repr(case).replace("\n", "\n  ")[:3000])
 
 
-_STEP_ORDER = ["loads", "machine", "session-raise", "session-warn", "inspect", "cli-inspect", "cli-verify",
-               "cli-diff"]
+_STEP_ORDER = ["loads", "machine", "session-raise", "session-warn", "inspect", "cli-inspect", "cli-verify", "cli-diff"]
 
 
 def main(argv=None) -> int:

@@ -23,20 +23,42 @@ def assemble(records, meta=None, *, index: dict | None = None, index_payload: by
     (a dict merged over the generated one) or ``index_payload`` (raw bytes)
     replace it.
     """
-    out = bytearray(spec.HEADER.pack(magic=spec.MAGIC, major=spec.FORMAT_MAJOR, minor=spec.FORMAT_MINOR,
-                                     checksum_id=CRC32, reserved=0))
+    out = bytearray(
+        spec.HEADER.pack(
+            magic=spec.MAGIC, major=spec.FORMAT_MAJOR, minor=spec.FORMAT_MINOR, checksum_id=CRC32, reserved=0
+        )
+    )
     tables = {spec.SEGMENT: [], spec.BLOB: []}
     for kind, payload, codec, raw_length in records:
         pad = (-(len(out) + spec.RECORD.size)) % spec.ALIGNMENT if kind == spec.BLOB else 0
         crc = zlib.crc32(payload)
-        out += spec.RECORD.pack(kind=kind, compression=spec.COMPRESSION_IDS[codec], pad=pad, reserved=0,
-                                length=len(payload), raw_length=raw_length, checksum=crc) + bytes(pad)
-        tables[kind].append({"checksum": f"{crc:016x}", "compression": codec, "length": len(payload),
-                             "offset": len(out), "pad": pad, "raw_length": raw_length})
+        out += spec.RECORD.pack(
+            kind=kind,
+            compression=spec.COMPRESSION_IDS[codec],
+            pad=pad,
+            reserved=0,
+            length=len(payload),
+            raw_length=raw_length,
+            checksum=crc,
+        ) + bytes(pad)
+        tables[kind].append(
+            {
+                "checksum": f"{crc:016x}",
+                "compression": codec,
+                "length": len(payload),
+                "offset": len(out),
+                "pad": pad,
+                "raw_length": raw_length,
+            }
+        )
         out += payload
     if index_payload is None:
-        full = {"blobs": tables[spec.BLOB], "checksum": "crc32", "meta": {} if meta is None else meta,
-                "segments": tables[spec.SEGMENT]}
+        full = {
+            "blobs": tables[spec.BLOB],
+            "checksum": "crc32",
+            "meta": {} if meta is None else meta,
+            "segments": tables[spec.SEGMENT],
+        }
         full.update(index or {})
         index_payload = json.dumps(full, sort_keys=True, separators=(",", ":")).encode()
     return bytes(out) + _index_and_trailer(len(out), index_payload)
@@ -44,18 +66,29 @@ def assemble(records, meta=None, *, index: dict | None = None, index_payload: by
 
 def _index_and_trailer(index_offset: int, payload: bytes) -> bytes:
     crc = zlib.crc32(payload)
-    record = spec.RECORD.pack(kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload),
-                              raw_length=len(payload), checksum=crc)
+    record = spec.RECORD.pack(
+        kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc
+    )
     total = index_offset + len(record) + len(payload) + spec.TRAILER.size
-    return record + payload + spec.TRAILER.pack(
-        index_offset=index_offset, index_length=len(payload), index_checksum=crc, container_length=total,
-        checksum_id=CRC32, reserved=bytes(7), end_magic=spec.END_MAGIC)
+    return (
+        record
+        + payload
+        + spec.TRAILER.pack(
+            index_offset=index_offset,
+            index_length=len(payload),
+            index_checksum=crc,
+            container_length=total,
+            checksum_id=CRC32,
+            reserved=bytes(7),
+            end_magic=spec.END_MAGIC,
+        )
+    )
 
 
 def index_of(data: bytes) -> dict:
     trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)
     start = trailer.index_offset + spec.RECORD.size
-    return json.loads(data[start:start + trailer.index_length])
+    return json.loads(data[start : start + trailer.index_length])
 
 
 def with_index(data: bytes, edit) -> bytes:
@@ -64,7 +97,7 @@ def with_index(data: bytes, edit) -> bytes:
     index = index_of(data)
     edit(index)
     payload = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
-    return data[:trailer.index_offset] + _index_and_trailer(trailer.index_offset, payload)
+    return data[: trailer.index_offset] + _index_and_trailer(trailer.index_offset, payload)
 
 
 def session_meta(variables, **fields) -> dict:
@@ -89,7 +122,7 @@ def crc_preserving_patch(block: bytes, change_at: int, new: bytes, fix_at: int) 
     ``fix_at`` adjusted so that its CRC-32 is unchanged (CRC is affine over GF(2))."""
     target = zlib.crc32(block)
     out = bytearray(block)
-    out[change_at:change_at + len(new)] = new
+    out[change_at : change_at + len(new)] = new
     zero = zlib.crc32(bytes(len(block)))
     basis: dict[int, tuple[int, int]] = {}
     for bit in range(32):

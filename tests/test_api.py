@@ -4,9 +4,9 @@ import io
 import pickle
 
 import pytest
+from conftest import run_python
 
 import mason
-from conftest import run_python
 
 
 def test_import_changes_nothing_outside_mason():

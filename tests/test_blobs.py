@@ -2,16 +2,17 @@
 
 import textwrap
 
+import pytest
+from conftest import run_python
+
 import mason
 import mason._format
 
-import pytest
-
-from conftest import run_python
-
 
 def run(tmp_path, code):
-    return run_python(f"import mason, numpy as np\nPATH = {str(tmp_path / 's.mason')!r}\n" + textwrap.dedent(code), cwd=tmp_path)
+    return run_python(
+        f"import mason, numpy as np\nPATH = {str(tmp_path / 's.mason')!r}\n" + textwrap.dedent(code), cwd=tmp_path
+    )
 
 
 def test_mapped_arrays_survive_overwrite_and_delete_of_the_file(tmp_path):

@@ -50,6 +50,7 @@ def _close_catalog_resources():
         if isinstance(obj, (socket.socket, io.FileIO, io.TextIOWrapper)):
             obj.close()
 
+
 #: what every pickler (dill too) turns an iterator over a dict or set into:
 #: a ``list_iterator`` over the items left
 EQUIVALENT_TYPES = {
@@ -79,26 +80,54 @@ REFUSED = {
     "PyCapsuleType": _CAPSULE,
     **dict.fromkeys(
         [
-            "CCharArrayType", "CCharPType", "CDLLType", "CFUNCTYPEType", "CFunctionType",
-            "CParamType", "CVoidPType", "CWCharArrayType", "CWCharPType", "FieldType",
-            "FuncPtrType", "LPCCharObjType", "LPCCharType", "NullPtrType", "NullPyObjectType",
-            "PyDLLType", "PyObjectType",
+            "CCharArrayType",
+            "CCharPType",
+            "CDLLType",
+            "CFUNCTYPEType",
+            "CFunctionType",
+            "CParamType",
+            "CVoidPType",
+            "CWCharArrayType",
+            "CWCharPType",
+            "FieldType",
+            "FuncPtrType",
+            "LPCCharObjType",
+            "LPCCharType",
+            "NullPtrType",
+            "NullPyObjectType",
+            "PyDLLType",
+            "PyObjectType",
         ],
         _CTYPES,
     ),
     **dict.fromkeys(["FrameType", "GeneratorType", "TracebackType"], _RUNNING),
     **dict.fromkeys(
         [
-            "CallableIteratorType", "LineIteratorType", "MemoryIteratorType",
-            "PositionsIteratorType", "SREMatchType", "SREScannerType", "SymtableEntryType",
+            "CallableIteratorType",
+            "LineIteratorType",
+            "MemoryIteratorType",
+            "PositionsIteratorType",
+            "SREMatchType",
+            "SREScannerType",
+            "SymtableEntryType",
         ],
         _C_ITERATOR,
     ),
     **dict.fromkeys(
         [
-            "CSVDictReaderType", "CSVDictWriterType", "CSVReaderType", "CSVWriterType",
-            "CmpKeyObjType", "CmpKeyType", "DialectType", "GzipFileType", "HMACType",
-            "HashType", "StreamReader", "ZlibCompressType", "ZlibDecompressType",
+            "CSVDictReaderType",
+            "CSVDictWriterType",
+            "CSVReaderType",
+            "CSVWriterType",
+            "CmpKeyObjType",
+            "CmpKeyType",
+            "DialectType",
+            "GzipFileType",
+            "HMACType",
+            "HashType",
+            "StreamReader",
+            "ZlibCompressType",
+            "ZlibDecompressType",
         ],
         _HIDDEN_STATE,
     ),
@@ -266,9 +295,7 @@ print(json.dumps({{"expected": expected, "failed": failed, "loaded": loaded}}))
 
 
 def _helpers_source() -> str:
-    return "\n".join(
-        textwrap.dedent(inspect.getsource(f)) for f in (qualified_type, describe, dill_round_trips)
-    )
+    return "\n".join(textwrap.dedent(inspect.getsource(f)) for f in (qualified_type, describe, dill_round_trips))
 
 
 def test_catalog_round_trips_between_fresh_interpreters(tmp_path):
@@ -278,9 +305,7 @@ def test_catalog_round_trips_between_fresh_interpreters(tmp_path):
     report = json.loads(proc.stdout.strip().splitlines()[-1])
 
     problems = [
-        f"{name}: cannot dump: {message}"
-        for name, (message, dill_does) in report["failed"].items()
-        if dill_does
+        f"{name}: cannot dump: {message}" for name, (message, dill_does) in report["failed"].items() if dill_does
     ]
     for name, (copied_type, copied_value) in sorted(report["loaded"].items()):
         if copied_type == "error":

@@ -12,12 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 import mason
 from mason._format import ContainerReader
 from mason.cli import main
-
-from conftest import run_python
 
 MASON_SCRIPT = Path(sys.executable).parent / "mason"
 
@@ -77,7 +76,13 @@ def run_cli(*argv, stdin=None, cwd=None, module=False, env=None):
     command = [sys.executable, "-m", "mason"] if module else [str(MASON_SCRIPT)]
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(
-        command + [str(a) for a in argv], input=stdin, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120
+        command + [str(a) for a in argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=120,
     )
 
 
@@ -407,7 +412,9 @@ def test_load_interactive_starts_ipython_on_a_terminal(capsys, basic, monkeypatc
 
 def test_load_shows_an_environment_mismatch(tmp_path):
     (tmp_path / "fakepkg.py").write_text("__version__ = '1.0'\nclass Thing:\n    pass\n")
-    path = save_session(tmp_path, "import fakepkg\nthing = fakepkg.Thing()\nimport mason\nmason.dump_module({path!r})\n")
+    path = save_session(
+        tmp_path, "import fakepkg\nthing = fakepkg.Thing()\nimport mason\nmason.dump_module({path!r})\n"
+    )
     (tmp_path / "fakepkg.py").write_text("__version__ = '2.0'\nclass Thing:\n    pass\n")
     proc = run_cli("load", path, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
@@ -420,7 +427,9 @@ def test_load_shows_an_environment_mismatch(tmp_path):
 def test_load_imports_modules_from_the_current_directory(tmp_path):
     # As `python -i` would: the console script's own directory is sys.path[0], not the cwd.
     (tmp_path / "helper3.py").write_text("class Thing:\n    def hello(self):\n        return 'hi from helper3'\n")
-    path = save_session(tmp_path, "import helper3\nthing = helper3.Thing()\nimport mason\nmason.dump_module({path!r})\n")
+    path = save_session(
+        tmp_path, "import helper3\nthing = helper3.Thing()\nimport mason\nmason.dump_module({path!r})\n"
+    )
     proc = run_cli("load", path, "-i", "--plain", stdin="print(thing.hello())\n", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "hi from helper3" in proc.stdout
@@ -439,7 +448,10 @@ def test_load_a_variable_that_fails(tmp_path, capsys):
     assert "\n  helper2: ModuleNotFoundError" in proc.stderr
     assert "\n  thing: ModuleNotFoundError: No module named 'helper2'" in proc.stderr
     failed = len(re.findall(r"^  \w+: ", proc.stderr, re.M))
-    assert proc.stdout == f"restored {saved - failed} variables from {path} into __main__; {failed} could not be restored\n"
+    assert (
+        proc.stdout
+        == f"restored {saved - failed} variables from {path} into __main__; {failed} could not be restored\n"
+    )
     # with --strict, the first failure stops the load
     proc = run_cli("load", path, "--strict", cwd=tmp_path)
     assert proc.returncode == 1 and proc.stdout == ""
@@ -487,7 +499,9 @@ def test_run_saves_the_scripts_namespace(capsys, tmp_path, script):
 
 def test_run_options(capsys, tmp_path, script):
     out_file = tmp_path / "out.mason"
-    status, _, err = cli(capsys, "run", "--save", out_file, "--exclude", "d*", "--exclude", "p", "--compression", "zlib", script)
+    status, _, err = cli(
+        capsys, "run", "--save", out_file, "--exclude", "d*", "--exclude", "p", "--compression", "zlib", script
+    )
     assert status == 0, err
     assert set(mason.inspect(out_file).names()) == {"__doc__", "Point", "args", "argv0", "is_main", "sys"}
 

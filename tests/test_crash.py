@@ -27,17 +27,16 @@ import time
 import types
 
 import pytest
+from conftest import run_python
 
 import mason
 from mason._format import ContainerReader
 from mason._storage import local
 
-from conftest import run_python
-
 pytest.importorskip("numpy")
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 
-SAVER = r'''
+SAVER = r"""
 import sys
 import time
 
@@ -69,10 +68,21 @@ for generation in range(first, first + 10_000):
     # One write per line: a kill between print()'s pieces must not leave half a report.
     sys.stdout.write(f"saved {generation} {time.perf_counter() - started}\n")
     sys.stdout.flush()
-'''
+"""
 
-SAVED_NAMES = {"__builtins__", "big", "parts", "table", "text", "area", "Point", "origin", "stamp",
-               "generation", "started"}
+SAVED_NAMES = {
+    "__builtins__",
+    "big",
+    "parts",
+    "table",
+    "text",
+    "area",
+    "Point",
+    "origin",
+    "stamp",
+    "generation",
+    "started",
+}
 
 
 def temporaries(directory) -> list[str]:
@@ -80,7 +90,7 @@ def temporaries(directory) -> list[str]:
 
 
 def _temp_pid(target, name: str) -> int:
-    return int(name[len(local._temp_prefix(target)):].partition("-")[0])
+    return int(name[len(local._temp_prefix(target)) :].partition("-")[0])
 
 
 def _generation(path) -> int | None:
@@ -115,8 +125,13 @@ def kill_saves(tmp_path, kills: int, megabytes: float, sample_every: int) -> lis
     script.write_text(SAVER)
     # A first child, killed after its first save, tells how long a save takes
     # here: the kill window (2.5 saves from "ready") follows the reports.
-    calibrate = subprocess.Popen([sys.executable, str(script), str(path), "0", str(megabytes)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    calibrate = subprocess.Popen(
+        [sys.executable, str(script), str(path), "0", str(megabytes)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         lines = [_wait_for_line(calibrate, 120), _wait_for_line(calibrate, 600)]
     finally:
@@ -132,16 +147,22 @@ def kill_saves(tmp_path, kills: int, megabytes: float, sample_every: int) -> lis
     for kill in range(kills):
         window = 2.5 * statistics.median(durations[-9:])
         delay = rng.uniform(0, window)
-        proc = subprocess.Popen([sys.executable, str(script), str(path), str(first), str(megabytes)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(path), str(first), str(megabytes)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         try:
             line = _wait_for_line(proc, 120)
             time.sleep(delay)
         finally:
             proc.kill()
             out, err = proc.communicate()
-        where = (f"seed {seed} (MASON_CRASH_SEED), kill {kill}: SIGKILL {delay:.3f} s after ready"
-                 f" (window {window:.3f} s)")
+        where = (
+            f"seed {seed} (MASON_CRASH_SEED), kill {kill}: SIGKILL {delay:.3f} s after ready (window {window:.3f} s)"
+        )
         assert line == "ready\n", f"{where}: the child did not start:\n{line}{out}\n{err}"
         assert proc.returncode == -signal.SIGKILL, f"{where}: the child ended by itself ({proc.returncode}):\n{err}"
         reports = [line.split() for line in out.splitlines() if line.startswith("saved ")]
@@ -155,8 +176,9 @@ def kill_saves(tmp_path, kills: int, megabytes: float, sample_every: int) -> lis
         try:
             found = _generation(path)
         except Exception as exc:
-            raise AssertionError(f"{where}: the file is not a complete session: {exc!r}\n"
-                                 f"saves reported: {saved}; before: {held}") from exc
+            raise AssertionError(
+                f"{where}: the file is not a complete session: {exc!r}\nsaves reported: {saved}; before: {held}"
+            ) from exc
         assert found in allowed, f"{where}: the file holds generation {found}, expected one of {allowed}"
         # A save removes the temporaries of dead writers before writing its own:
         # only children that never completed a save since then may have left one.
@@ -176,7 +198,9 @@ def kill_saves(tmp_path, kills: int, megabytes: float, sample_every: int) -> lis
                 """,
                 cwd=tmp_path,
             )
-        log.append(f"kill {kill}: {delay:.3f}s of {window:.3f}s, {len(saved)} saves, file gen {found}, {len(left)} temporaries")
+        log.append(
+            f"kill {kill}: {delay:.3f}s of {window:.3f}s, {len(saved)} saves, file gen {found}, {len(left)} temporaries"
+        )
         midway += any(_temp_pid(path, name) == proc.pid for name in left)
         newer += found != held
         held = found
@@ -206,7 +230,7 @@ def test_killed_saves_many(tmp_path):
 
 # --------------------------------------------------------- concurrent writers
 
-WRITER = r'''
+WRITER = r"""
 import sys
 
 import numpy as np
@@ -227,7 +251,7 @@ def whoami():
 for round_no in range(rounds):
     mason.dump_module(path)
 print("done", rounds)
-'''
+"""
 
 
 def _check_snapshot(namespace: dict, names: set[str] | None = None) -> str:
@@ -246,8 +270,13 @@ def concurrent_writers(tmp_path, rounds: int) -> dict[str, int]:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     writers = [
-        subprocess.Popen([sys.executable, str(script), str(path), who, str(rounds)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        subprocess.Popen(
+            [sys.executable, str(script), str(path), who, str(rounds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         for who in ("A", "B")
     ]
     seen = {"A": 0, "B": 0}

@@ -6,9 +6,9 @@ import textwrap
 import warnings
 
 import pytest
+from conftest import run_python
 
 import mason
-from conftest import run_python
 
 
 def _env(tmp_path):
@@ -36,8 +36,11 @@ def check():
 
 def test_namedtuple_bound_to_another_name_is_saved_by_value(tmp_path):
     (tmp_path / "nt_module.py").write_text(NAMEDTUPLES)
-    run_python("import nt_module\nnt_module.check()\nimport mason\nassert mason.copy(nt_module.Z) is nt_module.Z",
-               cwd=tmp_path, env=_env(tmp_path))
+    run_python(
+        "import nt_module\nnt_module.check()\nimport mason\nassert mason.copy(nt_module.Z) is nt_module.Z",
+        cwd=tmp_path,
+        env=_env(tmp_path),
+    )
     run_python(NAMEDTUPLES + "\ncheck()\n", cwd=tmp_path)  # in __main__
 
 
@@ -137,10 +140,16 @@ def test_load_of_an_importable_module_session_returns_that_module(tmp_path):
     (tmp_path / "modstate.py").write_text("value = 1\n")
     path = tmp_path / "m.mason"
     env = _env(tmp_path)
-    run_python(f"import mason, modstate\nmodstate.value = 2\nmason.dump_module({str(path)!r}, module='modstate')",
-               cwd=tmp_path, env=env)
-    run_python(f"import mason, modstate\nm = mason.load(open({str(path)!r}, 'rb'))\nassert m is modstate and m.value == 2",
-               cwd=tmp_path, env=env)
+    run_python(
+        f"import mason, modstate\nmodstate.value = 2\nmason.dump_module({str(path)!r}, module='modstate')",
+        cwd=tmp_path,
+        env=env,
+    )
+    run_python(
+        f"import mason, modstate\nm = mason.load(open({str(path)!r}, 'rb'))\nassert m is modstate and m.value == 2",
+        cwd=tmp_path,
+        env=env,
+    )
 
 
 def test_pickles_in_a_pipe_are_read_one_at_a_time():

@@ -58,8 +58,22 @@ sys.meta_path.insert(0, _NoDill())
 """
 
 #: what a restricted load of the golden session needs allowed
-ALLOW = [mason.CODE, mason.DATA, mason.FILES, "builtins:property", "abc", "collections", "functools:partial",
-         "http", "math", "numpy", "posixpath", "re", "threading", "_operator"]
+ALLOW = [
+    mason.CODE,
+    mason.DATA,
+    mason.FILES,
+    "builtins:property",
+    "abc",
+    "collections",
+    "functools:partial",
+    "http",
+    "math",
+    "numpy",
+    "posixpath",
+    "re",
+    "threading",
+    "_operator",
+]
 
 #: the session of write_dill_files.py, checked as values and as behaviour; ``m``
 #: is the restored namespace (a module, or a dict behind a SimpleNamespace)
@@ -336,13 +350,15 @@ def test_convert_refuses_to_overwrite(tmp_path, capsys):
 
 def test_convert_names_what_it_cannot_save(tmp_path, capsys, monkeypatch):
     """Loaded, but refused by mason's pickler: named, left out, exit status 1."""
-    (tmp_path / "proto4.py").write_text(textwrap.dedent("""
+    (tmp_path / "proto4.py").write_text(
+        textwrap.dedent("""
         class Protocol4Only:
             def __reduce_ex__(self, protocol):
                 if protocol > 4:
                     raise TypeError("this object pickles with protocol 4 only")
                 return (Protocol4Only, ())
-    """))
+    """)
+    )
     old = tmp_path / "session.pkl"
     old.write_bytes(dill_session(items(u("keep"), b"K\x07", u("odd"), call(g("proto4", "Protocol4Only")))))
     monkeypatch.chdir(tmp_path)
@@ -367,11 +383,33 @@ def test_convert_with_allow_refuses_the_whole_file(tmp_path, capsys):
 #: every reconstructor dill 0.3.6 to 0.4.1 defines in dill/_dill.py (their
 #: save_* functions write these names), each read or refused by name
 DILL_RECONSTRUCTORS = [
-    "_create_function", "_create_code", "_create_cell", "_create_type", "_load_type", "_import_module",
-    "_getattr", "_get_attr", "_create_namedtuple", "_create_array", "_create_dtypemeta", "_create_filehandle",
-    "_create_lock", "_create_rlock", "_create_weakref", "_create_weakproxy", "_create_typing_tuple",
-    "_eval_repr", "_setitems", "_setattr", "_delattr", "_create_capsule", "_create_thread_handle",
-    "_unmarshal", "_create_ftype", "_create_stringi", "_create_stringo",
+    "_create_function",
+    "_create_code",
+    "_create_cell",
+    "_create_type",
+    "_load_type",
+    "_import_module",
+    "_getattr",
+    "_get_attr",
+    "_create_namedtuple",
+    "_create_array",
+    "_create_dtypemeta",
+    "_create_filehandle",
+    "_create_lock",
+    "_create_rlock",
+    "_create_weakref",
+    "_create_weakproxy",
+    "_create_typing_tuple",
+    "_eval_repr",
+    "_setitems",
+    "_setattr",
+    "_delattr",
+    "_create_capsule",
+    "_create_thread_handle",
+    "_unmarshal",
+    "_create_ftype",
+    "_create_stringi",
+    "_create_stringo",
 ]
 
 
@@ -461,9 +499,11 @@ def test_a_session_state_never_reaches_a_live_module():
 def test_state_for_another_module_is_refused():
     """dill writes a module variable that is not installed with its state
     (a BUILD on it): a restricted load never writes into a live module."""
-    data = P(call(g("dill._dill", "_import_module"), u("__main__"))
-             + items(u("mod"), call(g("dill._dill", "_import_module"), u("json")) + items(u("dumps"), u("x")) + b"b")
-             + b"b")
+    data = P(
+        call(g("dill._dill", "_import_module"), u("__main__"))
+        + items(u("mod"), call(g("dill._dill", "_import_module"), u("json")) + items(u("dumps"), u("x")) + b"b")
+        + b"b"
+    )
     import json
 
     dumps = json.dumps
@@ -472,15 +512,22 @@ def test_state_for_another_module_is_refused():
     assert json.dumps is dumps
 
 
-@pytest.mark.parametrize("attack", [
-    # setattr (dill's postprocessing) on a function the file did not make
-    call(g("builtins", "setattr"), g("json", "dumps"), u("__doc__"), u("changed")),
-    # dill's _setattr shim, the same
-    call(call(g("builtins", "getattr"), g("dill", "_dill"), u("_setattr"), g("builtins", "setattr")),
-         g("json", "dumps"), u("__doc__"), u("changed")),
-    # _setitems into a module's namespace
-    call(g("dill._dill", "_setitems"), call(g("mason._rebuild", "import_module"), u("json")) + b"", items()),
-])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        # setattr (dill's postprocessing) on a function the file did not make
+        call(g("builtins", "setattr"), g("json", "dumps"), u("__doc__"), u("changed")),
+        # dill's _setattr shim, the same
+        call(
+            call(g("builtins", "getattr"), g("dill", "_dill"), u("_setattr"), g("builtins", "setattr")),
+            g("json", "dumps"),
+            u("__doc__"),
+            u("changed"),
+        ),
+        # _setitems into a module's namespace
+        call(g("dill._dill", "_setitems"), call(g("mason._rebuild", "import_module"), u("json")) + b"", items()),
+    ],
+)
 def test_dill_setters_only_touch_what_the_load_made(attack):
     import json
 
@@ -506,8 +553,10 @@ def test_dill_shims_hand_out_nothing_else():
     data = P(call(g("builtins", "getattr"), g("dill", "_dill"), u("__class__")))
     with pytest.raises(UnpicklingError, match="not one of dill's shims"):
         mason.loads(data, allow=[])
-    assert mason.loads(P(call(g("builtins", "getattr"), g("dill", "_dill"), u("_CELL_EMPTY"), b"N")), allow=[]) \
+    assert (
+        mason.loads(P(call(g("builtins", "getattr"), g("dill", "_dill"), u("_CELL_EMPTY"), b"N")), allow=[])
         is rebuild.empty_cell_marker()
+    )
 
 
 def test_create_type_calls_only_a_metaclass():

@@ -22,14 +22,15 @@ from mason.errors import CorruptSessionError, UnsupportedFormatError
 
 np = pytest.importorskip("numpy")
 
-CHECKSUMS = ["crc32", pytest.param("xxh3_64", marks=pytest.mark.skipif(
-    not checksum_mod._have_xxhash(), reason="xxhash not installed"))]
+CHECKSUMS = [
+    "crc32",
+    pytest.param("xxh3_64", marks=pytest.mark.skipif(not checksum_mod._have_xxhash(), reason="xxhash not installed")),
+]
 
 
 def _codec_param(name: str):
     codec = compression_mod.CODECS[name]
-    return pytest.param(name, marks=pytest.mark.skipif(
-        not codec.available(), reason=f"{codec.package} not installed"))
+    return pytest.param(name, marks=pytest.mark.skipif(not codec.available(), reason=f"{codec.package} not installed"))
 
 
 CODECS = [_codec_param(name) for name in compression_mod.CODECS]
@@ -58,7 +59,7 @@ class PipeIn:
 
     def read(self, n: int = -1) -> bytes:
         n = len(self._data) if n < 0 else min(n, self._chunk)
-        out = self._data[self._pos:self._pos + n]
+        out = self._data[self._pos : self._pos + n]
         self._pos += len(out)
         return out
 
@@ -152,7 +153,7 @@ def test_many_blobs_are_aligned(mode, tmp_path):
         for i, blob in enumerate(blobs):
             info = reader.blob_info(i)
             assert info["offset"] % spec.ALIGNMENT == 0
-            assert data[info["offset"]:info["offset"] + info["length"]] == blob
+            assert data[info["offset"] : info["offset"] + info["length"]] == blob
             assert bytes(reader.blob(i)) == blob
 
 
@@ -233,14 +234,17 @@ def test_writer_refuses_use_after_finish():
             call()
 
 
-@pytest.mark.parametrize("meta, where", [
-    ({"a": {1, 2}}, "meta['a']"),
-    ({"a": [1, {"b": object()}]}, "meta['a'][1]['b']"),
-    ({"a": {3: "x"}}, "key 3"),
-    ({"x": float("nan")}, "meta['x']"),
-    ({"s": "\ud800"}, "meta['s']"),
-    ({"n": np.int64(3)}, "meta['n']"),
-])
+@pytest.mark.parametrize(
+    "meta, where",
+    [
+        ({"a": {1, 2}}, "meta['a']"),
+        ({"a": [1, {"b": object()}]}, "meta['a'][1]['b']"),
+        ({"a": {3: "x"}}, "key 3"),
+        ({"x": float("nan")}, "meta['x']"),
+        ({"s": "\ud800"}, "meta['s']"),
+        ({"n": np.int64(3)}, "meta['n']"),
+    ],
+)
 def test_meta_must_be_json(meta, where):
     with pytest.raises(TypeError) as info:
         ContainerWriter(io.BytesIO()).finish(meta)
@@ -265,11 +269,9 @@ def test_compression_round_trip(name, mode, tmp_path):
     compressible = b"mason " * 5000
     incompressible = os.urandom(5000)
     array = np.zeros(10_000)
-    data = build([compressible, b"tiny"], [compressible, incompressible, memoryview(array), b""],
-                 compression=name)
+    data = build([compressible, b"tiny"], [compressible, incompressible, memoryview(array), b""], compression=name)
     with open_as(mode, data, tmp_path) as reader:
-        assert contents(reader)[1:] == (
-            [compressible, b"tiny"], [compressible, incompressible, array.tobytes(), b""])
+        assert contents(reader)[1:] == ([compressible, b"tiny"], [compressible, incompressible, array.tobytes(), b""])
         assert reader.blob_info(0)["compression"] == name
         assert reader.blob_info(0)["length"] < reader.blob_info(0)["raw_length"] == len(compressible)
         assert reader.segment_info(0)["compression"] == name
@@ -378,7 +380,7 @@ def test_layout_sizes_are_what_the_docs_say():
 def _index_of(data: bytes) -> tuple[bytes, object]:
     trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)
     start = trailer.index_offset + spec.RECORD.size
-    return data[start:start + trailer.index_length], trailer
+    return data[start : start + trailer.index_length], trailer
 
 
 def with_index(data: bytes, edit) -> bytes:
@@ -388,13 +390,25 @@ def with_index(data: bytes, edit) -> bytes:
     edit(index)
     payload = json.dumps(index).encode()
     crc = zlib.crc32(payload)
-    head = data[:trailer.index_offset]
-    record = spec.RECORD.pack(kind=spec.INDEX, compression=0, pad=0, reserved=0,
-                              length=len(payload), raw_length=len(payload), checksum=crc)
+    head = data[: trailer.index_offset]
+    record = spec.RECORD.pack(
+        kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc
+    )
     total = len(head) + len(record) + len(payload) + spec.TRAILER.size
-    return head + record + payload + spec.TRAILER.pack(
-        index_offset=trailer.index_offset, index_length=len(payload), index_checksum=crc,
-        container_length=total, checksum_id=1, reserved=bytes(7), end_magic=spec.END_MAGIC)
+    return (
+        head
+        + record
+        + payload
+        + spec.TRAILER.pack(
+            index_offset=trailer.index_offset,
+            index_length=len(payload),
+            index_checksum=crc,
+            container_length=total,
+            checksum_id=1,
+            reserved=bytes(7),
+            end_magic=spec.END_MAGIC,
+        )
+    )
 
 
 def read_everything(reader: ContainerReader) -> tuple:
@@ -447,12 +461,15 @@ def test_garbage_after_the_trailer_is_detected():
         ContainerReader.open(data + b"\x00")
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (b"\x89MAS", "truncated"),
-    (b"hello, this is not a session file at all" * 3, "not a mason file"),
-    (pickle.dumps({"a": 1}, protocol=4), "plain pickle"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"\x89MAS", "truncated"),
+        (b"hello, this is not a session file at all" * 3, "not a mason file"),
+        (pickle.dumps({"a": 1}, protocol=4), "plain pickle"),
+    ],
+)
 @pytest.mark.parametrize("mode", ["bytesio", "stream", "bytes"])
 def test_not_a_mason_file(data, message, mode, tmp_path):
     with pytest.raises(CorruptSessionError, match=message):
@@ -504,26 +521,29 @@ def test_verify_blobs_false_defers_to_verify(mode, tmp_path):
             reader.blob(1)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda ix: ix["blobs"][0].update(length=2**60), "absurd length"),
-    (lambda ix: ix["blobs"][0].update(length=2**40, raw_length=2**40), "index starts"),
-    (lambda ix: ix["blobs"][0].update(offset=2**70), "aligned|previous record"),
-    (lambda ix: ix["blobs"][0].update(raw_length=8, compression="zlib"), "record header says"),
-    (lambda ix: ix["blobs"][0].update(raw_length=2**47, compression="zlib"), "more than the format allows"),
-    (lambda ix: ix["segments"][0].update(length=-1), "ints >= 0"),
-    (lambda ix: ix["segments"][0].update(offset="48"), "ints >= 0"),
-    (lambda ix: ix["segments"][0].update(pad=3), "pad"),
-    (lambda ix: ix["segments"][0].update(checksum="xyz"), "hex"),
-    (lambda ix: ix["segments"][0].pop("length"), "keys"),
-    (lambda ix: ix["segments"].append(ix["segments"][0]), "previous record"),
-    (lambda ix: ix["segments"].pop(), "previous record"),
-    (lambda ix: ix["blobs"].pop(), "index starts"),
-    (lambda ix: ix.update(segments={}), "not a list"),
-    (lambda ix: ix.update(meta=[]), "meta"),
-    (lambda ix: ix.pop("blobs"), "lacks"),
-    (lambda ix: ix.update(checksum="xxh3_64"), "checksum"),
-    (lambda ix: ix["blobs"][0].update(compression="brotli"), "unknown compression"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda ix: ix["blobs"][0].update(length=2**60), "absurd length"),
+        (lambda ix: ix["blobs"][0].update(length=2**40, raw_length=2**40), "index starts"),
+        (lambda ix: ix["blobs"][0].update(offset=2**70), "aligned|previous record"),
+        (lambda ix: ix["blobs"][0].update(raw_length=8, compression="zlib"), "record header says"),
+        (lambda ix: ix["blobs"][0].update(raw_length=2**47, compression="zlib"), "more than the format allows"),
+        (lambda ix: ix["segments"][0].update(length=-1), "ints >= 0"),
+        (lambda ix: ix["segments"][0].update(offset="48"), "ints >= 0"),
+        (lambda ix: ix["segments"][0].update(pad=3), "pad"),
+        (lambda ix: ix["segments"][0].update(checksum="xyz"), "hex"),
+        (lambda ix: ix["segments"][0].pop("length"), "keys"),
+        (lambda ix: ix["segments"].append(ix["segments"][0]), "previous record"),
+        (lambda ix: ix["segments"].pop(), "previous record"),
+        (lambda ix: ix["blobs"].pop(), "index starts"),
+        (lambda ix: ix.update(segments={}), "not a list"),
+        (lambda ix: ix.update(meta=[]), "meta"),
+        (lambda ix: ix.pop("blobs"), "lacks"),
+        (lambda ix: ix.update(checksum="xxh3_64"), "checksum"),
+        (lambda ix: ix["blobs"][0].update(compression="brotli"), "unknown compression"),
+    ],
+)
 def test_consistent_but_wrong_index_is_refused(edit, message):
     data = with_index(build([b"seg"], [b"blob"], checksum="crc32"), edit)
     with pytest.raises(CorruptSessionError, match=message):
@@ -535,26 +555,34 @@ def test_index_record_header_must_match_table():
 
     def lie(index):
         index["segments"][0]["checksum"] = "%016x" % (zlib.crc32(b"seg") ^ 1)
+
     with pytest.raises(CorruptSessionError, match="record header says checksum"):
         ContainerReader.open(with_index(data, lie)).segment(0)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("index_length", 2**62), ("index_offset", 2**63), ("container_length", 2**64 - 1),
-    ("index_offset", 3), ("checksum_id", 2),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("index_length", 2**62),
+        ("index_offset", 2**63),
+        ("container_length", 2**64 - 1),
+        ("index_offset", 3),
+        ("checksum_id", 2),
+    ],
+)
 def test_absurd_trailer_is_refused(field, value):
     data = build([b"seg"], checksum="crc32")
     trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)._replace(**{field: value})
-    damaged = data[:-spec.TRAILER.size] + spec.TRAILER.pack(**trailer._asdict())
+    damaged = data[: -spec.TRAILER.size] + spec.TRAILER.pack(**trailer._asdict())
     with pytest.raises(CorruptSessionError):
         ContainerReader.open(damaged)
 
 
 def test_stream_with_huge_record_length_does_not_allocate_it():
-    head = build()[:spec.HEADER.size]
-    record = spec.RECORD.pack(kind=spec.SEGMENT, compression=0, pad=0, reserved=0,
-                              length=2**40, raw_length=2**40, checksum=0)
+    head = build()[: spec.HEADER.size]
+    record = spec.RECORD.pack(
+        kind=spec.SEGMENT, compression=0, pad=0, reserved=0, length=2**40, raw_length=2**40, checksum=0
+    )
     with pytest.raises(CorruptSessionError, match="truncated"):
         ContainerReader.open(PipeIn(head + record + b"only a little data"))
     record = record[:8] + struct.pack("<QQ", 2**60, 2**60) + record[24:]
@@ -575,17 +603,22 @@ def test_caller_errors_are_not_corruption():
         ContainerReader.open(io.StringIO("text"))
 
 
-_BASE = build([b"alpha", b"beta" * 40], [os.urandom(100), b"z" * 500, b""], {"k": [1, 2]},
-              checksum="crc32", compression="zlib")
+_BASE = build(
+    [b"alpha", b"beta" * 40], [os.urandom(100), b"z" * 500, b""], {"k": [1, 2]}, checksum="crc32", compression="zlib"
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    mutations=st.lists(st.tuples(
-        st.sampled_from(["set", "insert", "delete", "truncate"]),
-        st.integers(0, len(_BASE) - 1),
-        st.binary(min_size=1, max_size=8),
-    ), min_size=1, max_size=4),
+    mutations=st.lists(
+        st.tuples(
+            st.sampled_from(["set", "insert", "delete", "truncate"]),
+            st.integers(0, len(_BASE) - 1),
+            st.binary(min_size=1, max_size=8),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
     mode=st.sampled_from(["bytes", "bytesio", "stream"]),
     verify_blobs=st.booleans(),
 )
@@ -594,11 +627,11 @@ def test_mutated_container_only_raises_corrupt(mutations, mode, verify_blobs, tm
     for op, pos, chunk in mutations:
         pos = min(pos, len(data))
         if op == "set":
-            data[pos:pos + len(chunk)] = chunk
+            data[pos : pos + len(chunk)] = chunk
         elif op == "insert":
             data[pos:pos] = chunk
         elif op == "delete":
-            del data[pos:pos + len(chunk)]
+            del data[pos : pos + len(chunk)]
         else:
             del data[pos:]
     original = read_everything(ContainerReader.open(_BASE))

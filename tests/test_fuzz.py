@@ -28,6 +28,7 @@ import types
 import warnings
 
 import pytest
+from conftest import run_python
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -36,8 +37,6 @@ import mason.cli
 from mason._format import ContainerReader, spec
 from mason._format import checksum as checksum_mod
 from mason.errors import CorruptSessionError, MasonError
-
-from conftest import run_python
 
 np = pytest.importorskip("numpy")
 
@@ -132,7 +131,7 @@ def _layout(data: bytes):
     """(trailer, index dict, [(kind, table, number, entry dict)]) of an intact container."""
     trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)
     start = trailer.index_offset + spec.RECORD.size
-    index = json.loads(data[start:start + trailer.index_length])
+    index = json.loads(data[start : start + trailer.index_length])
     records = [(spec.SEGMENT, "segments", i, e) for i, e in enumerate(index["segments"])]
     records += [(spec.BLOB, "blobs", i, e) for i, e in enumerate(index["blobs"])]
     return trailer, index, records
@@ -147,19 +146,50 @@ def reseal(body: bytes, index: dict) -> bytes:
     lengths and checksums agree with it: what a deliberate writer produces."""
     payload = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
     crc = checksum_mod.by_name("crc32").compute(payload)
-    head = spec.RECORD.pack(kind=spec.INDEX, compression=0, pad=0, reserved=0,
-                            length=len(payload), raw_length=len(payload), checksum=crc)
+    head = spec.RECORD.pack(
+        kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc
+    )
     total = len(body) + len(head) + len(payload) + spec.TRAILER.size
-    trailer = spec.TRAILER.pack(index_offset=len(body), index_length=len(payload), index_checksum=crc,
-                                container_length=total, checksum_id=spec.CHECKSUM_IDS["crc32"],
-                                reserved=bytes(7), end_magic=spec.END_MAGIC)
+    trailer = spec.TRAILER.pack(
+        index_offset=len(body),
+        index_length=len(payload),
+        index_checksum=crc,
+        container_length=total,
+        checksum_id=spec.CHECKSUM_IDS["crc32"],
+        reserved=bytes(7),
+        end_magic=spec.END_MAGIC,
+    )
     return body + head + payload + trailer
 
 
 ABSURD_U64 = [0, 1, 63, 64, 2**31, 2**32 + 5, 2**33, 2**47, 2**48, 2**48 + 1, 2**63, 2**64 - 1]
-WEIRD_JSON = [-1, 0, 1, 2**31, 2**33, 2**47, 2**48, 2**48 + 1, 2**53 + 1, 2**63, 2**64, 10**30,
-              1.5, float("inf"), float("nan"), "", "0", "x" * 100, None, True, [], [0], [-1], {},
-              {"offset": 0}]
+WEIRD_JSON = [
+    -1,
+    0,
+    1,
+    2**31,
+    2**33,
+    2**47,
+    2**48,
+    2**48 + 1,
+    2**53 + 1,
+    2**63,
+    2**64,
+    10**30,
+    1.5,
+    float("inf"),
+    float("nan"),
+    "",
+    "0",
+    "x" * 100,
+    None,
+    True,
+    [],
+    [0],
+    [-1],
+    {},
+    {"offset": 0},
+]
 
 
 class Mutation:
@@ -177,8 +207,21 @@ def mutations(draw):
     """One mutated session file (a Mutation)."""
     data = draw(st.sampled_from(sorted(FILES.items())))[1]
     trailer, index, records = _layout(data)
-    how = draw(st.sampled_from(["truncate", "flip", "overwrite", "append", "splice",
-                                "record-header", "duplicate", "index-edit", "index-duplicate"]))
+    how = draw(
+        st.sampled_from(
+            [
+                "truncate",
+                "flip",
+                "overwrite",
+                "append",
+                "splice",
+                "record-header",
+                "duplicate",
+                "index-edit",
+                "index-duplicate",
+            ]
+        )
+    )
     out = bytearray(data)
     hostile = how.startswith("index")
     if how == "truncate":
@@ -193,7 +236,7 @@ def mutations(draw):
     elif how == "overwrite":
         at = draw(st.integers(0, len(data) - 1))
         chunk = draw(st.binary(min_size=1, max_size=16))
-        out[at:at + len(chunk)] = chunk
+        out[at : at + len(chunk)] = chunk
         what = f"{chunk!r} written at {at}"
     elif how == "append":
         chunk = draw(st.binary(min_size=1, max_size=64))
@@ -204,22 +247,27 @@ def mutations(draw):
         size = draw(st.integers(1, 512))
         src = draw(st.integers(0, len(donor) - 1))
         dst = draw(st.integers(0, len(data)))
-        chunk = donor[src:src + size]
+        chunk = donor[src : src + size]
         if draw(st.booleans()):
-            out[dst:dst + len(chunk)] = chunk
+            out[dst : dst + len(chunk)] = chunk
             what = f"donor[{src}:+{size}] written over {dst}"
         else:
             out[dst:dst] = chunk
             what = f"donor[{src}:+{size}] inserted at {dst}"
     elif how == "record-header":
         kind, table, number, entry = draw(st.sampled_from(records))
-        fields = {"length": ("<Q", 8), "raw_length": ("<Q", 16), "pad": ("<B", 5),
-                  "compression": ("<B", 4), "checksum": ("<Q", 24)}
+        fields = {
+            "length": ("<Q", 8),
+            "raw_length": ("<Q", 16),
+            "pad": ("<B", 5),
+            "compression": ("<B", 4),
+            "checksum": ("<Q", 24),
+        }
         name = draw(st.sampled_from(sorted(fields)))
         code, at = fields[name]
         value = draw(st.sampled_from(ABSURD_U64)) % (256 if code == "<B" else 2**64)
         start = _record_start(entry) + at
-        out[start:start + (1 if code == "<B" else 8)] = value.to_bytes(1 if code == "<B" else 8, "little")
+        out[start : start + (1 if code == "<B" else 8)] = value.to_bytes(1 if code == "<B" else 8, "little")
         what = f"{table}[{number}] record header {name} = {value}"
     elif how == "duplicate":
         kind, table, number, entry = draw(st.sampled_from(records))
@@ -228,12 +276,12 @@ def mutations(draw):
         what = f"{table}[{number}] record duplicated"
     elif how == "index-edit":
         what = _edit_index(draw, index, records)
-        out = bytearray(reseal(data[:trailer.index_offset], index))
+        out = bytearray(reseal(data[: trailer.index_offset], index))
     else:  # index-duplicate: a copy of a record, listed (or not) in a consistent index
         kind, table, number, entry = draw(st.sampled_from(records))
         start, end = _record_start(entry), entry["offset"] + entry["length"]
         copy = data[start:end]
-        body = data[:end] + copy + data[end:trailer.index_offset]
+        body = data[:end] + copy + data[end : trailer.index_offset]
         for _, _, _, other in records:
             if other["offset"] > entry["offset"]:
                 other["offset"] += len(copy)
@@ -241,8 +289,11 @@ def mutations(draw):
         if listed != "unlisted":
             index[table].append(dict(entry, offset=entry["offset"] + len(copy)))
         if listed == "used":
-            variables = [v for v in index["meta"]["variables"]
-                         if (number in v["blobs"] if table == "blobs" else v["segment"] == number)]
+            variables = [
+                v
+                for v in index["meta"]["variables"]
+                if (number in v["blobs"] if table == "blobs" else v["segment"] == number)
+            ]
             for var in variables:
                 if table == "blobs":
                     var["blobs"] = [len(index["blobs"]) - 1 if b == number else b for b in var["blobs"]]
@@ -373,8 +424,12 @@ def check_input(mutation: Mutation, mode: str, directory) -> str:
         # index there (a stream is checked whole as it is read).
         ok_inspect = _attempt(lambda: mason.inspect(path))[0] == "ok"
         ok_verify = _attempt(lambda: ContainerReader.open(path).verify())[0] == "ok"
-        for argv in (["inspect", str(path)], ["inspect", "--json", str(path)], ["verify", str(path)],
-                     ["diff", str(original), str(path)]):
+        for argv in (
+            ["inspect", str(path)],
+            ["inspect", "--json", str(path)],
+            ["verify", str(path)],
+            ["diff", str(original), str(path)],
+        ):
             status, out, err = _cli(argv)
             assert isinstance(status, int), f"{context}: mason {argv[0]} returned {status!r}"
             assert "Traceback" not in err, f"{context}: mason {argv[0]} printed a traceback:\n{err}"
@@ -427,7 +482,7 @@ def _absurd_files() -> dict[str, tuple[bytes, str]]:
     """name -> (file, how to read it) for files whose numbers claim far more than they hold."""
     plain = _dump(_scratch("plainmod", "payload = list(range(2000)) * 3\nname = 'x' * 5000\n"), "zlib")
     trailer, index, records = _layout(plain)
-    body = plain[:trailer.index_offset]
+    body = plain[: trailer.index_offset]
     files = {}
     for claim in (2**33, 2**40, 2**48):
         # The index alone claims a huge record (tiling catches it).
@@ -441,17 +496,18 @@ def _absurd_files() -> dict[str, tuple[bytes, str]]:
         entry = next(e for e in edited["segments"] if e["compression"] == "zlib")
         entry["raw_length"] = claim
         start = _record_start(entry)
-        patched = body[:start + 16] + claim.to_bytes(8, "little") + body[start + 24:]
+        patched = body[: start + 16] + claim.to_bytes(8, "little") + body[start + 24 :]
         files[f"raw-length-{claim}"] = (reseal(patched, edited), "path")
         # A stream whose first record header claims a huge payload.
         start = _record_start(index["segments"][0])
         files[f"stream-length-{claim}"] = (
-            plain[:start + 8] + claim.to_bytes(8, "little") + claim.to_bytes(8, "little") + plain[start + 24:],
-            "stream")
+            plain[: start + 8] + claim.to_bytes(8, "little") + claim.to_bytes(8, "little") + plain[start + 24 :],
+            "stream",
+        )
         # A trailer and an index record header claiming a huge index.
         t = trailer._replace(index_length=claim)
         at = trailer.index_offset + 8
-        patched = plain[:at] + claim.to_bytes(8, "little") * 2 + plain[at + 16:-spec.TRAILER.size]
+        patched = plain[:at] + claim.to_bytes(8, "little") * 2 + plain[at + 16 : -spec.TRAILER.size]
         files[f"trailer-index-{claim}"] = (patched + spec.TRAILER.pack(**t._asdict()), "path")
     deep = reseal(body, {"x": 0}).replace(b'{"x":0}', b"[" * 100_000 + b"]" * 100_000)
     files["deep-json"] = (deep, "path")
@@ -583,7 +639,7 @@ def test_reading_the_index_never_unpickles(tmp_path):
         var["size"] = 2**62
     index["meta"]["skipped"] = [{"name": "zz", "type": "x", "reason": "\x1b[2J"}]
     index["meta"]["environment"] = {"python": [9, 9], "packages": {"os": "0"}}
-    hostile = reseal(honest[:trailer.index_offset], index)
+    hostile = reseal(honest[: trailer.index_offset], index)
     paths = []
     for name, data in (("honest", honest), ("hostile", hostile)):
         path = tmp_path / f"{name}.mason"
@@ -639,4 +695,3 @@ def test_fuzz_script_runs_one_input(tmp_path):
         """),
         cwd=tmp_path,
     )
-

@@ -78,73 +78,220 @@ REBUILD = "mason._rebuild"
 REBUILDER_GLOBALS = [(REBUILD, name) for name in sorted(allowlist_module.REBUILDERS)]
 REBUILDER_ARITY = {
     name: len(inspect.signature(function).parameters)
-    for name in allowlist_module.REBUILDERS if callable(function := getattr(rebuild_module, name, None))
+    for name in allowlist_module.REBUILDERS
+    if callable(function := getattr(rebuild_module, name, None))
 }
 FAKE_MASON_GLOBALS = [
-    (REBUILD, "os.system"), (REBUILD, "importlib.import_module"), (REBUILD, "_LOAD"),
-    (REBUILD, "__builtins__"), ("mason", "_vm.sys.modules"), ("mason._allowlist", "ALWAYS"),
+    (REBUILD, "os.system"),
+    (REBUILD, "importlib.import_module"),
+    (REBUILD, "_LOAD"),
+    (REBUILD, "__builtins__"),
+    ("mason", "_vm.sys.modules"),
+    ("mason._allowlist", "ALWAYS"),
     ("mason._vm", "_MAX_WEIGHT"),
 ]
 DANGEROUS_GLOBALS = [
-    ("os", "system"), ("posix", "system"), ("os", "environ"), ("sys", "modules"), ("sys", "path"),
-    ("builtins", "exec"), ("builtins", "eval"), ("builtins", "getattr"), ("builtins", "__import__"),
-    ("builtins", "compile"), ("builtins", "open"), ("builtins", "setattr"), ("builtins", "globals"),
-    ("builtins", "str.join"), ("builtins", "object.__subclasses__"), ("builtins", "type.__subclasses__"),
-    ("__builtin__", "eval"), ("__builtin__", "getattr"),
-    ("subprocess", "Popen"), ("subprocess", "check_output"), ("importlib", "import_module"),
-    ("pkgutil", "resolve_name"), ("operator", "attrgetter"), ("operator", "methodcaller"),
-    ("_operator", "attrgetter"), ("functools", "partial"), ("functools", "reduce"), ("codecs", "open"),
-    ("runpy", "run_path"), ("pickle", "loads"), ("marshal", "loads"), ("ctypes", "pythonapi"),
-    ("copyreg", "add_extension"), ("copyreg", "_extension_cache"), ("copy_reg", "add_extension"),
-    ("evilmod", "VALUE"), ("evilmod", "anything"),
-    ("numpy", "core._internal.sys.modules"), ("numpy", "_core._internal.sys.modules"),
-    ("numpy", "ctypeslib.ctypes.pythonapi"), ("numpy", "ctypeslib.ctypes.pythonapi.PyRun_SimpleString"),
-    ("numpy", "ctypeslib.ctypes"), ("numpy", "load"), ("numpy", "testing._private.utils.runstring"),
-    ("numpy.testing._private.utils", "runstring"), ("numpy", "__builtins__"),
-    ("json", "codecs"), ("json", "_default_encoder.encode"), ("json", "__builtins__"),
-    ("json", "decoder.__builtins__"), ("json", "decoder.re.compile"), ("collections", "_sys.modules"),
-    ("collections", "namedtuple"), ("collections", "OrderedDict.__init__"),
+    ("os", "system"),
+    ("posix", "system"),
+    ("os", "environ"),
+    ("sys", "modules"),
+    ("sys", "path"),
+    ("builtins", "exec"),
+    ("builtins", "eval"),
+    ("builtins", "getattr"),
+    ("builtins", "__import__"),
+    ("builtins", "compile"),
+    ("builtins", "open"),
+    ("builtins", "setattr"),
+    ("builtins", "globals"),
+    ("builtins", "str.join"),
+    ("builtins", "object.__subclasses__"),
+    ("builtins", "type.__subclasses__"),
+    ("__builtin__", "eval"),
+    ("__builtin__", "getattr"),
+    ("subprocess", "Popen"),
+    ("subprocess", "check_output"),
+    ("importlib", "import_module"),
+    ("pkgutil", "resolve_name"),
+    ("operator", "attrgetter"),
+    ("operator", "methodcaller"),
+    ("_operator", "attrgetter"),
+    ("functools", "partial"),
+    ("functools", "reduce"),
+    ("codecs", "open"),
+    ("runpy", "run_path"),
+    ("pickle", "loads"),
+    ("marshal", "loads"),
+    ("ctypes", "pythonapi"),
+    ("copyreg", "add_extension"),
+    ("copyreg", "_extension_cache"),
+    ("copy_reg", "add_extension"),
+    ("evilmod", "VALUE"),
+    ("evilmod", "anything"),
+    ("numpy", "core._internal.sys.modules"),
+    ("numpy", "_core._internal.sys.modules"),
+    ("numpy", "ctypeslib.ctypes.pythonapi"),
+    ("numpy", "ctypeslib.ctypes.pythonapi.PyRun_SimpleString"),
+    ("numpy", "ctypeslib.ctypes"),
+    ("numpy", "load"),
+    ("numpy", "testing._private.utils.runstring"),
+    ("numpy.testing._private.utils", "runstring"),
+    ("numpy", "__builtins__"),
+    ("json", "codecs"),
+    ("json", "_default_encoder.encode"),
+    ("json", "__builtins__"),
+    ("json", "decoder.__builtins__"),
+    ("json", "decoder.re.compile"),
+    ("collections", "_sys.modules"),
+    ("collections", "namedtuple"),
+    ("collections", "OrderedDict.__init__"),
 ]
 HARMLESS_GLOBALS = [
-    ("collections", "OrderedDict"), ("collections", "defaultdict"), ("collections", "deque"),
-    ("collections", "Counter"), ("builtins", "list"), ("builtins", "dict"), ("builtins", "set"),
-    ("builtins", "tuple"), ("builtins", "frozenset"), ("builtins", "object"), ("builtins", "type"),
-    ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "range"), ("builtins", "slice"),
-    ("builtins", "int"), ("builtins", "str"), ("__builtin__", "set"), ("copyreg", "_reconstructor"),
-    ("copy_reg", "_reconstructor"), ("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__"),
-    ("_codecs", "encode"), ("json", "dumps"), ("json", "loads"), ("json", "JSONDecoder"),
-    ("json", "decoder.JSONDecoder"), ("datetime", "datetime"), ("datetime", "timedelta"),
-    ("decimal", "Decimal"), ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy", "frombuffer"),
-    ("numpy", "array"), ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("collections", "OrderedDict"),
+    ("collections", "defaultdict"),
+    ("collections", "deque"),
+    ("collections", "Counter"),
+    ("builtins", "list"),
+    ("builtins", "dict"),
+    ("builtins", "set"),
+    ("builtins", "tuple"),
+    ("builtins", "frozenset"),
+    ("builtins", "object"),
+    ("builtins", "type"),
+    ("builtins", "bytes"),
+    ("builtins", "bytearray"),
+    ("builtins", "range"),
+    ("builtins", "slice"),
+    ("builtins", "int"),
+    ("builtins", "str"),
+    ("__builtin__", "set"),
+    ("copyreg", "_reconstructor"),
+    ("copy_reg", "_reconstructor"),
+    ("copyreg", "__newobj__"),
+    ("copyreg", "__newobj_ex__"),
+    ("_codecs", "encode"),
+    ("json", "dumps"),
+    ("json", "loads"),
+    ("json", "JSONDecoder"),
+    ("json", "decoder.JSONDecoder"),
+    ("datetime", "datetime"),
+    ("datetime", "timedelta"),
+    ("decimal", "Decimal"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy", "frombuffer"),
+    ("numpy", "array"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
 ]
 CLASSES = [
-    ("collections", "OrderedDict"), ("builtins", "object"), ("builtins", "list"), ("builtins", "dict"),
-    ("builtins", "type"), ("builtins", "set"), ("subprocess", "Popen"), ("json", "JSONDecoder"),
-    ("numpy", "ndarray"), ("datetime", "timedelta"), ("collections", "deque"), ("builtins", "int"),
+    ("collections", "OrderedDict"),
+    ("builtins", "object"),
+    ("builtins", "list"),
+    ("builtins", "dict"),
+    ("builtins", "type"),
+    ("builtins", "set"),
+    ("subprocess", "Popen"),
+    ("json", "JSONDecoder"),
+    ("numpy", "ndarray"),
+    ("datetime", "timedelta"),
+    ("collections", "deque"),
+    ("builtins", "int"),
 ]
 
 MODULE_STRINGS = [
-    "os", "posix", "sys", "builtins", "subprocess", "importlib", "evilmod", "evilmod.sub", "json",
-    "json.decoder", "collections", "numpy", "numpy.ctypeslib", "ctypes", "mason", "mason._allowlist",
-    "mason._rebuild", "mason._vm", "copyreg", "__main__", "codecs", "pickle", "runpy", "os.path", "",
+    "os",
+    "posix",
+    "sys",
+    "builtins",
+    "subprocess",
+    "importlib",
+    "evilmod",
+    "evilmod.sub",
+    "json",
+    "json.decoder",
+    "collections",
+    "numpy",
+    "numpy.ctypeslib",
+    "ctypes",
+    "mason",
+    "mason._allowlist",
+    "mason._rebuild",
+    "mason._vm",
+    "copyreg",
+    "__main__",
+    "codecs",
+    "pickle",
+    "runpy",
+    "os.path",
+    "",
     ".x",
 ]
 ATTRIBUTE_STRINGS = [
-    "system", "exec", "eval", "getattr", "modules", "Popen", "import_module", "resolve_name", "environ",
-    "path", "pythonapi", "ctypes", "VALUE", "OrderedDict", "dumps", "ALWAYS", "RESOLVERS", "REBUILDERS",
-    "_extension_cache", "core._internal.sys.modules", "_core._internal.sys.modules",
-    "ctypeslib.ctypes.pythonapi", "ctypeslib.ctypes.pythonapi.PyRun_SimpleString", "_vm.sys.modules",
-    "os.system", "decoder.JSONDecoder", "_default_encoder.encode", "fromkeys", "append", "update",
+    "system",
+    "exec",
+    "eval",
+    "getattr",
+    "modules",
+    "Popen",
+    "import_module",
+    "resolve_name",
+    "environ",
+    "path",
+    "pythonapi",
+    "ctypes",
+    "VALUE",
+    "OrderedDict",
+    "dumps",
+    "ALWAYS",
+    "RESOLVERS",
+    "REBUILDERS",
+    "_extension_cache",
+    "core._internal.sys.modules",
+    "_core._internal.sys.modules",
+    "ctypeslib.ctypes.pythonapi",
+    "ctypeslib.ctypes.pythonapi.PyRun_SimpleString",
+    "_vm.sys.modules",
+    "os.system",
+    "decoder.JSONDecoder",
+    "_default_encoder.encode",
+    "fromkeys",
+    "append",
+    "update",
 ]
 DUNDER_STRINGS = [
-    "__globals__", "__builtins__", "__subclasses__", "__class__", "__dict__", "__base__", "__bases__",
-    "__mro__", "__init__", "__code__", "__reduce_ex__", "__getattribute__", "__setstate__",
-    "__import__", "__loader__", "__spec__", "__self__", "__func__", "__module__", "__call__",
+    "__globals__",
+    "__builtins__",
+    "__subclasses__",
+    "__class__",
+    "__dict__",
+    "__base__",
+    "__bases__",
+    "__mro__",
+    "__init__",
+    "__code__",
+    "__reduce_ex__",
+    "__getattribute__",
+    "__setstate__",
+    "__import__",
+    "__loader__",
+    "__spec__",
+    "__self__",
+    "__func__",
+    "__module__",
+    "__call__",
 ]
 PAYLOAD_STRINGS = [
-    f"touch {MARKER}", f"open({MARKER!r}, 'w').close()",
-    f"__import__('os').system('touch {MARKER}')", "__import__('evilmod')", "import evilmod",
-    "evilmod:VALUE", "evilmod.VALUE", "os:system", "os.system", "subprocess.Popen",
+    f"touch {MARKER}",
+    f"open({MARKER!r}, 'w').close()",
+    f"__import__('os').system('touch {MARKER}')",
+    "__import__('evilmod')",
+    "import evilmod",
+    "evilmod:VALUE",
+    "evilmod.VALUE",
+    "os:system",
+    "os.system",
+    "subprocess.Popen",
 ]
 PLAIN_STRINGS = ["x", "a b", "latin1", "utf-8", "zlib_codec", "rot13", "bogus", "w", "rb", "\u00e9t\u00e9", "1"]
 # arguments a reconstructor might be given: right types, values at the edges
@@ -161,26 +308,92 @@ VERSION = tuple(sys.version_info[:2])
 
 # extension codes registered while fuzzing (EXT1/EXT2/EXT4), and some that are not
 EXTENSIONS = {
-    0x31: ("os", "system"), 0x32: ("evilmod", "VALUE"), 0x33: ("collections", "OrderedDict"),
-    0x7E58: ("builtins", "exec"), 0x7E59: ("builtins", "list"), 0x7E5A0: (REBUILD, "import_module"),
+    0x31: ("os", "system"),
+    0x32: ("evilmod", "VALUE"),
+    0x33: ("collections", "OrderedDict"),
+    0x7E58: ("builtins", "exec"),
+    0x7E59: ("builtins", "list"),
+    0x7E5A0: (REBUILD, "import_module"),
 }
 UNREGISTERED_CODES = [0, 0x99, 0x7E5B, 0x7FFFFFFF]
 
 ALLOWS = {
-    "[]": [], "collections": ["collections"], "DATA": mason.DATA, "numpy": ["numpy"],
+    "[]": [],
+    "collections": ["collections"],
+    "DATA": mason.DATA,
+    "numpy": ["numpy"],
     "json+CODE": ["json", mason.CODE],
 }
 
 # opcodes the grammar emits (test_the_grammar_emits_every_opcode checks it does)
-REQUIRED_OPS = frozenset([
-    "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2",
-    "EXT4", "MARK", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_TUPLE", "LIST", "EMPTY_LIST", "DICT",
-    "EMPTY_DICT", "SETITEM", "SETITEMS", "APPEND", "APPENDS", "ADDITEMS", "EMPTY_SET", "FROZENSET", "PUT",
-    "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET", "FRAME", "PROTO", "STOP", "NONE",
-    "NEWTRUE", "NEWFALSE", "BININT1", "BININT2", "BININT", "LONG1", "LONG4", "INT", "LONG", "BINFLOAT",
-    "FLOAT", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "BYTEARRAY8", "SHORT_BINUNICODE", "BINUNICODE",
-    "BINUNICODE8", "UNICODE", "STRING", "SHORT_BINSTRING", "BINSTRING", "POP", "POP_MARK", "DUP",
-])
+REQUIRED_OPS = frozenset(
+    [
+        "GLOBAL",
+        "STACK_GLOBAL",
+        "REDUCE",
+        "BUILD",
+        "INST",
+        "OBJ",
+        "NEWOBJ",
+        "NEWOBJ_EX",
+        "EXT1",
+        "EXT2",
+        "EXT4",
+        "MARK",
+        "TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "EMPTY_TUPLE",
+        "LIST",
+        "EMPTY_LIST",
+        "DICT",
+        "EMPTY_DICT",
+        "SETITEM",
+        "SETITEMS",
+        "APPEND",
+        "APPENDS",
+        "ADDITEMS",
+        "EMPTY_SET",
+        "FROZENSET",
+        "PUT",
+        "BINPUT",
+        "LONG_BINPUT",
+        "MEMOIZE",
+        "GET",
+        "BINGET",
+        "LONG_BINGET",
+        "FRAME",
+        "PROTO",
+        "STOP",
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "BININT1",
+        "BININT2",
+        "BININT",
+        "LONG1",
+        "LONG4",
+        "INT",
+        "LONG",
+        "BINFLOAT",
+        "FLOAT",
+        "SHORT_BINBYTES",
+        "BINBYTES",
+        "BINBYTES8",
+        "BYTEARRAY8",
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "UNICODE",
+        "STRING",
+        "SHORT_BINSTRING",
+        "BINSTRING",
+        "POP",
+        "POP_MARK",
+        "DUP",
+    ]
+)
 
 # ------------------------------------------------------------------ programs
 
@@ -227,19 +440,46 @@ def render(ops, marker: str) -> bytes:
             continue
         chunks.append(_encode(name, arg, marker))
     for index, delta in frames:
-        size = sum(len(c) for c in chunks[index + 1:]) + delta
+        size = sum(len(c) for c in chunks[index + 1 :]) + delta
         chunks[index] = b"\x95" + struct.pack("<Q", max(size, 0))
     return b"".join(chunks)
 
 
 _SIMPLE = {
-    "NONE": b"N", "NEWTRUE": b"\x88", "NEWFALSE": b"\x89", "EMPTY_TUPLE": b")", "EMPTY_LIST": b"]",
-    "EMPTY_DICT": b"}", "EMPTY_SET": b"\x8f", "MARK": b"(", "TUPLE": b"t", "TUPLE1": b"\x85",
-    "TUPLE2": b"\x86", "TUPLE3": b"\x87", "LIST": b"l", "DICT": b"d", "FROZENSET": b"\x91",
-    "SETITEM": b"s", "SETITEMS": b"u", "APPEND": b"a", "APPENDS": b"e", "ADDITEMS": b"\x90",
-    "STACK_GLOBAL": b"\x93", "OBJ": b"o", "NEWOBJ": b"\x81", "NEWOBJ_EX": b"\x92", "REDUCE": b"R",
-    "BUILD": b"b", "MEMOIZE": b"\x94", "POP": b"0", "POP_MARK": b"1", "DUP": b"2", "STOP": b".",
-    "BINPERSID": b"Q", "NEXT_BUFFER": b"\x97", "READONLY_BUFFER": b"\x98",
+    "NONE": b"N",
+    "NEWTRUE": b"\x88",
+    "NEWFALSE": b"\x89",
+    "EMPTY_TUPLE": b")",
+    "EMPTY_LIST": b"]",
+    "EMPTY_DICT": b"}",
+    "EMPTY_SET": b"\x8f",
+    "MARK": b"(",
+    "TUPLE": b"t",
+    "TUPLE1": b"\x85",
+    "TUPLE2": b"\x86",
+    "TUPLE3": b"\x87",
+    "LIST": b"l",
+    "DICT": b"d",
+    "FROZENSET": b"\x91",
+    "SETITEM": b"s",
+    "SETITEMS": b"u",
+    "APPEND": b"a",
+    "APPENDS": b"e",
+    "ADDITEMS": b"\x90",
+    "STACK_GLOBAL": b"\x93",
+    "OBJ": b"o",
+    "NEWOBJ": b"\x81",
+    "NEWOBJ_EX": b"\x92",
+    "REDUCE": b"R",
+    "BUILD": b"b",
+    "MEMOIZE": b"\x94",
+    "POP": b"0",
+    "POP_MARK": b"1",
+    "DUP": b"2",
+    "STOP": b".",
+    "BINPERSID": b"Q",
+    "NEXT_BUFFER": b"\x97",
+    "READONLY_BUFFER": b"\x98",
 }
 
 
@@ -274,8 +514,7 @@ def _encode(name: str, arg, marker: str) -> bytes:
         return b"B" + struct.pack("<I", len(arg)) + arg
     if name in ("BINBYTES8", "BYTEARRAY8"):
         return (b"\x8e" if name == "BINBYTES8" else b"\x96") + struct.pack("<Q", len(arg)) + arg
-    if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "SHORT_BINSTRING",
-                "BINSTRING"):
+    if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "SHORT_BINSTRING", "BINSTRING"):
         text = _text_arg(arg, marker)
         data = text.encode("utf-8", "surrogatepass")
         if name == "SHORT_BINUNICODE" and len(data) < 256:
@@ -319,13 +558,13 @@ def mutate(data: bytes, mutations) -> bytes:
         if kind == "truncate":
             del out[pos:]
         elif kind == "delete":
-            del out[pos:pos + value % 8 + 1]
+            del out[pos : pos + value % 8 + 1]
         elif kind == "insert":
             out[pos:pos] = bytes([value])
         elif kind == "replace" and pos < len(out):
             out[pos] = value
         elif kind == "duplicate":
-            out[pos:pos] = out[pos:pos + value % 16 + 1]
+            out[pos:pos] = out[pos : pos + value % 16 + 1]
     return bytes(out)
 
 
@@ -358,11 +597,12 @@ class _Builder:
 
     def string(self, value: str | None = None):
         if value is None:
-            pool = self.pick([MODULE_STRINGS, ATTRIBUTE_STRINGS, DUNDER_STRINGS, PAYLOAD_STRINGS,
-                              PLAIN_STRINGS])
+            pool = self.pick([MODULE_STRINGS, ATTRIBUTE_STRINGS, DUNDER_STRINGS, PAYLOAD_STRINGS, PLAIN_STRINGS])
             value = self.pick(pool)
-        spelling = self.pick(["SHORT_BINUNICODE"] * 5 + ["BINUNICODE", "BINUNICODE8", "UNICODE", "STRING",
-                                                         "SHORT_BINSTRING", "BINSTRING"])
+        spelling = self.pick(
+            ["SHORT_BINUNICODE"] * 5
+            + ["BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "SHORT_BINSTRING", "BINSTRING"]
+        )
         self.emit(spelling, value)
 
     def constant(self):
@@ -394,8 +634,17 @@ class _Builder:
 
     def global_(self, name=None):
         if name is None:
-            pool = self.pick([REBUILDER_GLOBALS, DANGEROUS_GLOBALS, DANGEROUS_GLOBALS, HARMLESS_GLOBALS,
-                              HARMLESS_GLOBALS, FAKE_MASON_GLOBALS, "extension"])
+            pool = self.pick(
+                [
+                    REBUILDER_GLOBALS,
+                    DANGEROUS_GLOBALS,
+                    DANGEROUS_GLOBALS,
+                    HARMLESS_GLOBALS,
+                    HARMLESS_GLOBALS,
+                    FAKE_MASON_GLOBALS,
+                    "extension",
+                ]
+            )
             if pool == "extension":  # registered, or not
                 self.extension(self.pick(sorted(EXTENSIONS) * 3 + UNREGISTERED_CODES))
                 return
@@ -453,8 +702,9 @@ class _Builder:
         if self.chance(25):
             self.memo_put()
         if self.chance(4):  # noise that leaves the stack as it was
-            self.ops += self.pick([[("DUP", None), ("POP", None)], [("MARK", None), ("POP_MARK", None)],
-                                   [("NONE", None), ("POP", None)]])
+            self.ops += self.pick(
+                [[("DUP", None), ("POP", None)], [("MARK", None), ("POP_MARK", None)], [("NONE", None), ("POP", None)]]
+            )
 
     def _expr(self, want):
         if want == "callable":
@@ -464,8 +714,24 @@ class _Builder:
         elif want == "key":
             form = self.pick(["constant", "constant", "constant", "tuple", "memo", "global"])
         else:
-            form = self.pick(["constant", "constant", "global", "call", "call", "call", "rebuild",
-                              "rebuild", "accessor", "container", "container", "mutate", "mutate", "memo"])
+            form = self.pick(
+                [
+                    "constant",
+                    "constant",
+                    "global",
+                    "call",
+                    "call",
+                    "call",
+                    "rebuild",
+                    "rebuild",
+                    "accessor",
+                    "container",
+                    "container",
+                    "mutate",
+                    "mutate",
+                    "memo",
+                ]
+            )
         if form == "constant":
             return self.constant()
         if form == "global":
@@ -534,10 +800,28 @@ class _Builder:
         self.emit("REDUCE")
 
     def rebuild(self):
-        name = self.pick(["import_module", "import_module", "module_dict", "getattr_chain", "class_attribute",
-                          "module_setstate", "function_setstate", "class_setstate", "cell_setstate",
-                          "make_function", "make_module", "make_class", "make_weakref_with_callback",
-                          "make_tempfile", "other", "other", "other", "other"])
+        name = self.pick(
+            [
+                "import_module",
+                "import_module",
+                "module_dict",
+                "getattr_chain",
+                "class_attribute",
+                "module_setstate",
+                "function_setstate",
+                "class_setstate",
+                "cell_setstate",
+                "make_function",
+                "make_module",
+                "make_class",
+                "make_weakref_with_callback",
+                "make_tempfile",
+                "other",
+                "other",
+                "other",
+                "other",
+            ]
+        )
         s = self.string
         module = lambda: s(self.pick(MODULE_STRINGS))
         attr = lambda: s(self.pick(self.pick([ATTRIBUTE_STRINGS, DUNDER_STRINGS])))
@@ -553,29 +837,41 @@ class _Builder:
             return self.rebuild_call(name, self.pick([imported, anything]), state)
         if name == "function_setstate":
             target = self.pick([lambda: self.global_(self.pick(HARMLESS_GLOBALS)), anything])
-            return self.rebuild_call(name, target,
-                                     lambda: self.tuple_(3, items=[state, lambda: self.emit("NONE"), state]))
+            return self.rebuild_call(
+                name, target, lambda: self.tuple_(3, items=[state, lambda: self.emit("NONE"), state])
+            )
         if name == "class_setstate":
-            return self.rebuild_call(name, lambda: self.expr("class"),
-                                     lambda: self.tuple_(2, items=[state, state]))
+            return self.rebuild_call(name, lambda: self.expr("class"), lambda: self.tuple_(2, items=[state, state]))
         if name == "cell_setstate":
             return self.rebuild_call(name, anything, lambda: self.tuple_(1))
         if name == "make_function":
             version = [lambda v=v: self.emit("BININT1", v) for v in VERSION]
             code = lambda: self.rebuild_call(
-                "code_from_marshal", lambda: self.tuple_(2, items=version),
-                lambda: self.emit("SHORT_BINBYTES", self.pick(CODES)))
+                "code_from_marshal",
+                lambda: self.tuple_(2, items=version),
+                lambda: self.emit("SHORT_BINBYTES", self.pick(CODES)),
+            )
             globals_ = self.pick([state, lambda: self.rebuild_call("module_dict", module)])
             return self.rebuild_call(name, code, globals_, attr, lambda: self.emit("NONE"))
         if name == "make_class":
-            return self.rebuild_call(name, lambda: self.expr("class"), attr,
-                                     lambda: self.tuple_(1, items=[lambda: self.expr("class")]), state)
+            return self.rebuild_call(
+                name,
+                lambda: self.expr("class"),
+                attr,
+                lambda: self.tuple_(1, items=[lambda: self.expr("class")]),
+                state,
+            )
         if name == "make_weakref_with_callback":
             return self.rebuild_call(name, anything, lambda: self.expr("callable"))
         if name == "make_tempfile":
-            return self.rebuild_call(name, lambda: s(self.pick(["w", "wb", "r+"])), anything,
-                                     lambda: self.emit("BININT1", 0), lambda: self.emit("NEWFALSE"),
-                                     lambda: self.emit("NONE"))
+            return self.rebuild_call(
+                name,
+                lambda: s(self.pick(["w", "wb", "r+"])),
+                anything,
+                lambda: self.emit("BININT1", 0),
+                lambda: self.emit("NEWFALSE"),
+                lambda: self.emit("NONE"),
+            )
         # any other reconstructor, with as many arguments as it takes, each plausible
         global_ = self.pick(REBUILDER_GLOBALS)
         n = REBUILDER_ARITY.get(global_[1], 2)
@@ -617,10 +913,22 @@ class _Builder:
 
     def accessor(self):
         """builtins.getattr / getattr_chain / class_attribute of a name."""
-        getter = self.pick([("builtins", "getattr"), ("__builtin__", "getattr"), (REBUILD, "getattr_chain"),
-                            (REBUILD, "getattr_chain"), (REBUILD, "class_attribute")])
-        first = self.pick([lambda: self.rebuild_call("import_module", lambda: self.string(self.pick(MODULE_STRINGS))),
-                           lambda: self.expr("class"), lambda: self.expr()])
+        getter = self.pick(
+            [
+                ("builtins", "getattr"),
+                ("__builtin__", "getattr"),
+                (REBUILD, "getattr_chain"),
+                (REBUILD, "getattr_chain"),
+                (REBUILD, "class_attribute"),
+            ]
+        )
+        first = self.pick(
+            [
+                lambda: self.rebuild_call("import_module", lambda: self.string(self.pick(MODULE_STRINGS))),
+                lambda: self.expr("class"),
+                lambda: self.expr(),
+            ]
+        )
         self.global_(getter)
         self.tuple_(2, items=[first, lambda: self.string(self.pick(self.pick([ATTRIBUTE_STRINGS, DUNDER_STRINGS])))])
         self.emit("REDUCE")
@@ -686,13 +994,22 @@ class _Builder:
     def mutation(self):
         """BUILD / SETITEM(S) / APPEND(S) / ADDITEMS on a target: often one the load did not create."""
         target = self.pick(["global", "global", "call", "rebuild", "memo", "container"])
-        {"global": self.global_, "call": self.call, "rebuild": self.rebuild, "memo": self.memo_get,
-         "container": self.container}[target]()
+        {
+            "global": self.global_,
+            "call": self.call,
+            "rebuild": self.rebuild,
+            "memo": self.memo_get,
+            "container": self.container,
+        }[target]()
         how = self.pick(["BUILD", "SETITEMS", "APPENDS", "ADDITEMS"])
         if how == "BUILD":
-            self.pick([lambda: self.dict_(self.draw(st.integers(0, 2))),
-                       lambda: self.tuple_(2, items=[lambda: self.emit("NONE"), lambda: self.dict_(1)]),
-                       lambda: self.expr()])()
+            self.pick(
+                [
+                    lambda: self.dict_(self.draw(st.integers(0, 2))),
+                    lambda: self.tuple_(2, items=[lambda: self.emit("NONE"), lambda: self.dict_(1)]),
+                    lambda: self.expr(),
+                ]
+            )()
             self.emit("BUILD")
         elif how == "SETITEMS":
             self.setitems(self.draw(st.integers(1, 2)))
@@ -720,16 +1037,37 @@ def programs(draw, memo=None, proto=None):
     b.expr()
     if draw(st.integers(0, 99)) >= 95:  # a frame, a protocol, an extension code out of place
         at = draw(st.integers(0, len(b.ops)))
-        extra = draw(st.sampled_from([("FRAME", 0), ("PROTO", 2), ("PROTO", 99), ("BINPERSID", None),
-                                      ("PERSID", "0"), ("NEXT_BUFFER", None), ("READONLY_BUFFER", None),
-                                      ("EXT1", 0x99), ("EXT4", 0x7FFFFFFF), ("EXT2", 0)]))
+        extra = draw(
+            st.sampled_from(
+                [
+                    ("FRAME", 0),
+                    ("PROTO", 2),
+                    ("PROTO", 99),
+                    ("BINPERSID", None),
+                    ("PERSID", "0"),
+                    ("NEXT_BUFFER", None),
+                    ("READONLY_BUFFER", None),
+                    ("EXT1", 0x99),
+                    ("EXT4", 0x7FFFFFFF),
+                    ("EXT2", 0),
+                ]
+            )
+        )
         b.ops.insert(at, extra)
     b.emit("STOP")
     mutations = []
     if draw(st.integers(0, 99)) >= 80:
-        mutations = draw(st.lists(st.tuples(
-            st.sampled_from(["truncate", "delete", "insert", "replace", "duplicate"]),
-            st.integers(0, 999), st.sampled_from(_OPCODE_BYTES + [0, 0xFF])), min_size=1, max_size=3))
+        mutations = draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["truncate", "delete", "insert", "replace", "duplicate"]),
+                    st.integers(0, 999),
+                    st.sampled_from(_OPCODE_BYTES + [0, 0xFF]),
+                ),
+                min_size=1,
+                max_size=3,
+            )
+        )
     return Program(b.ops, mutations)
 
 
@@ -737,8 +1075,9 @@ def programs(draw, memo=None, proto=None):
 def cases(draw):
     memo: set = set()
     proto = draw(st.sampled_from([2, 4, 5]))
-    streams = [draw(programs(memo=memo, proto=draw(st.sampled_from([proto, None]))))
-               for _ in range(draw(st.integers(1, 3)))]
+    streams = [
+        draw(programs(memo=memo, proto=draw(st.sampled_from([proto, None])))) for _ in range(draw(st.integers(1, 3)))
+    ]
     return Case(streams, draw(st.sampled_from(sorted(ALLOWS))))
 
 
@@ -811,8 +1150,18 @@ class Trap:
 
 #: modules an allowed global may import: importing them changes process-wide state
 #: legitimately (numpy adds its reducers to copyreg.dispatch_table), so it happens first
-WARM_MODULES = ["numpy", "numpy.ctypeslib", "numpy._core.multiarray", "numpy.core.multiarray",
-                "numpy.testing._private.utils", "json", "json.decoder", "datetime", "decimal", "collections"]
+WARM_MODULES = [
+    "numpy",
+    "numpy.ctypeslib",
+    "numpy._core.multiarray",
+    "numpy.core.multiarray",
+    "numpy.testing._private.utils",
+    "json",
+    "json.decoder",
+    "datetime",
+    "decimal",
+    "collections",
+]
 
 
 def warm_imports() -> None:
@@ -873,11 +1222,19 @@ def session_bytes(segments) -> bytes:
     variables = []
     for i, data in enumerate(segments):
         index = writer.add_segment(data)
-        variables.append({"name": f"v{i}", "type": "object", "stored": "value", "segment": index,
-                          "blobs": [], "size": len(data)})
-    writer.finish({"kind": "mason.session", "module": "__main__", "module_kind": "main",
-                   "variables": variables, "skipped": [],
-                   "environment": {"python": list(sys.version_info[:3])}})
+        variables.append(
+            {"name": f"v{i}", "type": "object", "stored": "value", "segment": index, "blobs": [], "size": len(data)}
+        )
+    writer.finish(
+        {
+            "kind": "mason.session",
+            "module": "__main__",
+            "module_kind": "main",
+            "variables": variables,
+            "skipped": [],
+            "environment": {"python": list(sys.version_info[:3])},
+        }
+    )
     return buffer.getvalue()
 
 
@@ -1021,8 +1378,12 @@ def run_case(case: Case, trap: Trap, stats: Stats) -> None:
         with open(trap.session, "wb") as f:
             f.write(session_bytes(segments))
         for on_error in ("raise", "warn"):
-            attempt(f"session-{on_error}", lambda on_error=on_error: mason.load_module_asdict(
-                trap.session, allow=allow, on_error=on_error), case, stats)
+            attempt(
+                f"session-{on_error}",
+                lambda on_error=on_error: mason.load_module_asdict(trap.session, allow=allow, on_error=on_error),
+                case,
+                stats,
+            )
             trap.check(f"load_module_asdict(on_error={on_error!r})")
         attempt("inspect", lambda: mason.inspect(trap.session), case, stats)
         for argv in (["inspect", trap.session], ["verify", trap.session], ["diff", trap.session, trap.session]):
@@ -1060,8 +1421,13 @@ def test_the_fuzzer_reaches_the_policy(trap):
     the generated streams reach its checks, not only the list of names."""
     stats = Stats()
 
-    @settings(max_examples=HONESTY_EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=HONESTY_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(program=programs(), allow=st.sampled_from(sorted(ALLOWS)))
     def run(program, allow):
         data = program.render(trap.marker)
@@ -1093,8 +1459,9 @@ def test_the_grammar_emits_every_opcode():
     """Every opcode in REQUIRED_OPS comes out of the grammar within a few hundred programs."""
     seen: set[str] = set()
 
-    @settings(max_examples=2000, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=2000, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(program=programs())
     def run(program):
         seen.update(program.opnames())
@@ -1116,8 +1483,16 @@ def _catch(call) -> BaseException | None:
 
 def test_the_trap_catches_what_it_looks_for(trap):
     """Without an allowlist the same streams do run code: the checks would see it."""
-    run_shell = Program([("PROTO", 4), ("GLOBAL", ("os", "system")), ("SHORT_BINUNICODE", f"touch {MARKER}"),
-                         ("TUPLE1", None), ("REDUCE", None), ("STOP", None)])
+    run_shell = Program(
+        [
+            ("PROTO", 4),
+            ("GLOBAL", ("os", "system")),
+            ("SHORT_BINUNICODE", f"touch {MARKER}"),
+            ("TUPLE1", None),
+            ("REDUCE", None),
+            ("STOP", None),
+        ]
+    )
     pickle.loads(run_shell.render(trap.marker))
     with pytest.raises(Finding, match="marker"):
         trap.check("an unrestricted load")
@@ -1134,7 +1509,17 @@ def test_the_trap_catches_what_it_looks_for(trap):
 
 def test_render_is_a_valid_pickle():
     """The assembler itself: a small program renders to what pickle reads."""
-    ops = [("PROTO", 4), ("FRAME", 0), ("MARK", None), ("SHORT_BINUNICODE", "a"), ("BININT1", 1),
-           ("DICT", None), ("MEMOIZE", None), ("BINGET", 0), ("TUPLE2", None), ("STOP", None)]
+    ops = [
+        ("PROTO", 4),
+        ("FRAME", 0),
+        ("MARK", None),
+        ("SHORT_BINUNICODE", "a"),
+        ("BININT1", 1),
+        ("DICT", None),
+        ("MEMOIZE", None),
+        ("BINGET", 0),
+        ("TUPLE2", None),
+        ("STOP", None),
+    ]
     assert pickle.loads(render(ops, "m")) == ({"a": 1}, {"a": 1})
     assert mason.loads(render(ops, "m"), allow=[]) == ({"a": 1}, {"a": 1})

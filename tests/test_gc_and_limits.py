@@ -4,17 +4,15 @@ bare RecursionError; and code that reaches submodules through their parent."""
 
 import gc
 import io
-import os
 import sys
-import textwrap
 import types
 import warnings
 import weakref
 
 import pytest
+from conftest import run_python
 
 import mason
-from conftest import run_python
 from mason import _rebuild
 
 # ---------------------------------------------------------------- garbage collection
@@ -321,6 +319,7 @@ def test_function_reaching_a_submodule_through_its_parent_with_recurse(fresh):
 def test_only_submodules_the_code_names_are_imported():
     import xml.dom.minidom  # noqa: F401 - loaded, but not named by the code
     import xml.etree.ElementTree  # noqa: F401
+
     from mason._reducers.modules import reachable_submodules
 
     assert reachable_submodules(sys.modules["xml"], {"etree", "ElementTree", "parse"}) == (

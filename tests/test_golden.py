@@ -20,9 +20,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 import mason
-from conftest import run_python
 from mason._format import spec
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -361,7 +361,9 @@ def _other_pythons() -> dict:
         try:
             out = subprocess.run(
                 [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             continue
@@ -373,6 +375,7 @@ def _other_pythons() -> dict:
 
 
 OTHER_PYTHONS = _other_pythons()
+
 
 def _params(marks_by_version: dict) -> list:
     return [

@@ -93,10 +93,19 @@ def session_file(path, segments, *, module="__main__", kind="main", names=None, 
     for i, data in enumerate(segments):
         index = writer.add_segment(data)
         name = names[i] if names else f"v{i}"
-        variables.append({"name": name, "type": "object", "stored": "value", "segment": index,
-                          "blobs": [], "size": len(data)})
-    writer.finish({"kind": "mason.session", "module": module, "module_kind": kind, "variables": variables,
-                   "skipped": [], "environment": environment or {"python": list(sys.version_info[:3])}})
+        variables.append(
+            {"name": name, "type": "object", "stored": "value", "segment": index, "blobs": [], "size": len(data)}
+        )
+    writer.finish(
+        {
+            "kind": "mason.session",
+            "module": module,
+            "module_kind": kind,
+            "variables": variables,
+            "skipped": [],
+            "environment": environment or {"python": list(sys.version_info[:3])},
+        }
+    )
     path.write_bytes(buffer.getvalue())
     return path
 
@@ -129,8 +138,7 @@ def refused(data: bytes, allow, tmp_path, *, match=None):
             pass
         else:
             assert "v0" not in ns
-            assert any(issubclass(w.category, mason.SkippedVariableWarning) and "v0" in str(w.message)
-                       for w in caught)
+            assert any(issubclass(w.category, mason.SkippedVariableWarning) and "v0" in str(w.message) for w in caught)
     readers_finish(path)
 
 
@@ -169,7 +177,10 @@ def test_class_setstate_on_an_allowed_class(trap, tmp_path):
     state = b"}" + u("__repr__") + g("collections", "namedtuple") + b"s]\x86"
     data = P(rb("class_setstate", g("collections", "OrderedDict"), state))
     refused(data, ["collections"], tmp_path, match="did not create")
-    assert "__repr__" not in collections.OrderedDict.__dict__ or collections.OrderedDict.__repr__ is not collections.namedtuple
+    assert (
+        "__repr__" not in collections.OrderedDict.__dict__
+        or collections.OrderedDict.__repr__ is not collections.namedtuple
+    )
 
 
 def test_function_setstate_on_an_allowed_function(trap, tmp_path):
@@ -250,8 +261,9 @@ def test_bound_builtin_method(trap, tmp_path):
 
 
 def test_a_file_claiming_to_be_builtins_writes_nothing_there(trap, tmp_path):
-    path = session_file(tmp_path / "claims.mason", [P(rb("module_dict", u("builtins")))],
-                        module="builtins", kind="importable")
+    path = session_file(
+        tmp_path / "claims.mason", [P(rb("module_dict", u("builtins")))], module="builtins", kind="importable"
+    )
     ns = mason.load_module_asdict(path, allow=[])
     assert ns["v0"] is ns and not hasattr(__builtins__, "v0")
     with pytest.raises(ValueError, match="pass module="):
@@ -269,8 +281,9 @@ def test_a_file_claiming_a_module_does_not_import_it(trap, tmp_path):
 
 
 def test_the_files_module_name_does_not_allow_its_globals(trap, tmp_path):
-    path = session_file(tmp_path / "claims.mason", [P(call(g("os", "system"), u(shell(trap))))],
-                        module="os", kind="importable")
+    path = session_file(
+        tmp_path / "claims.mason", [P(call(g("os", "system"), u(shell(trap))))], module="os", kind="importable"
+    )
     with pytest.raises(ForbiddenGlobalError, match="os:system"):
         mason.load_module_asdict(path, allow=[], on_error="raise")
     readers_finish(path)
@@ -303,7 +316,9 @@ def test_extension_codes_name_their_global(trap, tmp_path):
 def test_memo_confusion_after_a_failed_variable(trap, tmp_path):
     # v0 memoizes OrderedDict at index 0 with BINPUT, then MEMOIZE numbers
     # from the entries that exist, then fails.  v1 calls what sits at index 1.
-    v0 = P(g("collections", "OrderedDict") + b"q\x00" + u("x") + b"\x94" + call(g("collections", "OrderedDict"), b"K\x01"))
+    v0 = P(
+        g("collections", "OrderedDict") + b"q\x00" + u("x") + b"\x94" + call(g("collections", "OrderedDict"), b"K\x01")
+    )
     v1 = P(b"h\x01" + b"0" + b"h\x00)R")  # GET 1 (a string), POP, GET 0 (OrderedDict), call
     path = session_file(tmp_path / "memo.mason", [v0, v1])
     with pytest.warns(mason.SkippedVariableWarning, match="v0"):
@@ -355,8 +370,12 @@ def test_huge_binput_index(trap, tmp_path):
 
 
 def test_huge_bytearray(trap, tmp_path):
-    refused(P(call(g("builtins", "bytearray"), b"\x8a\x06" + (2**44).to_bytes(6, "little"))), [], tmp_path,
-            match="bigger than the file")
+    refused(
+        P(call(g("builtins", "bytearray"), b"\x8a\x06" + (2**44).to_bytes(6, "little"))),
+        [],
+        tmp_path,
+        match="bigger than the file",
+    )
 
 
 def test_huge_list_from_a_range(trap, tmp_path):
@@ -379,22 +398,25 @@ def test_huge_rlock_count(trap, tmp_path):
 # -- 7. malformed streams get mason errors ------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [
-    b"\x80\x04\x95" + struct.pack("<Q", 2**63 - 1) + b"N.",  # FRAME near 2**63
-    b"\x80\x04\x8d" + struct.pack("<Q", 2**63 - 1) + b"ab.",  # BINUNICODE8
-    b"\x80\x04\x8e" + struct.pack("<Q", 2**63 + 5) + b"ab.",  # BINBYTES8
-    b"\x80\x04\xff.",  # an opcode that does not exist
-    b"\x80\x63N.",  # protocol 99
-    b"\x80\x04K\x01K\x02\x93.",  # STACK_GLOBAL of ints
-    b"\x80\x04h\x07.",  # a memo entry that was never written
-    b"\x80\x04t.",  # TUPLE without a mark
-    b"\x80\x04N",  # no STOP
-    b"\x80\x04\x8b" + struct.pack("<i", 2**31 - 1) + b"\xff.",  # LONG4 longer than the stream
-    b"\x80\x04}K\x01s.",  # SETITEM with a missing value
-    b"\x80\x04" + rb("import_module", u("")) + b".",
-    b"\x80\x04" + rb("import_module", u(".x")) + b".",
-    b"\x80\x04" + rb("make_module", b"K\x01") + b".",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x80\x04\x95" + struct.pack("<Q", 2**63 - 1) + b"N.",  # FRAME near 2**63
+        b"\x80\x04\x8d" + struct.pack("<Q", 2**63 - 1) + b"ab.",  # BINUNICODE8
+        b"\x80\x04\x8e" + struct.pack("<Q", 2**63 + 5) + b"ab.",  # BINBYTES8
+        b"\x80\x04\xff.",  # an opcode that does not exist
+        b"\x80\x63N.",  # protocol 99
+        b"\x80\x04K\x01K\x02\x93.",  # STACK_GLOBAL of ints
+        b"\x80\x04h\x07.",  # a memo entry that was never written
+        b"\x80\x04t.",  # TUPLE without a mark
+        b"\x80\x04N",  # no STOP
+        b"\x80\x04\x8b" + struct.pack("<i", 2**31 - 1) + b"\xff.",  # LONG4 longer than the stream
+        b"\x80\x04}K\x01s.",  # SETITEM with a missing value
+        b"\x80\x04" + rb("import_module", u("")) + b".",
+        b"\x80\x04" + rb("import_module", u(".x")) + b".",
+        b"\x80\x04" + rb("make_module", b"K\x01") + b".",
+    ],
+)
 def test_malformed_pickles(data, trap, tmp_path):
     with pytest.raises(MasonError):
         mason.loads(data, allow=[])
@@ -436,8 +458,10 @@ def test_appends_on_a_foreign_list(trap, tmp_path):
 
 
 def test_policy_of_later_loads_is_unchanged(trap, tmp_path):
-    for data in (P(rb("module_setstate", rb("import_module", u("mason._allowlist")), b"}")),
-                 P(G("mason._allowlist", "ALWAYS") + b"(" + u("x") + b"\x90")):
+    for data in (
+        P(rb("module_setstate", rb("import_module", u("mason._allowlist")), b"}")),
+        P(G("mason._allowlist", "ALWAYS") + b"(" + u("x") + b"\x90"),
+    ):
         with pytest.raises(MasonError):
             mason.loads(data, allow=[])
     with pytest.raises(ForbiddenGlobalError):
@@ -447,10 +471,17 @@ def test_policy_of_later_loads_is_unchanged(trap, tmp_path):
 # -- 9. what broke other scanners ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module,name", [
-    ("pkgutil", "resolve_name"), ("importlib", "import_module"), ("operator", "attrgetter"),
-    ("builtins", "__import__"), ("builtins", "eval"), ("runpy", "run_path"),
-])
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("pkgutil", "resolve_name"),
+        ("importlib", "import_module"),
+        ("operator", "attrgetter"),
+        ("builtins", "__import__"),
+        ("builtins", "eval"),
+        ("runpy", "run_path"),
+    ],
+)
 def test_string_to_callable_resolvers(module, name, trap, tmp_path):
     data = P(call(g(module, name), u("evilmod")))
     refused(data, [module], tmp_path, match=name)

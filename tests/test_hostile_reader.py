@@ -21,9 +21,9 @@ import tracemalloc
 import types
 
 import pytest
+from hostile_files import assemble, session_meta, with_index
 
 import mason
-from hostile_files import assemble, session_meta, with_index
 from mason._format import ContainerReader, ContainerWriter, spec
 from mason._format import compression as compression_mod
 from mason.cli import main
@@ -104,7 +104,9 @@ def test_a_small_record_declaring_a_huge_raw_length_is_refused_on_opening(codec,
     stored = compression_mod.CODECS[codec].compress(os.urandom(25_000), 1)
     records = [(spec.SEGMENT, SEGMENT, None, len(SEGMENT))]
     records.insert(0 if kind == spec.SEGMENT else 1, (kind, stored, codec, 3 << 29))
-    meta = session_meta([("v0", 0, [0] if kind == spec.BLOB else [])] + ([("v1", 1, [])] if kind == spec.SEGMENT else []))
+    meta = session_meta(
+        [("v0", 0, [0] if kind == spec.BLOB else [])] + ([("v1", 1, [])] if kind == spec.SEGMENT else [])
+    )
     path = _write(tmp_path, assemble(records, meta))
     name = "segment 0" if kind == spec.SEGMENT else "blob 0"
     _refused_everywhere(path, f"{name}: .*more than the format allows", capsys)
@@ -195,16 +197,19 @@ def _real_file(tmp_path, **values) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda ix: ix["segments"][0].update(length=2**60, raw_length=2**60), "absurd length"),
-    (lambda ix: ix["segments"][0].update(raw_length=2**63), "absurd length"),
-    (lambda ix: ix["segments"][0].update(offset=2**62), "previous record ends"),
-    (lambda ix: ix["blobs"][0].update(length=2**40, raw_length=2**40), "previous record ends|index starts"),
-    (lambda ix: ix["segments"][0].update(compression="zlib", raw_length=2**40), "more than the format allows"),
-    (lambda ix: ix["meta"]["variables"][0].update(size=2**200), "size .* is not a byte count"),
-    (lambda ix: ix["meta"]["variables"][0].update(segment=2**64), "segment .* is not one of the file's"),
-    (lambda ix: ix["meta"]["variables"][-1].update(blobs=[10**30]), "blob .* is not one of the file's"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda ix: ix["segments"][0].update(length=2**60, raw_length=2**60), "absurd length"),
+        (lambda ix: ix["segments"][0].update(raw_length=2**63), "absurd length"),
+        (lambda ix: ix["segments"][0].update(offset=2**62), "previous record ends"),
+        (lambda ix: ix["blobs"][0].update(length=2**40, raw_length=2**40), "previous record ends|index starts"),
+        (lambda ix: ix["segments"][0].update(compression="zlib", raw_length=2**40), "more than the format allows"),
+        (lambda ix: ix["meta"]["variables"][0].update(size=2**200), "size .* is not a byte count"),
+        (lambda ix: ix["meta"]["variables"][0].update(segment=2**64), "segment .* is not one of the file's"),
+        (lambda ix: ix["meta"]["variables"][-1].update(blobs=[10**30]), "blob .* is not one of the file's"),
+    ],
+)
 def test_absurd_lengths_and_numbers_are_refused(edit, match, tmp_path, capsys):
     path = _write(tmp_path, with_index(_real_file(tmp_path), edit))
     _refused_everywhere(path, match, capsys)
@@ -213,18 +218,22 @@ def test_absurd_lengths_and_numbers_are_refused(edit, match, tmp_path, capsys):
 def test_a_trailer_claiming_a_huge_index_is_refused(tmp_path, capsys):
     data = _real_file(tmp_path)
     trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)._replace(index_length=2**62)
-    path = _write(tmp_path, data[:-spec.TRAILER.size] + spec.TRAILER.pack(**trailer._asdict()))
+    path = _write(tmp_path, data[: -spec.TRAILER.size] + spec.TRAILER.pack(**trailer._asdict()))
     _refused_everywhere(path, "index does not end where the trailer begins", capsys)
 
 
 # -- the JSON index --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("payload", [
-    b"[" * (1 << 20),  # 1 MB of `[[[[`: not even JSON
-    b"[" * 100_000 + b"]" * 100_000,  # valid, and far deeper than the C decoder's guard
-    b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
-], ids=["unclosed", "brackets", "objects"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * (1 << 20),  # 1 MB of `[[[[`: not even JSON
+        b"[" * 100_000 + b"]" * 100_000,  # valid, and far deeper than the C decoder's guard
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    ],
+    ids=["unclosed", "brackets", "objects"],
+)
 def test_a_deep_index_is_refused_quickly(payload, tmp_path, capsys):
     path = _write(tmp_path, assemble([], index_payload=payload))
     start = time.monotonic()
@@ -325,8 +334,12 @@ def test_odd_but_well_typed_metadata_prints(tmp_path, capsys):
     def edit(index):
         meta = index["meta"]
         meta.update(module="my-mod \x1b[2J", module_kind="dynamic")
-        meta["environment"] = {"python": [3, 11], "packages": {"numpy": "\x1b]0;pwned\x07" + "9" * 500},
-                               "created": "", "platform": "\u202eevil"}
+        meta["environment"] = {
+            "python": [3, 11],
+            "packages": {"numpy": "\x1b]0;pwned\x07" + "9" * 500},
+            "created": "",
+            "platform": "\u202eevil",
+        }
         meta["variables"][0].update(name="x\x1b[31m", type="\n\r", size=2**63 - 1)
         meta["skipped"] = [{"name": "\x00", "reason": "line\nbreak"}]
 
@@ -404,7 +417,9 @@ def _file_needing_the_trap(tmp_path):
     return _session_file(tmp_path, [(spec.SEGMENT, segment, None, len(segment))], meta)
 
 
-def test_mason_load_with_allow_or_key_keeps_the_current_directory_off_sys_path(trap_in_cwd, tmp_path, capsys, monkeypatch):
+def test_mason_load_with_allow_or_key_keeps_the_current_directory_off_sys_path(
+    trap_in_cwd, tmp_path, capsys, monkeypatch
+):
     work, marker = trap_in_cwd
     path = _file_needing_the_trap(tmp_path)
     status, text = _cli(capsys, "load", str(path), "--allow", "hostile_trap")

@@ -8,9 +8,9 @@ import textwrap
 import types
 
 import pytest
+from conftest import run_python
 
 import mason
-from conftest import run_python
 from mason import _imported, _namespace, _rebuild
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import run_python
 
 import mason
-
-from conftest import run_python
 
 needs_ipython = pytest.mark.skipif(importlib.util.find_spec("IPython") is None, reason="IPython is not installed")
 needs_kernel = pytest.mark.skipif(
@@ -218,7 +217,9 @@ def test_load_session_names(saved, tmp_path):
         k.run("%load_ext mason.ipython")
         cell = k.run(f"%load_session {saved.path} --names data,square")
         assert "Loaded 2 variables" in cell.stdout
-        got = k.values(data="data['a']", square="square(3)", others="[n for n in ('p', 'Point', 'scaled') if n in globals()]")
+        got = k.values(
+            data="data['a']", square="square(3)", others="[n for n in ('p', 'Point', 'scaled') if n in globals()]"
+        )
         assert got == {"data": "[1, 2, 3]", "square": "9", "others": "[]"}
 
         bad = k.run(f"%load_session {saved.path} --names nope", ok=False)
@@ -368,7 +369,9 @@ def test_notebook_session_path(tmp_path, monkeypatch):
     assert notebook_session_path(shell()) is None
     # VS Code's variable wins over Jupyter's
     vsc = str(tmp_path / "a" / "vsc.ipynb")
-    assert notebook_session_path(shell(__vsc_ipynb_file__=vsc, __session__="other.ipynb")) == tmp_path / "a" / "vsc.mason"
+    assert (
+        notebook_session_path(shell(__vsc_ipynb_file__=vsc, __session__="other.ipynb")) == tmp_path / "a" / "vsc.mason"
+    )
     # a path relative to the server root, while the kernel runs next to the notebook
     assert notebook_session_path(shell(__session__="sub/dir/nb.ipynb")) == tmp_path / "nb.mason"
     (tmp_path / "sub").mkdir()

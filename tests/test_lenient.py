@@ -98,14 +98,16 @@ def test_restricted_lenient_load_restores_the_data(tmp_path):
 def test_memo_entries_are_numbered_alike_after_failures(tmp_path):
     # Many variables share memoized objects; several fail: the rest must
     # come back equal (a numbering slip would hand them the wrong objects).
-    code = textwrap.dedent(
-        """
+    code = (
+        textwrap.dedent(
+            """
         import vanish, mason
         shared = {"k": [1, 2, 3]}
         """
-    ) + "".join(
-        f"v{i} = [shared, {i}, vanish.Base() if {i} % 7 == 3 else 'ok{i}']\n" for i in range(40)
-    ) + "mason.dump_module('m.mason')\n"
+        )
+        + "".join(f"v{i} = [shared, {i}, vanish.Base() if {i} % 7 == 3 else 'ok{i}']\n" for i in range(40))
+        + "mason.dump_module('m.mason')\n"
+    )
     (tmp_path / "vanish.py").write_text("class Base:\n    pass\n")
     run_python(code, cwd=tmp_path)
     (tmp_path / "vanish.py").unlink()

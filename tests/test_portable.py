@@ -48,8 +48,12 @@ def _interpreters() -> dict[str, str]:
         match = re.search(r"(?:versions/|python)(3\.\d+)", exe)
         if match and match.group(1) in VERSIONS and match.group(1) not in found:
             try:
-                out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                     capture_output=True, text=True, timeout=30).stdout.strip()
+                out = subprocess.run(
+                    [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                ).stdout.strip()
             except (OSError, subprocess.SubprocessError):
                 continue
             if out == match.group(1):
@@ -63,7 +67,11 @@ PAIRS = [(a, b) for a in VERSIONS for b in VERSIONS]
 
 def _python(exe: str, code: str, *args, cwd=None) -> str:
     proc = subprocess.run(
-        [exe, "-c", code, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=180,
+        [exe, "-c", code, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env=dict(os.environ, PYTHONPATH=str(SRC), PYTHONHASHSEED="0"),
     )
     assert proc.returncode == 0, f"{exe} failed:\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
@@ -303,7 +311,7 @@ import mason._reducers.classes, mason._reducers.code
 mason._reducers.code.PY_VERSION = mason._reducers.classes.PY_VERSION = (3, 0)
 """
 
-CHECK = '''
+CHECK = """
 import asyncio, dataclasses, sys, warnings
 import mason
 
@@ -380,7 +388,7 @@ assert fib(10) == 55
 assert hyp(3, 4) == 5.0 and hyp.__annotations__ == {"a": "float", "b": "float", "return": "float"}
 assert reverse("abc") == "cba" and hyp.__code__.co_filename == "<ipython-input-7-0123456789ab>"
 print("ok")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -423,8 +431,20 @@ def test_this_python_compiles_everything_from_source(saved):
 
 def test_inspect_tells_portable_from_tied(saved):
     info = mason.inspect(saved("%d.%d" % sys.version_info[:2], pretend=True))
-    assert {"add", "double", "counter", "greet", "Shape", "Item", "Version", "Color", "Point", "hyp",
-            "reverse", "z_shares_code"} <= set(info.portable), info.portable
+    assert {
+        "add",
+        "double",
+        "counter",
+        "greet",
+        "Shape",
+        "Item",
+        "Version",
+        "Color",
+        "Point",
+        "hyp",
+        "reverse",
+        "z_shares_code",
+    } <= set(info.portable), info.portable
     assert set(info.tied) == {"nosrc", "uses_nosrc"}, info.tied
     assert info.tied["nosrc"].startswith("Python 3.0 only: nosrc: no source") and "exec" in info.tied["nosrc"]
     assert info.tied["uses_nosrc"] == "Python 3.0 only: it uses objects of 'nosrc'"
@@ -446,7 +466,7 @@ def test_cli_inspect_shows_a_code_column(saved, capsys):
     assert "tied to the Python version that saved them" in out
 
 
-RESTRICTED = '''
+RESTRICTED = """
 import sys, warnings
 import mason
 warnings.simplefilter("ignore", mason.EnvironmentMismatchWarning)
@@ -460,9 +480,9 @@ except mason.ForbiddenGlobalError as exc:
 else:
     raise AssertionError("code compiled from source without mason.CODE")
 print("ok")
-'''
+"""
 
-SMALL = '''
+SMALL = """
 import dataclasses, sys
 import mason
 
@@ -475,15 +495,20 @@ class Item:
 
 
 mason.dump_module(sys.argv[1])
-'''
+"""
 
 
 def test_restricted_load_compiles_source_only_with_code_allowed(tmp_path):
     script = tmp_path / "small.py"
     script.write_text(SMALL)
     path = tmp_path / "small.mason"
-    _python(sys.executable, PRETEND + "import runpy, sys; runpy.run_path(sys.argv[2], run_name='__main__')",
-            path, script, cwd=tmp_path)
+    _python(
+        sys.executable,
+        PRETEND + "import runpy, sys; runpy.run_path(sys.argv[2], run_name='__main__')",
+        path,
+        script,
+        cwd=tmp_path,
+    )
     assert _python(sys.executable, RESTRICTED, path) == "ok\n"
 
 
@@ -553,8 +578,15 @@ def test_rebuilt_code_equals_the_original(module):
         async def coro():
             return 1
     ''')
-    for code in (m.A.m.__code__, m.A.B.n.__code__, m.deco.__code__, m.f.__code__, m.f.__wrapped__.__code__,
-                 m.gen.__code__, m.coro.__code__):
+    for code in (
+        m.A.m.__code__,
+        m.A.B.n.__code__,
+        m.deco.__code__,
+        m.f.__code__,
+        m.f.__wrapped__.__code__,
+        m.gen.__code__,
+        m.coro.__code__,
+    ):
         rebuilt = _from_source(code)
         assert rebuilt == code and rebuilt.co_freevars == code.co_freevars
         assert getattr(rebuilt, "co_qualname", None) == getattr(code, "co_qualname", None)
@@ -601,29 +633,32 @@ def _record(head="def 1 0 0", qualname="f", freevars="", imports="", text="def f
     return (layout, "f.py", f"{head}\n{qualname}\n{freevars}\n{imports}\n{text}")
 
 
-@pytest.mark.parametrize("record, message", [
-    (("f", "no source"), "f: no source; its bytecode .* cannot run on Python"),
-    (_record(text="x = 1\n"), "not one def statement"),
-    (_record(text="def f(): pass\nimport os\n"), "not one def statement"),
-    (_record(text="def g(): pass\n"), "does not define 'f'"),
-    (_record(head="lambda 1 0 0", text="lambda: 1"), "does not define 'f'"),
-    (_record(head="lambda 1 0 0", qualname="<lambda>", freevars="x", text="lambda: 1"), "free variables \\(\\)"),
-    (_record(text="def f(:\n"), "SyntaxError"),
-    (_record(layout=2), "unknown layout"),
-    ((1, "f.py"), "unknown layout"),
-    ([1, "f.py", "def 1 0 0\nf\n\n\ndef f(): pass\n"], "unknown layout"),
-    (_record(head="exec 1 0 0"), "malformed"),
-    (_record(head="def 0 0 0"), "malformed"),
-    (_record(head="def 1 -1 0"), "malformed"),
-    (_record(head="def 1 0"), "malformed"),
-    (_record(qualname=""), "malformed"),
-    (_record(freevars="a-b"), "malformed"),
-    (_record(imports="os.path"), "malformed"),
-    (_record(head="def 1 \u00b2 0"), "malformed"),
-    (_record(qualname="f.<junk>.f"), "malformed"),
-    ((1, "f.py", "def 1 0 0\nf\n"), "malformed"),
-    ((1, None, "def 1 0 0\nf\n\n\ndef f(): pass\n"), "malformed"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        (("f", "no source"), "f: no source; its bytecode .* cannot run on Python"),
+        (_record(text="x = 1\n"), "not one def statement"),
+        (_record(text="def f(): pass\nimport os\n"), "not one def statement"),
+        (_record(text="def g(): pass\n"), "does not define 'f'"),
+        (_record(head="lambda 1 0 0", text="lambda: 1"), "does not define 'f'"),
+        (_record(head="lambda 1 0 0", qualname="<lambda>", freevars="x", text="lambda: 1"), "free variables \\(\\)"),
+        (_record(text="def f(:\n"), "SyntaxError"),
+        (_record(layout=2), "unknown layout"),
+        ((1, "f.py"), "unknown layout"),
+        ([1, "f.py", "def 1 0 0\nf\n\n\ndef f(): pass\n"], "unknown layout"),
+        (_record(head="exec 1 0 0"), "malformed"),
+        (_record(head="def 0 0 0"), "malformed"),
+        (_record(head="def 1 -1 0"), "malformed"),
+        (_record(head="def 1 0"), "malformed"),
+        (_record(qualname=""), "malformed"),
+        (_record(freevars="a-b"), "malformed"),
+        (_record(imports="os.path"), "malformed"),
+        (_record(head="def 1 \u00b2 0"), "malformed"),
+        (_record(qualname="f.<junk>.f"), "malformed"),
+        ((1, "f.py", "def 1 0 0\nf\n"), "malformed"),
+        ((1, None, "def 1 0 0\nf\n\n\ndef f(): pass\n"), "malformed"),
+    ],
+)
 def test_damaged_source_records_are_refused_clearly(record, message):
     with pytest.raises(UnpicklingError, match=message):
         _rebuild.code_portable((3, 0), b"", record)
@@ -647,7 +682,9 @@ def test_environment_warning_names_what_moves():
 def test_dataclass_fields_must_be_identifiers_before_code_is_generated():
     # dataclasses writes field names into the code it generates.
     for name in ("x=__import__('os').system('true')", "class", "a b"):
-        cls = _rebuild.make_class(type, "D", (), {"__module__": "m", "__qualname__": "D", "__annotations__": {name: int}})
+        cls = _rebuild.make_class(
+            type, "D", (), {"__module__": "m", "__qualname__": "D", "__annotations__": {name: int}}
+        )
         field = __import__("dataclasses").field()
         with pytest.raises(UnpicklingError, match="fields are malformed"):
             _rebuild.dataclass_setstate(cls, ({"__dataclass_fields__": {name: field}}, [], ((3, 0), {}, (), False)))

@@ -21,9 +21,9 @@ import time
 import types
 
 import pytest
+from hostile_files import crc_preserving_patch
 
 import mason
-from hostile_files import crc_preserving_patch
 from mason._format import ContainerReader, spec
 from mason.errors import CorruptSessionError, ForbiddenGlobalError, SignatureError
 
@@ -61,8 +61,9 @@ def _record(path, kind: str, number: int, **options) -> tuple[int, int]:
 # -- rewritten at a chosen moment ---------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{}, {"mmap": False}, {"key": KEY}, {"private": True}],
-                         ids=["mmap", "read", "key", "private"])
+@pytest.mark.parametrize(
+    "options", [{}, {"mmap": False}, {"key": KEY}, {"private": True}], ids=["mmap", "read", "key", "private"]
+)
 def test_a_segment_keeps_the_bytes_that_were_checked(tmp_path, options):
     path = tmp_path / "s.mason"
     _save(path, key=KEY, x="checked " * 20)
@@ -88,7 +89,7 @@ def test_a_keyed_array_does_not_change_when_the_file_is_rewritten(tmp_path):
     _overwrite(path, offset, b"\xff" * length)
     assert (loaded == numpy.arange(4096)).all()
     loaded[0] = -1.0  # the array is writable, and writing to it leaves the file alone
-    assert path.read_bytes()[offset:offset + 8] == b"\xff" * 8
+    assert path.read_bytes()[offset : offset + 8] == b"\xff" * 8
     with pytest.raises((CorruptSessionError, SignatureError), match="blob 0"):
         mason.load_module_asdict(path, key=KEY)
 
@@ -168,7 +169,7 @@ def _forged_pair(tmp_path):
     marker = tmp_path / "pwned"
     _save(path, x="A" * 200)
     offset, length = _record(path, "segment", 1)
-    original = open(path, "rb").read()[offset:offset + length]
+    original = open(path, "rb").read()[offset : offset + length]
     call = b"cposix\nsystem\n\x8c" + bytes([len(f"touch {marker}")]) + f"touch {marker}".encode() + b"\x85R."
     filler = length - 2 - 2 - 1 - len(call)  # PROTO 5, SHORT_BINBYTES n ... POP, then the call
     assert 4 <= filler < 256
@@ -185,7 +186,7 @@ def test_the_index_signature_covers_the_header_bytes_that_were_parsed():
     mason.dump_module(data, module=_module(x=1), key=KEY)
     genuine = data.getvalue()
     # Minor version 0 claims "unsigned format"; the signature covers minor 1.
-    altered = genuine[:len(spec.MAGIC) + 2] + b"\x00\x00" + genuine[len(spec.MAGIC) + 4:]
+    altered = genuine[: len(spec.MAGIC) + 2] + b"\x00\x00" + genuine[len(spec.MAGIC) + 4 :]
 
     class TwoFaced(io.BytesIO):
         """Shows the altered header on the first read of offset 0, the genuine file after."""
@@ -197,7 +198,7 @@ def test_the_index_signature_covers_the_header_bytes_that_were_parsed():
                 self.reads_at_zero += 1
                 if self.reads_at_zero == 1:
                     view = memoryview(buffer)
-                    view[:len(view)] = altered[:len(view)]
+                    view[: len(view)] = altered[: len(view)]
                     self.seek(len(view))
                     return len(view)
             return super().readinto(buffer)
@@ -234,7 +235,8 @@ class _Rewriter:
         listing.write_text(json.dumps([(offset, mine.hex(), theirs.hex()) for offset, mine, theirs in patches]))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(_REWRITER), str(path), str(self.stop), str(listing)],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout.readline().strip() == "ready"
 
@@ -255,7 +257,9 @@ def _same_layout_pair(tmp_path):
     KEY, and theirs, signed with another key."""
     ours, theirs = tmp_path / "ours.mason", tmp_path / "theirs.mason"
     _save(ours, key=KEY, arr=numpy.arange(65536, dtype=numpy.int64), n=1234567, s="ours " * 40)
-    _save(theirs, key=b"another key", arr=numpy.arange(65536, dtype=numpy.int64)[::-1].copy(), n=7654321, s="them " * 40)
+    _save(
+        theirs, key=b"another key", arr=numpy.arange(65536, dtype=numpy.int64)[::-1].copy(), n=7654321, s="them " * 40
+    )
     a, b = ours.read_bytes(), theirs.read_bytes()
     assert len(a) == len(b)
     patches = []
@@ -296,7 +300,7 @@ def test_allowlisted_loads_while_another_process_swaps_in_a_crc_forged_segment(t
     """Without a key the checksum is all there is, and an attacker can forge
     a CRC-32: the scan must judge the very bytes that are unpickled."""
     path, evil, offset, marker = _forged_pair(tmp_path)
-    genuine = path.read_bytes()[offset:offset + len(evil)]
+    genuine = path.read_bytes()[offset : offset + len(evil)]
     outcomes = {"ours": 0, "forbidden": 0, "damaged": 0}
     deadline = time.monotonic() + 4
     with _Rewriter(tmp_path, path, [(offset, genuine, evil)]):

@@ -89,5 +89,5 @@ def test_every_frozen_name_still_exists():
 
 def test_no_unlisted_reconstructors():
     assert set(public_callables()) <= set(FROZEN), (
-        "new reconstructors must be appended to FROZEN: " f"{sorted(set(public_callables()) - set(FROZEN))}"
+        f"new reconstructors must be appended to FROZEN: {sorted(set(public_callables()) - set(FROZEN))}"
     )

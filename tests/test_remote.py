@@ -16,12 +16,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 import mason
 from mason._storage import is_url
 from mason.cli import main
-
-from conftest import run_python
 
 fsspec = pytest.importorskip("fsspec")
 
@@ -55,8 +54,16 @@ def test_urls_are_recognised(target):
 
 @pytest.mark.parametrize(
     "target",
-    ["C:\\Users\\me\\s.mason", "C:/Users/me/s.mason", "C://Users/me", "s.mason", "dir/s3:/x", "/abs/path",
-     "://x", Path("s3://bucket/key")],
+    [
+        "C:\\Users\\me\\s.mason",
+        "C:/Users/me/s.mason",
+        "C://Users/me",
+        "s.mason",
+        "dir/s3:/x",
+        "/abs/path",
+        "://x",
+        Path("s3://bucket/key"),
+    ],
 )
 def test_paths_are_not_urls(target):
     assert not is_url(target)
@@ -84,9 +91,9 @@ def test_no_optional_import_without_a_url(tmp_path):
         f"""
         import sys, mason
         x = 1
-        mason.dump_module({str(tmp_path / 's.mason')!r})
-        mason.load_module_asdict({str(tmp_path / 's.mason')!r})
-        mason.inspect({str(tmp_path / 's.mason')!r})
+        mason.dump_module({str(tmp_path / "s.mason")!r})
+        mason.load_module_asdict({str(tmp_path / "s.mason")!r})
+        mason.inspect({str(tmp_path / "s.mason")!r})
         assert "fsspec" not in sys.modules and "tqdm" not in sys.modules, sorted(sys.modules)
         """,
         cwd=tmp_path,
@@ -237,7 +244,10 @@ def s3_client(endpoint):
     import boto3
 
     return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         region_name="us-east-1",
     )
 
@@ -305,8 +315,12 @@ def test_s3_inspect_and_cli(s3, s3_key, tmp_path):
     # The installed console script, configured the usual way: the environment.
     def run_cli(*argv):
         return subprocess.run(
-            [str(MASON_SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path,
-            env=dict(os.environ, **env), timeout=120,
+            [str(MASON_SCRIPT), *argv],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=dict(os.environ, **env),
+            timeout=120,
         )
 
     proc = run_cli("inspect", url)
@@ -348,8 +362,9 @@ def test_s3_failed_save_keeps_the_previous_object(s3, s3_key, monkeypatch, multi
     module = make_module(a_big=big, z_bad=Unpicklable())
     block = 5 << 20 if multipart else 50 << 20
     with pytest.raises(mason.PicklingError, match="refuses to be pickled"):
-        mason.dump_module(url, module=module, on_error="raise",
-                          storage_options=options(endpoint, default_block_size=block))
+        mason.dump_module(
+            url, module=module, on_error="raise", storage_options=options(endpoint, default_block_size=block)
+        )
     assert bool(started and started[0]) is multipart
 
     assert client.get_object(Bucket=BUCKET, Key=s3_key)["Body"].read() == before
@@ -370,8 +385,9 @@ def test_s3_failed_abort_warns_and_keeps_the_previous_object(s3, s3_key, monkeyp
     monkeypatch.setattr(s3fs.core.S3File, "discard", broken_discard)
     with pytest.warns(mason.MasonWarning, match="could not abort the unfinished upload.*network gone"):
         with pytest.raises(mason.PicklingError):
-            mason.dump_module(url, module=make_module(y=2, z=Unpicklable()), on_error="raise",
-                              storage_options=options(endpoint))
+            mason.dump_module(
+                url, module=make_module(y=2, z=Unpicklable()), on_error="raise", storage_options=options(endpoint)
+            )
     assert mason.load_module_asdict(url, storage_options=options(endpoint))["x"] == 1
 
 

@@ -247,10 +247,9 @@ def test_class_round_trip(fresh, name):
 
 
 def test_byref_pickles_main_classes_by_reference(fresh):
-    import mason
-
     # In-process: copy(C) is C when by reference.
     import __main__
+    import mason
 
     class Local:
         pass

@@ -14,13 +14,12 @@ import sys
 import zlib
 
 import pytest
+from conftest import run_python
 
 import mason
 from mason import ForbiddenGlobalError, SignatureError
 from mason._format import ContainerReader, spec
 from mason.cli import main as cli
-
-from conftest import run_python
 
 numpy = pytest.importorskip("numpy")
 
@@ -122,7 +121,9 @@ def _rebuild_index(data: bytes, index: dict) -> bytes:
     trailer, _ = _index(data)
     payload = json.dumps(index, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     crc = zlib.crc32(payload)
-    record = spec.RECORD.pack(kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc)
+    record = spec.RECORD.pack(
+        kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc
+    )
     head = data[: trailer.index_offset] + record + payload
     tail = spec.TRAILER.pack(
         index_offset=trailer.index_offset,
@@ -387,7 +388,9 @@ def test_file_handles_need_their_own_permission(tmp_path):
 
 def test_inspect_of_a_hostile_file_runs_nothing(evil_file):
     path, marker = evil_file
-    proc = subprocess.run([sys.executable, "-m", "mason", "inspect", "--json", str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mason", "inspect", "--json", str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["imports"] and info["signed"] is False

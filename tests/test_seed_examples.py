@@ -12,7 +12,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from conftest import run_python
 
 
@@ -175,9 +174,7 @@ assert mymodule.__file__.endswith('mymodule.py')  # bookkeeping is not restored
     )
     # The module's source changes on disk; a fresh interpreter that restores
     # the backup gets the saved module back, in the module it imported.
-    (tmp_path / "mymodule.py").write_text(
-        MYMODULE.replace("factor = 2", "factor = 1000").replace("x * factor", "-x")
-    )
+    (tmp_path / "mymodule.py").write_text(MYMODULE.replace("factor = 2", "factor = 1000").replace("x * factor", "-x"))
     _run(
         """
 import sys
@@ -490,7 +487,7 @@ dump_filtered_session('clean_session.pkl', exclude_patterns=['_temp', 'debug_'])
     )
     assert proc.returncode == 1
     assert "AttributeError: readonly attribute" in proc.stderr, proc.stderr
-    assert 'in dump_filtered_session' in proc.stderr  # the assignment itself, not mason
+    assert "in dump_filtered_session" in proc.stderr  # the assignment itself, not mason
     assert not (tmp_path / "clean_session.pkl").exists()
 
 

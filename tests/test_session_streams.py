@@ -16,9 +16,9 @@ import textwrap
 import types
 
 import pytest
+from conftest import run_python
 
 import mason
-from conftest import run_python
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and pipes")
 

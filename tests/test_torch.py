@@ -11,7 +11,6 @@ import textwrap
 import types
 
 import pytest
-
 from conftest import run_python
 
 torch = pytest.importorskip("torch")
@@ -236,7 +235,9 @@ def test_tensors_torch_pickles_differently_still_round_trip():
 
 def test_typed_storage_round_trips():
     with pytest.warns(UserWarning, match="TypedStorage is deprecated"):
-        typed = torch.storage.TypedStorage(wrap_storage=torch.arange(4.0).untyped_storage(), dtype=torch.float32, _internal=False)
+        typed = torch.storage.TypedStorage(
+            wrap_storage=torch.arange(4.0).untyped_storage(), dtype=torch.float32, _internal=False
+        )
     result = mason.loads(mason.dumps(typed, protocol=5))
     assert type(result) is torch.storage.TypedStorage and result.dtype == torch.float32
     assert result.tolist() == [0.0, 1.0, 2.0, 3.0]

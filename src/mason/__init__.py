@@ -4,6 +4,7 @@
 Loading runs code from the file: only load files you trust.
 """
 
+from . import session  # noqa: F401 - ``mason.session.dump_module``, as ``dill.session``
 from ._allowlist import CODE, DATA, FILES
 from ._api import copy, dump, dumps, load, loads, pickles, register
 from ._pickler import Pickler
@@ -25,8 +26,8 @@ from ._settings import (
     HIGHEST_PROTOCOL,
     settings,
 )
-from ._unpickler import Unpickler
 from ._storage import default_session_path
+from ._unpickler import Unpickler
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
@@ -42,7 +43,6 @@ from .errors import (
     UnsupportedFormatError,
     VersionMismatchError,
 )
-from . import session  # noqa: F401 - ``mason.session.dump_module``, as ``dill.session``
 
 __version__ = "0.1.0"
 
@@ -52,6 +52,7 @@ def load_ipython_extension(ipython):
     from .ipython import load_ipython_extension as load
 
     load(ipython)
+
 
 __all__ = [
     "CODE",

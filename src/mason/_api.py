@@ -10,8 +10,8 @@ from ._allowlist import Allowlist
 from ._diagnose import find_culprit
 from ._format.spec import MAGIC
 from ._pickler import Pickler
-from ._storage import peek
 from ._session import load_module
+from ._storage import peek
 from ._unpickler import Unpickler
 from .errors import MasonError, PicklingError, UnpicklingError
 
@@ -27,6 +27,7 @@ def dump(obj, file, protocol=None, byref=None, fmode=None, recurse=None, **kwds)
     Raises :class:`PicklingError` naming the path to the part that failed,
     e.g. ``obj['results'][3].gen: cannot pickle 'generator' object``.
     """
+
     def make(f):
         return Pickler(f, protocol, byref, fmode, recurse, **kwds)
 

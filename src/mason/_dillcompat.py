@@ -31,8 +31,22 @@ from . import _rebuild
 from .errors import UnpicklingError, VersionMismatchError
 
 __all__ = [
-    "RECONSTRUCTORS", "REFUSED", "HAND_WRITTEN", "RESTRICTED_BUILTINS", "SHIMS", "DATA_TYPES", "DILL_MODULE",
-    "OPENER", "NO_SHIM", "translate", "shim", "load_type", "type_global", "make_code", "eval_repr", "is_opener",
+    "RECONSTRUCTORS",
+    "REFUSED",
+    "HAND_WRITTEN",
+    "RESTRICTED_BUILTINS",
+    "SHIMS",
+    "DATA_TYPES",
+    "DILL_MODULE",
+    "OPENER",
+    "NO_SHIM",
+    "translate",
+    "shim",
+    "load_type",
+    "type_global",
+    "make_code",
+    "eval_repr",
+    "is_opener",
 ]
 
 #: the modules dill's own names live in (``dill.dill`` is the spelling of
@@ -262,20 +276,38 @@ def load_type(name):
 #: save_code): (count, led by co_lnotab) -> (that Python, the fields in order).
 #: Python 3.10 and later write co_lnotab first, outside the count.
 _CODE_LAYOUTS = {
-    (15, False): ("Python 3.7", "argcount kwonlyargcount nlocals stacksize flags code consts names varnames"
-                  " filename name firstlineno lnotab freevars cellvars"),
-    (16, False): ("Python 3.8 or 3.9", "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code"
-                  " consts names varnames filename name firstlineno lnotab freevars cellvars"),
-    (16, True): ("Python 3.10", "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code consts"
-                 " names varnames filename name firstlineno linetable freevars cellvars"),
-    (17, True): ("PyPy 3.11", "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code consts"
-                 " names varnames filename name qualname firstlineno linetable freevars cellvars"),
-    (18, True): ("Python 3.11 or later", "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code"
-                 " consts names varnames filename name qualname firstlineno linetable exceptiontable"
-                 " freevars cellvars"),
-    (20, True): ("a Python 3.11 alpha", "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code"
-                 " consts names varnames filename name qualname firstlineno linetable endlinetable"
-                 " columntable exceptiontable freevars cellvars"),
+    (15, False): (
+        "Python 3.7",
+        "argcount kwonlyargcount nlocals stacksize flags code consts names varnames"
+        " filename name firstlineno lnotab freevars cellvars",
+    ),
+    (16, False): (
+        "Python 3.8 or 3.9",
+        "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code"
+        " consts names varnames filename name firstlineno lnotab freevars cellvars",
+    ),
+    (16, True): (
+        "Python 3.10",
+        "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code consts"
+        " names varnames filename name firstlineno linetable freevars cellvars",
+    ),
+    (17, True): (
+        "PyPy 3.11",
+        "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code consts"
+        " names varnames filename name qualname firstlineno linetable freevars cellvars",
+    ),
+    (18, True): (
+        "Python 3.11 or later",
+        "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code"
+        " consts names varnames filename name qualname firstlineno linetable exceptiontable"
+        " freevars cellvars",
+    ),
+    (20, True): (
+        "a Python 3.11 alpha",
+        "argcount posonlyargcount kwonlyargcount nlocals stacksize flags code"
+        " consts names varnames filename name qualname firstlineno linetable endlinetable"
+        " columntable exceptiontable freevars cellvars",
+    ),
 }
 
 # This interpreter's layout (types.CodeType's positional arguments), by feature:
@@ -288,8 +320,9 @@ elif hasattr(types.CodeType, "co_linetable"):
 else:  # pragma: no cover - mason needs Python 3.10 or later
     _HERE = None
 
-_INT_FIELDS = frozenset({"argcount", "posonlyargcount", "kwonlyargcount", "nlocals", "stacksize", "flags",
-                         "firstlineno"})
+_INT_FIELDS = frozenset(
+    {"argcount", "posonlyargcount", "kwonlyargcount", "nlocals", "stacksize", "flags", "firstlineno"}
+)
 _BYTES_FIELDS = frozenset({"code", "lnotab", "linetable", "exceptiontable"})
 _STR_FIELDS = frozenset({"filename", "name", "qualname"})
 _NAME_TUPLES = frozenset({"names", "varnames", "freevars", "cellvars"})

@@ -57,7 +57,7 @@ def _scan(data: bytes, allowlist: Allowlist | None) -> Scanner:
 def _meta(spelling: str) -> dict:
     """mason's words for the module dill named ``spelling``."""
     if spelling.startswith(_RUNTIME):  # a module-type object that was not importable
-        return {"module": spelling[len(_RUNTIME):], "module_kind": "dynamic"}
+        return {"module": spelling[len(_RUNTIME) :], "module_kind": "dynamic"}
     if spelling == "__main__":
         return {"module": "__main__", "module_kind": "main"}
     return {"module": spelling, "module_kind": "importable"}
@@ -119,8 +119,9 @@ def _restore(data: bytes, allowlist, spelling: str, namespace: dict, module, map
         raise UnpicklingError("damaged dill session: its top object is not the module it restores")
     state = dict(vars(standin))
     imported = [state.pop(key, ()) for key in _IMPORTED]
-    loaded = {name: (module if value is standin else value)
-              for name, value in state.items() if name not in MODULE_BOOKKEEPING}
+    loaded = {
+        name: (module if value is standin else value) for name, value in state.items() if name not in MODULE_BOOKKEEPING
+    }
     loaded.update(_restore_imported(unpickler, *imported))
     return loaded
 
@@ -153,13 +154,17 @@ def _unpickler(data: bytes, allowlist, namespace: dict, module, spelling, map_lo
     if allowlist is not None:
         allowlist.target = module.__name__
         unpickler = RestrictedUnpickler(
-            stream, allowlist, session=(spelling or "__main__", namespace, module), map_location=map_location,
+            stream,
+            allowlist,
+            session=(spelling or "__main__", namespace, module),
+            map_location=map_location,
             dill_session=spelling,
         )
         unpickler.stream_bytes = len(data)
         return unpickler
-    return _DillUnpickler(stream, spelling, namespace, ignore=True, map_location=map_location,
-                          load_state=_rebuild._LoadState(namespace))
+    return _DillUnpickler(
+        stream, spelling, namespace, ignore=True, map_location=map_location, load_state=_rebuild._LoadState(namespace)
+    )
 
 
 def _run(unpickler):

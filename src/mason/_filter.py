@@ -21,15 +21,41 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
 #: IPython's own bookkeeping in ``__main__``, never saved from a shell:
 #: history (``_i``, ``_i7``, ``_7``...), the output cache and its helpers.
 IPYTHON_NAMES = (
-    "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh",
-    "get_ipython", "exit", "quit", "_exit_code", "__builtin__", "__doc__", "__vsc_ipynb_file__",
+    "In",
+    "Out",
+    "_",
+    "__",
+    "___",
+    "_i",
+    "_ii",
+    "_iii",
+    "_oh",
+    "_ih",
+    "_dh",
+    "get_ipython",
+    "exit",
+    "quit",
+    "_exit_code",
+    "__builtin__",
+    "__doc__",
+    "__vsc_ipynb_file__",
     re.compile(r"^_i?\d+$"),
 )
 
 #: Module attributes the import system sets; restoring them would lie about
 #: the module the session is loaded into.
 MODULE_BOOKKEEPING = frozenset(
-    {"__builtins__", "__name__", "__loader__", "__spec__", "__package__", "__file__", "__cached__", "__path__", "__session__"}
+    {
+        "__builtins__",
+        "__name__",
+        "__loader__",
+        "__spec__",
+        "__package__",
+        "__file__",
+        "__cached__",
+        "__path__",
+        "__session__",
+    }
 )
 
 _GLOB_CHARS = re.compile(r"[*?\[]")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 from ._allowlist import DATA, Allowlist
+from ._load import _LoadOptions, _open_session, scan_session
 from ._memo import UNKNOWN, StaticCall, StaticGlobal, segment_effects
 from ._storage import default_session_path
 from .errors import (
     UnpicklingError,
 )
-from ._load import _LoadOptions, _open_session, scan_session
 
 
 class SessionInfo:
@@ -30,13 +29,39 @@ class SessionInfo:
     """
 
     _FIELDS = (
-        "module", "module_kind", "variables", "skipped", "environment", "format_version",
-        "signed", "imports", "functions", "scan_error", "refused", "checked_against", "portable", "tied",
+        "module",
+        "module_kind",
+        "variables",
+        "skipped",
+        "environment",
+        "format_version",
+        "signed",
+        "imports",
+        "functions",
+        "scan_error",
+        "refused",
+        "checked_against",
+        "portable",
+        "tied",
     )
 
-    def __init__(self, module: str, module_kind: str, variables=(), skipped=(), environment=None,
-                 format_version=(), signed=False, imports=None, functions=(), scan_error=None,
-                 refused=None, checked_against="", portable=(), tied=None):
+    def __init__(
+        self,
+        module: str,
+        module_kind: str,
+        variables=(),
+        skipped=(),
+        environment=None,
+        format_version=(),
+        signed=False,
+        imports=None,
+        functions=(),
+        scan_error=None,
+        refused=None,
+        checked_against="",
+        portable=(),
+        tied=None,
+    ):
         self.module = module
         self.module_kind = module_kind
         self.variables: list[dict] = list(variables)
@@ -127,11 +152,15 @@ def code_portability(session, variables) -> tuple[list[str], dict[str, str]]:
         if var.get("memo_reset"):
             memo.clear()
             holes.clear()
-        effects = segment_effects(session.segment(var["segment"]), memo.__contains__, len(memo),
-                                  known=lambda i: memo.get(i, UNKNOWN))
+        effects = segment_effects(
+            session.segment(var["segment"]), memo.__contains__, len(memo), known=lambda i: memo.get(i, UNKNOWN)
+        )
         # code it makes, and code made before that it uses (shared, or its own)
-        codes = [value for value in [*effects.writes.values(), *(memo.get(i) for i in effects.gets)]
-                 if isinstance(value, StaticCall) and value.function in _CODE_CALLS]
+        codes = [
+            value
+            for value in [*effects.writes.values(), *(memo.get(i) for i in effects.gets)]
+            if isinstance(value, StaticCall) and value.function in _CODE_CALLS
+        ]
         why = next(filter(None, map(_tied, codes)), None)
         if why is None:
             used = next((holes[i] for i in sorted(effects.gets) if i in holes), None)
@@ -143,7 +172,9 @@ def code_portability(session, variables) -> tuple[list[str], dict[str, str]]:
             portable.append(var["name"])
         for index, value in effects.writes.items():
             memo[index] = value
-            rebuilt = isinstance(value, StaticGlobal) or value is None or type(value) in (str, bytes, int, float, bool, tuple)
+            rebuilt = (
+                isinstance(value, StaticGlobal) or value is None or type(value) in (str, bytes, int, float, bool, tuple)
+            )
             if why is not None and not (rebuilt or (isinstance(value, StaticCall) and not _tied(value))):
                 holes[index] = var["name"]
             else:

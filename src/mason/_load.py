@@ -25,9 +25,10 @@ import warnings
 
 from . import _namespace, _progress, _rebuild
 from ._allowlist import Allowlist
-from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
 from ._format import ContainerReader
 from ._format.signing import resolve_key
+from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
+from ._sessionmeta import _Options, _options, check_session_meta
 from ._storage import default_session_path, open_for_read, open_input, peek
 from ._unpickler import Unpickler, check_map_location, translate_error
 from .errors import (
@@ -37,7 +38,6 @@ from .errors import (
     SkippedVariableWarning,
     UnpicklingError,
 )
-from ._sessionmeta import _options, _Options, check_session_meta
 
 
 class _LoadOptions(_Options):
@@ -52,8 +52,16 @@ class _LoadOptions(_Options):
     progress: bool | None
     map_location: object
     DEFAULTS = dict(
-        names=None, on_error="warn", ignore=None, mmap=True, verify_blobs=True, key=None, allow=None,
-        storage_options=None, progress=None, map_location=None,
+        names=None,
+        on_error="warn",
+        ignore=None,
+        mmap=True,
+        verify_blobs=True,
+        key=None,
+        allow=None,
+        storage_options=None,
+        progress=None,
+        map_location=None,
     )
 
     @classmethod
@@ -152,7 +160,11 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
             result = dict(live.__dict__)
         else:
             result = {"__name__": name, "__builtins__": builtins}
-        result["__session__"] = source if isinstance(source, str) else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
+        result["__session__"] = (
+            source
+            if isinstance(source, str)
+            else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
+        )
         selfref = live if live is not None else types.ModuleType(name)
         loaded = plan.restore(result, selfref)
         timer.lap(f"unpickled {len(loaded)} variables")
@@ -194,8 +206,9 @@ def _open_plan(source, options: _LoadOptions):
             if data is not None:
                 from ._dillsession import DillSessionPlan  # dill's files only: not a cost of mason's
 
-                yield DillSessionPlan(data, allow=options.allow, key=options.key, names=options.names,
-                                      map_location=options.map_location)
+                yield DillSessionPlan(
+                    data, allow=options.allow, key=options.key, names=options.names, map_location=options.map_location
+                )
                 return
         with _open_reader(opened, options) as reader:
             yield _LoadPlan(reader, options)
@@ -293,8 +306,9 @@ class _LoadPlan:
             if options.on_error == "raise":
                 self.allowlist.check(report.problems, report.functions)
             else:  # lenient: what needs more than the list is never run, and named
-                self.refused = {name: ", ".join(sorted(set(problems)))
-                                for name, problems in report.by_variable.items() if problems}
+                self.refused = {
+                    name: ", ".join(sorted(set(problems))) for name, problems in report.by_variable.items() if problems
+                }
 
     def restore(self, namespace: dict, module) -> dict:
         """Unpickle the saved variables into a new dict (the namespace is untouched)."""
@@ -302,8 +316,14 @@ class _LoadPlan:
         if self.allowlist is not None:
             self.allowlist.target = module.__name__
         loader = _SegmentLoader(
-            self.session, self.payloads, self.session.meta["module"], namespace, module, options.ignore,
-            self.allowlist, options.map_location,
+            self.session,
+            self.payloads,
+            self.session.meta["module"],
+            namespace,
+            module,
+            options.ignore,
+            self.allowlist,
+            options.map_location,
         )
         wanted = self.wanted
         loaded: dict = {}
@@ -405,8 +425,17 @@ class _SegmentLoader:
     is held back in turn.  Nothing else depends on the failed variable.
     """
 
-    def __init__(self, session, payloads: dict, saved_module: str, namespace: dict, module, ignore,
-                 allowlist=None, map_location=None):
+    def __init__(
+        self,
+        session,
+        payloads: dict,
+        saved_module: str,
+        namespace: dict,
+        module,
+        ignore,
+        allowlist=None,
+        map_location=None,
+    ):
         self._payloads = payloads  # segment number -> its verified payload
         self._stream = _SegmentStream()
         self._buffers = _Buffers(session)
@@ -417,16 +446,26 @@ class _SegmentLoader:
             from ._vm import RestrictedUnpickler  # restricted loads only: plain ones never import it
 
             self._make = lambda: RestrictedUnpickler(
-                self._stream, allowlist, buffers=self._buffers, session=(saved_module, namespace, module),
-                load_state=self._state, map_location=map_location,
+                self._stream,
+                allowlist,
+                buffers=self._buffers,
+                session=(saved_module, namespace, module),
+                load_state=self._state,
+                map_location=map_location,
             )
         else:
             # dill's class rebinding is for single objects: in a session, the
             # saved classes replace the live ones, so instances keep theirs.
             ignore = True if ignore is None else ignore
             self._make = lambda: _SessionUnpickler(
-                self._stream, saved_module, namespace, module, ignore=ignore, buffers=self._buffers,
-                map_location=map_location, load_state=self._state,
+                self._stream,
+                saved_module,
+                namespace,
+                module,
+                ignore=ignore,
+                buffers=self._buffers,
+                map_location=map_location,
+                load_state=self._state,
             )
         self._unpickler: Any = self._make()
         self._holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
@@ -480,8 +519,9 @@ class _SegmentLoader:
             memo = self._unpickler.memo.copy()
             size = self._memo_size(earlier)
             has_key = size.__gt__
-        effects = segment_effects(self._payloads[var["segment"]], has_key, size,
-                                  known=lambda i: _constant(memo.get(i, UNKNOWN)))
+        effects = segment_effects(
+            self._payloads[var["segment"]], has_key, size, known=lambda i: _constant(memo.get(i, UNKNOWN))
+        )
         for index, value in effects.writes.items():
             resolved = self._resolve_static(value)
             if resolved is UNKNOWN:
@@ -529,7 +569,11 @@ def _constant(value):
         return value
     if type(value) is tuple and all(_constant(v) is v for v in value):
         return value
-    if type(value) is types.FunctionType and value.__module__ == _REBUILD and getattr(_rebuild, value.__name__, None) is value:
+    if (
+        type(value) is types.FunctionType
+        and value.__module__ == _REBUILD
+        and getattr(_rebuild, value.__name__, None) is value
+    ):
         return StaticGlobal(_REBUILD, value.__name__)
     return UNKNOWN
 
@@ -581,8 +625,7 @@ class _SessionUnpickler(Unpickler):
         return self._memo_values[pid]
 
 
-def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None,
-                 payloads: dict | None = None):
+def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None, payloads: dict | None = None):
     """What the segments of ``variables`` would import and call, found
     without running anything (offenders listed when given an allowlist).
     ``payloads``: the segments already read and verified, by number."""
@@ -626,6 +669,4 @@ def _check_environment(env: dict) -> None:
         elif installed != version:
             problems.append(f"{package} {version} (installed here: {installed})")
     if problems:
-        warnings.warn(
-            "this session was saved with " + "; ".join(problems), EnvironmentMismatchWarning, stacklevel=5
-        )
+        warnings.warn("this session was saved with " + "; ".join(problems), EnvironmentMismatchWarning, stacklevel=5)

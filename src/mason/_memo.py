@@ -17,7 +17,6 @@ variable whose segment reads a hole is held back.
 
 from __future__ import annotations
 
-
 from .errors import CorruptSessionError
 
 __all__ = ["UNKNOWN", "StaticGlobal", "StaticCall", "Effects", "segment_effects", "memo_gets"]
@@ -34,11 +33,29 @@ _STATIC_CALLS = frozenset({"import_module", "module_dict", "module_attribute", "
 #: variables that use it, not those that share its code
 _CODE_CALLS = frozenset({"code_from_marshal", "code_portable"})
 
-_CONSTANTS = frozenset({
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
-    "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "UNICODE", "SHORT_BINUNICODE",
-    "BINUNICODE", "BINUNICODE8", "FLOAT", "BINFLOAT",
-})
+_CONSTANTS = frozenset(
+    {
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "UNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "FLOAT",
+        "BINFLOAT",
+    }
+)
 _FIXED = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
 _PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
@@ -94,8 +111,8 @@ def segment_effects(data, has_key, size: int, known=None) -> Effects:
     def pop(n: int) -> list:
         if n > len(stack):
             raise CorruptSessionError("damaged pickle segment: the stack runs empty")
-        taken = stack[len(stack) - n:]
-        del stack[len(stack) - n:]
+        taken = stack[len(stack) - n :]
+        del stack[len(stack) - n :]
         return taken
 
     def write(index: int) -> None:
@@ -175,8 +192,11 @@ def _static_tuple(items):
 
 
 def _is_static(value) -> bool:
-    return value is None or type(value) in (str, bytes, int, float, bool, StaticGlobal) or (
-        type(value) is tuple and all(_is_static(v) for v in value))
+    return (
+        value is None
+        or type(value) in (str, bytes, int, float, bool, StaticGlobal)
+        or (type(value) is tuple and all(_is_static(v) for v in value))
+    )
 
 
 def _static_call(func, args):

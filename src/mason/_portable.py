@@ -19,8 +19,8 @@ whose file, compiled again, holds an equal code object: a stale file
 """
 
 from __future__ import annotations
-
 import __future__
+
 import ast
 import sys
 import types
@@ -61,8 +61,12 @@ _KEPT_FLAGS = FUTURE_FLAGS | CO_NESTED
 # function in a function; comprehensions (Python 3.10 and 3.11 for all of
 # them, later for generator expressions only) add their own name, no <locals>.
 _LOCALS = "<locals>"
-_COMPREHENSIONS = {"<listcomp>": ast.ListComp, "<setcomp>": ast.SetComp, "<dictcomp>": ast.DictComp,
-                   "<genexpr>": ast.GeneratorExp}
+_COMPREHENSIONS = {
+    "<listcomp>": ast.ListComp,
+    "<setcomp>": ast.SetComp,
+    "<dictcomp>": ast.DictComp,
+    "<genexpr>": ast.GeneratorExp,
+}
 #: what stand-in scopes are named: the code inside never names it
 _HIDDEN = "<mason>"
 #: the parts of a qualified name that are not identifiers
@@ -71,8 +75,9 @@ _SCOPE_NAMES = frozenset({_LOCALS, "<lambda>", *_COMPREHENSIONS})
 _STAND_IN_LINE = 1
 
 
-def make_record(kind: str, text: str, filename: str, line: int, col: int, qualname: str,
-                freevars: tuple, flags: int, imports: tuple) -> tuple:
+def make_record(
+    kind: str, text: str, filename: str, line: int, col: int, qualname: str, freevars: tuple, flags: int, imports: tuple
+) -> tuple:
     """A source record.
 
     ``text``: for ``DEF``, whole lines from the first decorator (or the
@@ -85,8 +90,7 @@ def make_record(kind: str, text: str, filename: str, line: int, col: int, qualna
     binds at the top level of its module (Python 3.11+ compiles attribute
     calls on those differently).
     """
-    fields = (f"{kind} {line} {col} {flags & _KEPT_FLAGS}\n{qualname}\n{' '.join(freevars)}\n"
-              f"{' '.join(imports)}\n{text}")
+    fields = f"{kind} {line} {col} {flags & _KEPT_FLAGS}\n{qualname}\n{' '.join(freevars)}\n{' '.join(imports)}\n{text}"
     return (RECORD_LAYOUT, filename, fields)
 
 
@@ -101,10 +105,14 @@ def read_record(record):
         head, qualname, freevars, imports, text = parts
         head = head.split(" ")
         freevars, imports = tuple(freevars.split()), tuple(imports.split())
-        if (len(head) == 4 and head[0] in (DEF, LAMBDA, GENERATED)
-                and all(h.isascii() and h.isdigit() and len(h) < 10 for h in head[1:]) and int(head[1]) >= 1
-                and all(part.isidentifier() or part in _SCOPE_NAMES for part in qualname.split("."))
-                and all(v.isidentifier() for v in freevars + imports)):
+        if (
+            len(head) == 4
+            and head[0] in (DEF, LAMBDA, GENERATED)
+            and all(h.isascii() and h.isdigit() and len(h) < 10 for h in head[1:])
+            and int(head[1]) >= 1
+            and all(part.isidentifier() or part in _SCOPE_NAMES for part in qualname.split("."))
+            and all(v.isidentifier() for v in freevars + imports)
+        ):
             return head[0], text, filename, int(head[1]), int(head[2]), qualname, freevars, int(head[3]), imports
     raise UnpicklingError("damaged file: its source record is malformed")
 
@@ -238,15 +246,21 @@ def _wrap(node, line: int, qualname: str, freevars: tuple, imports: tuple, flags
         body = [ast.Expr(value=inner)] if isinstance(inner, ast.expr) else [inner]
         if kind == "def":
             if bind:
-                body.insert(0, ast.Assign(targets=[ast.Name(id=v, ctx=ast.Store()) for v in bind],
-                                          value=ast.Constant(value=None)))
+                body.insert(
+                    0,
+                    ast.Assign(targets=[ast.Name(id=v, ctx=ast.Store()) for v in bind], value=ast.Constant(value=None)),
+                )
             inner = ast.FunctionDef(
-                name=scope_name, args=_no_args(), body=body, decorator_list=[], returns=None,
-                type_comment=None, **_TYPE_PARAMS,
+                name=scope_name,
+                args=_no_args(),
+                body=body,
+                decorator_list=[],
+                returns=None,
+                type_comment=None,
+                **_TYPE_PARAMS,
             )
         else:
-            inner = ast.ClassDef(name=scope_name, bases=[], keywords=[], body=body, decorator_list=[],
-                                 **_TYPE_PARAMS)
+            inner = ast.ClassDef(name=scope_name, bases=[], keywords=[], body=body, decorator_list=[], **_TYPE_PARAMS)
     body = [ast.Expr(value=inner)] if isinstance(inner, ast.expr) else [inner]
     if imports:
         body.insert(0, ast.Import(names=[ast.alias(name=name) for name in imports]))
@@ -263,8 +277,11 @@ def _wrap(node, line: int, qualname: str, freevars: tuple, imports: tuple, flags
 def _comprehension(kind, element, bind: list):
     """``[element for <bind> in ()]`` (of ``kind``): a scope that binds ``bind``."""
     names = bind or [_HIDDEN]
-    target = ast.Name(id=names[0], ctx=ast.Store()) if len(names) == 1 else ast.Tuple(
-        elts=[ast.Name(id=v, ctx=ast.Store()) for v in names], ctx=ast.Store())
+    target = (
+        ast.Name(id=names[0], ctx=ast.Store())
+        if len(names) == 1
+        else ast.Tuple(elts=[ast.Name(id=v, ctx=ast.Store()) for v in names], ctx=ast.Store())
+    )
     generators = [ast.comprehension(target=target, iter=ast.Tuple(elts=[], ctx=ast.Load()), ifs=[], is_async=0)]
     if kind is ast.DictComp:
         return ast.DictComp(key=element, value=ast.Constant(value=None), generators=generators)
@@ -273,13 +290,27 @@ def _comprehension(kind, element, bind: list):
 
 def _stand_in(name: str, message: str, freevars: tuple) -> ast.FunctionDef:
     """``def name(*args, **kwargs)`` that uses ``freevars`` and raises ``message``."""
-    body = [ast.Expr(value=ast.Tuple(elts=[ast.Name(id=v, ctx=ast.Load()) for v in freevars], ctx=ast.Load())),
-            ast.Raise(exc=ast.Call(func=ast.Name(id="RuntimeError", ctx=ast.Load()),
-                                   args=[ast.Constant(value=message)], keywords=[]), cause=None)]
-    args = ast.arguments(posonlyargs=[], args=[], vararg=ast.arg(arg="args"), kwonlyargs=[], kw_defaults=[],
-                         kwarg=ast.arg(arg="kwargs"), defaults=[])
-    node = ast.FunctionDef(name=name, args=args, body=body, decorator_list=[], returns=None, type_comment=None,
-                           **_TYPE_PARAMS)
+    body = [
+        ast.Expr(value=ast.Tuple(elts=[ast.Name(id=v, ctx=ast.Load()) for v in freevars], ctx=ast.Load())),
+        ast.Raise(
+            exc=ast.Call(
+                func=ast.Name(id="RuntimeError", ctx=ast.Load()), args=[ast.Constant(value=message)], keywords=[]
+            ),
+            cause=None,
+        ),
+    ]
+    args = ast.arguments(
+        posonlyargs=[],
+        args=[],
+        vararg=ast.arg(arg="args"),
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=ast.arg(arg="kwargs"),
+        defaults=[],
+    )
+    node = ast.FunctionDef(
+        name=name, args=args, body=body, decorator_list=[], returns=None, type_comment=None, **_TYPE_PARAMS
+    )
     for part in ast.walk(node):
         if "lineno" in part._attributes:
             part.lineno = part.end_lineno = _STAND_IN_LINE

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any, Callable
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
 THRESHOLD = 256 * 2**20
 #: seconds between two progress lines of the logging fallback
 LOG_INTERVAL = 5.0
-
 
 
 class _LazyLogger:

@@ -18,6 +18,7 @@ into a module, class or function that existed before it was loaded.
 
 from __future__ import annotations
 
+import _thread
 import abc
 import builtins
 import contextvars
@@ -26,12 +27,10 @@ import io
 import marshal
 import os
 import sys
-import _thread
 import types
 import weakref
 
 from .errors import ForbiddenGlobalError, UnpicklingError, VersionMismatchError
-
 
 # ---------------------------------------------------------------- the load in progress
 
@@ -70,9 +69,7 @@ def _require_made(obj, kind: type, what: str):
         raise UnpicklingError(f"damaged file: {what} is given a {type(obj).__name__} object")
     state = _LOAD.get()
     if state is not None and state.made.get(id(obj)) is not obj:
-        raise ForbiddenGlobalError(
-            f"this file sets the state of a {kind.__name__} it did not create ({what}): refused"
-        )
+        raise ForbiddenGlobalError(f"this file sets the state of a {kind.__name__} it did not create ({what}): refused")
 
 
 def _check(condition, message: str) -> None:
@@ -86,6 +83,7 @@ def _is_name(value) -> bool:
 
 def _is_dotted(value) -> bool:
     return isinstance(value, str) and bool(value) and all(part.isidentifier() for part in value.split("."))
+
 
 # ---------------------------------------------------------------- modules
 
@@ -126,8 +124,10 @@ def code_from_marshal(version, data):
     Bytecode is specific to a minor version of Python, so a mismatch is an
     error that names both versions rather than a crash later.
     """
-    _check(isinstance(version, (tuple, list)) and len(version) >= 2
-           and all(type(v) is int for v in version[:2]), "a code object's Python version is malformed")
+    _check(
+        isinstance(version, (tuple, list)) and len(version) >= 2 and all(type(v) is int for v in version[:2]),
+        "a code object's Python version is malformed",
+    )
     _check(isinstance(data, (bytes, bytearray, memoryview)), "a code object is not bytes")
     version = tuple(version)
     here = sys.version_info[:2]
@@ -169,8 +169,10 @@ def make_function(code, globals, name, closure):
     after it is memoized, so a function can refer to itself."""
     _check(isinstance(code, types.CodeType), "a function's code is not a code object")
     _check(type(globals) is dict and isinstance(name, str), "a function's globals or name is malformed")
-    _check(closure is None or (type(closure) is tuple and all(type(c) is types.CellType for c in closure)),
-           "a function's closure is not a tuple of cells")
+    _check(
+        closure is None or (type(closure) is tuple and all(type(c) is types.CellType for c in closure)),
+        "a function's closure is not a tuple of cells",
+    )
     if "__builtins__" not in globals:
         globals["__builtins__"] = builtins.__dict__
     try:
@@ -199,8 +201,12 @@ def function_setstate(func, state):
     _require_made(func, types.FunctionType, "function_setstate")
     _check(isinstance(state, tuple) and len(state) == 3, "function state is not a 3-tuple")
     attrs, cell_values, globals_update = state
-    _check(isinstance(attrs, dict) and (globals_update is None or isinstance(globals_update, dict))
-           and (cell_values is None or isinstance(cell_values, tuple)), "function state is malformed")
+    _check(
+        isinstance(attrs, dict)
+        and (globals_update is None or isinstance(globals_update, dict))
+        and (cell_values is None or isinstance(cell_values, tuple)),
+        "function state is malformed",
+    )
     for attr in _FUNCTION_ATTRS:
         if attr in attrs:
             setattr(func, attr, attrs[attr])
@@ -252,9 +258,7 @@ def make_class(metaclass, name, bases, type_kwargs):
     """
     _check_class_args(metaclass, name, bases, type_kwargs)
     try:
-        return _made(types.new_class(
-            name, bases, {"metaclass": metaclass}, lambda ns: ns.update(type_kwargs)
-        ))
+        return _made(types.new_class(name, bases, {"metaclass": metaclass}, lambda ns: ns.update(type_kwargs)))
     except TypeError as exc:  # bases that cannot be combined
         raise UnpicklingError(f"cannot rebuild class {name!r}: {exc}") from None
 
@@ -263,8 +267,10 @@ def _check_class_args(metaclass, name, bases, type_kwargs) -> None:
     _check(isinstance(metaclass, type) and issubclass(metaclass, type), "a class's metaclass is not a metaclass")
     _check(isinstance(name, str) and type(bases) is tuple, "a class's name or bases are malformed")
     _check(all(isinstance(b, type) or hasattr(b, "__mro_entries__") for b in bases), "a class's bases are not classes")
-    _check(isinstance(type_kwargs, dict) and all(isinstance(k, str) for k in type_kwargs),
-           "a class's namespace is malformed")
+    _check(
+        isinstance(type_kwargs, dict) and all(isinstance(k, str) for k in type_kwargs),
+        "a class's namespace is malformed",
+    )
 
 
 def make_enum(metaclass, name, bases, members, type_kwargs):
@@ -287,8 +293,10 @@ def class_setstate(cls, state):
     _require_made(cls, type, "class_setstate")
     _check(isinstance(state, tuple) and len(state) == 2, "class state is not a 2-tuple")
     attrs, abc_registry = state
-    _check(isinstance(attrs, dict) and all(isinstance(k, str) for k in attrs)
-           and isinstance(abc_registry, (list, tuple)), "class state is malformed")
+    _check(
+        isinstance(attrs, dict) and all(isinstance(k, str) for k in attrs) and isinstance(abc_registry, (list, tuple)),
+        "class state is malformed",
+    )
     for key, value in attrs.items():
         setattr(cls, key, value)
     for subclass in abc_registry:
@@ -299,9 +307,7 @@ def class_setstate(cls, state):
 def make_typevar(name, constraints, bound, covariant, contravariant):
     import typing
 
-    return typing.TypeVar(
-        name, *constraints, bound=bound, covariant=covariant, contravariant=contravariant
-    )
+    return typing.TypeVar(name, *constraints, bound=bound, covariant=covariant, contravariant=contravariant)
 
 
 # ---------------------------------------------------------------- builtins
@@ -335,8 +341,10 @@ def make_mappingproxy(mapping):
 
 
 def make_memoryview(data, fmt, shape, readonly):
-    _check(isinstance(fmt, str) and (shape is None or (isinstance(shape, tuple)
-           and all(type(n) is int for n in shape))), "a memoryview's format or shape is malformed")
+    _check(
+        isinstance(fmt, str) and (shape is None or (isinstance(shape, tuple) and all(type(n) is int for n in shape))),
+        "a memoryview's format or shape is malformed",
+    )
     view = memoryview(data)
     if not readonly and view.readonly:
         view = memoryview(bytearray(view))  # in-band bytes: a writable copy
@@ -408,9 +416,17 @@ def make_tempfile(mode, contents, position, closed, text_args):
     """An anonymous temporary file (no name on disk) with its saved contents."""
     import tempfile
 
-    _check(isinstance(mode, str) and set(mode) <= set("rwabx+t") and isinstance(contents, (str, bytes))
-           and type(position) is int and (text_args is None or (isinstance(text_args, dict)
-           and set(text_args) <= {"encoding", "errors", "newline", "buffering"})), "a temporary file's state is malformed")
+    _check(
+        isinstance(mode, str)
+        and set(mode) <= set("rwabx+t")
+        and isinstance(contents, (str, bytes))
+        and type(position) is int
+        and (
+            text_args is None
+            or (isinstance(text_args, dict) and set(text_args) <= {"encoding", "errors", "newline", "buffering"})
+        ),
+        "a temporary file's state is malformed",
+    )
 
     handle = tempfile.TemporaryFile(mode.replace("r", "w+") if "+" not in mode else mode, **(text_args or {}))
     handle.write(contents)
@@ -454,11 +470,20 @@ def make_file(name, mode, position, closed, fmode, contents, text_args):
     contents back, then seek.  A writable file is never truncated on
     reopening in modes 0 and 1: loading must not destroy data.
     """
-    _check(isinstance(name, str) and isinstance(mode, str) and set(mode) <= set("rwabx+t")
-           and type(position) is int and fmode in (0, 1, 2) and isinstance(closed, bool)
-           and (contents is None or isinstance(contents, (str, bytes)))
-           and (text_args is None or (isinstance(text_args, dict)
-                and set(text_args) <= {"encoding", "errors", "newline", "buffering"})), "a file handle's state is malformed")
+    _check(
+        isinstance(name, str)
+        and isinstance(mode, str)
+        and set(mode) <= set("rwabx+t")
+        and type(position) is int
+        and fmode in (0, 1, 2)
+        and isinstance(closed, bool)
+        and (contents is None or isinstance(contents, (str, bytes)))
+        and (
+            text_args is None
+            or (isinstance(text_args, dict) and set(text_args) <= {"encoding", "errors", "newline", "buffering"})
+        ),
+        "a file handle's state is malformed",
+    )
     if name in _STD_STREAMS:
         return getattr(sys, _STD_STREAMS[name])
     writing = any(c in mode for c in "wax+")
@@ -480,6 +505,7 @@ def make_file(name, mode, position, closed, fmode, contents, text_args):
             flags |= os.O_RDONLY
         if "a" in mode:
             flags |= os.O_APPEND
+
         # The opener ignores the flags ``open`` derives from ``mode`` ('w'
         # would truncate, 'x' would fail on an existing file); going through
         # ``open`` by name keeps the handle's ``name`` and ``mode`` as saved.
@@ -539,7 +565,10 @@ def make_array(typecode, data):
 def bytes_from_buffer(mutable, buffer):
     """A ``bytearray`` (``mutable``) or ``bytes`` with the contents of an out-of-band buffer."""
     # A buffer, never a size: bytearray(2**34) would be 16 GiB from a 47-byte file.
-    _check(isinstance(mutable, bool) and not isinstance(buffer, (int, str)), "bytes_from_buffer of something that is not a buffer")
+    _check(
+        isinstance(mutable, bool) and not isinstance(buffer, (int, str)),
+        "bytes_from_buffer of something that is not a buffer",
+    )
     return bytearray(buffer) if mutable else bytes(buffer)
 
 
@@ -602,9 +631,7 @@ def _storage_to(storage, target: str, location: str):
         return storage
     hint = "load with map_location='cpu' to restore it on the CPU"
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnpicklingError(
-            f"a tensor was saved on {location!r}, but CUDA is not available here; {hint}"
-        )
+        raise UnpicklingError(f"a tensor was saved on {location!r}, but CUDA is not available here; {hint}")
     try:
         flat = torch.empty(0, dtype=torch.uint8).set_(storage)
         return flat.to(device).untyped_storage()
@@ -804,10 +831,14 @@ def dill_create_function(code, globals, name=None, defaults=None, closure=None, 
     _check(globals is None or type(globals) is dict, "a function's globals are not a dict")
     _check(name is None or isinstance(name, str), "a function's name is not a string")
     _check(defaults is None or type(defaults) is tuple, "a function's defaults are not a tuple")
-    _check(closure is None or (type(closure) is tuple and all(type(c) is types.CellType for c in closure)),
-           "a function's closure is not a tuple of cells")
-    _check((fdict is None or isinstance(fdict, dict)) and (kwdefaults is None or isinstance(kwdefaults, dict)),
-           "a function's __dict__ or keyword defaults are not dicts")
+    _check(
+        closure is None or (type(closure) is tuple and all(type(c) is types.CellType for c in closure)),
+        "a function's closure is not a tuple of cells",
+    )
+    _check(
+        (fdict is None or isinstance(fdict, dict)) and (kwdefaults is None or isinstance(kwdefaults, dict)),
+        "a function's __dict__ or keyword defaults are not dicts",
+    )
     globals = globals if globals else {}  # dill's ``fglobals or dict()``
     if "__builtins__" not in globals:
         globals["__builtins__"] = builtins.__dict__
@@ -863,7 +894,7 @@ def dill_import_module(name):
     of that name, not registered in ``sys.modules``, that its saved state fills."""
     _check(isinstance(name, str), "a module name is not a string")
     if name.startswith("__runtime__."):
-        runtime = name[len("__runtime__."):]
+        runtime = name[len("__runtime__.") :]
         _check(_is_dotted(runtime), f"a module name must be a dotted name, not {runtime!r}")
         return make_module(runtime)
     return import_module(name)
@@ -885,9 +916,14 @@ def dill_namedtuple(name, fields, module, defaults=None):
 
 
 def _check_namedtuple(name, fields, module, defaults) -> None:
-    _check(_is_name(name) and isinstance(module, str) and isinstance(fields, (tuple, list))
-           and all(_is_name(f) for f in fields) and (defaults is None or isinstance(defaults, (tuple, list))),
-           "a namedtuple's name, fields or defaults are malformed")
+    _check(
+        _is_name(name)
+        and isinstance(module, str)
+        and isinstance(fields, (tuple, list))
+        and all(_is_name(f) for f in fields)
+        and (defaults is None or isinstance(defaults, (tuple, list))),
+        "a namedtuple's name, fields or defaults are malformed",
+    )
 
 
 def _existing_namedtuple(module, name, fields):
@@ -917,8 +953,10 @@ def dill_ndarray(reconstruct, args, state, npdict=None):
     import numpy
 
     cores = [sys.modules.get(f"numpy.{core}.multiarray") for core in ("core", "_core")]
-    _check(any(reconstruct is getattr(core, "_reconstruct", None) for core in cores if core is not None),
-           "dill's array reconstructor is not numpy's _reconstruct")
+    _check(
+        any(reconstruct is getattr(core, "_reconstruct", None) for core in cores if core is not None),
+        "dill's array reconstructor is not numpy's _reconstruct",
+    )
     _check(type(args) is tuple and (npdict is None or isinstance(npdict, dict)), "dill's array arguments are malformed")
     array = reconstruct(*args)
     _check(isinstance(array, numpy.ndarray), "dill's array is not an array")
@@ -935,8 +973,10 @@ def dill_dtype_class(scalar_type):
 
     if scalar_type is None:
         return numpy.dtype
-    _check(isinstance(scalar_type, type) and issubclass(scalar_type, numpy.generic),
-           "a dtype class is asked for something that is not a numpy scalar type")
+    _check(
+        isinstance(scalar_type, type) and issubclass(scalar_type, numpy.generic),
+        "a dtype class is asked for something that is not a numpy scalar type",
+    )
     return type(numpy.dtype(scalar_type))
 
 
@@ -946,8 +986,14 @@ def dill_filehandle(name, mode, position, closed, opener, strictio, fmode, fdata
     ``opener`` is the ``open`` dill saved, and is not called."""
     from ._dillcompat import is_opener
 
-    _check(is_opener(opener) and isinstance(name, str) and isinstance(mode, str) and fmode in (0, 1, 2)
-           and (fdata is None or isinstance(fdata, (str, bytes))), "a dill file handle's state is malformed")
+    _check(
+        is_opener(opener)
+        and isinstance(name, str)
+        and isinstance(mode, str)
+        and fmode in (0, 1, 2)
+        and (fdata is None or isinstance(fdata, (str, bytes))),
+        "a dill file handle's state is malformed",
+    )
     _check(type(position) is int and isinstance(closed, bool), "a dill file handle's position is malformed")
     if name in ("<tmpfile>", "<fdopen>"):  # anonymous files: their contents were never saved
         return make_tempfile(mode, b"" if "b" in mode else "", 0, closed, None)
@@ -1001,8 +1047,10 @@ def dill_setitems(dest, source):
     of a class being made, and on a function's copied globals)."""
     _check(type(dest) is dict and isinstance(source, dict), "dill's _setitems is given something that is not a dict")
     state = _LOAD.get()
-    if dest is builtins.__dict__ or (state is not None and dest is state.namespace) or any(
-        getattr(module, "__dict__", None) is dest for module in list(sys.modules.values())
+    if (
+        dest is builtins.__dict__
+        or (state is not None and dest is state.namespace)
+        or any(getattr(module, "__dict__", None) is dest for module in list(sys.modules.values()))
     ):
         raise ForbiddenGlobalError("this file writes into a module's namespace with dill's _setitems: refused")
     dest.update(source)
@@ -1034,8 +1082,9 @@ def dill_setattr(obj, name, value):
 
 def dill_delattr(obj, name):
     """dill's ``_delattr`` shim: empty a cell this load made."""
-    _check(type(obj) is types.CellType and name == "cell_contents",
-           "dill deletes something other than a cell's contents")
+    _check(
+        type(obj) is types.CellType and name == "cell_contents", "dill deletes something other than a cell's contents"
+    )
     _require_made(obj, types.CellType, "dill_delattr")
     try:
         del obj.cell_contents
@@ -1074,8 +1123,10 @@ def code_portable(version, data, source):
     """
     if type(version) is tuple and version[:2] == _HERE:  # the fast path: every load on the saving Python
         return _unmarshal_code(data)
-    _check(isinstance(version, (tuple, list)) and len(version) >= 2
-           and all(type(v) is int for v in version[:2]), "a code object's Python version is malformed")
+    _check(
+        isinstance(version, (tuple, list)) and len(version) >= 2 and all(type(v) is int for v in version[:2]),
+        "a code object's Python version is malformed",
+    )
     if tuple(version[:2]) == _HERE:
         return _unmarshal_code(data)
     if type(source) is tuple and len(source) == 2 and all(type(part) is str for part in source):
@@ -1111,13 +1162,23 @@ def dataclass_setstate(cls, state):
     import dataclasses
 
     _require_made(cls, type, "dataclass_setstate")
-    _check(isinstance(state, tuple) and len(state) == 3 and isinstance(state[2], tuple) and len(state[2]) == 4,
-           "dataclass state is malformed")
+    _check(
+        isinstance(state, tuple) and len(state) == 3 and isinstance(state[2], tuple) and len(state[2]) == 4,
+        "dataclass state is malformed",
+    )
     attrs, abc_registry, (version, options, made, replace) = state
-    _check(isinstance(version, tuple) and len(version) >= 2 and all(type(v) is int for v in version[:2])
-           and isinstance(options, dict) and all(_is_name(k) and type(v) is bool for k, v in options.items())
-           and isinstance(made, tuple) and all(_is_name(name) for name in made) and type(replace) is bool
-           and isinstance(attrs, dict), "dataclass state is malformed")
+    _check(
+        isinstance(version, tuple)
+        and len(version) >= 2
+        and all(type(v) is int for v in version[:2])
+        and isinstance(options, dict)
+        and all(_is_name(k) and type(v) is bool for k, v in options.items())
+        and isinstance(made, tuple)
+        and all(_is_name(name) for name in made)
+        and type(replace) is bool
+        and isinstance(attrs, dict),
+        "dataclass state is malformed",
+    )
     if tuple(version[:2]) == sys.version_info[:2]:
         class_setstate(cls, (attrs, abc_registry))
         try:
@@ -1131,10 +1192,15 @@ def dataclass_setstate(cls, state):
         return
     fields = attrs.get("__dataclass_fields__")
     own = cls.__dict__.get("__annotations__") or {}
-    _check(isinstance(fields, dict) and all(isinstance(f, dataclasses.Field) for f in fields.values())
-           and all(_is_field_name(name) for name in list(fields) + list(own)), "a dataclass's fields are malformed")
-    class_setstate(cls, ({k: v for k, v in attrs.items() if k not in made and k != "__dataclass_fields__"},
-                         abc_registry))
+    _check(
+        isinstance(fields, dict)
+        and all(isinstance(f, dataclasses.Field) for f in fields.values())
+        and all(_is_field_name(name) for name in list(fields) + list(own)),
+        "a dataclass's fields are malformed",
+    )
+    class_setstate(
+        cls, ({k: v for k, v in attrs.items() if k not in made and k != "__dataclass_fields__"}, abc_registry)
+    )
     for name in own:
         if name in fields:  # a Field default carries the field's options
             setattr(cls, name, fields[name])

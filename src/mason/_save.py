@@ -12,21 +12,21 @@ import traceback
 import warnings
 
 from . import _imported, _namespace, _progress, _rebuild
-from ._memo import segment_effects
 from ._diagnose import find_culprit
 from ._filter import make_filter
 from ._format import ContainerWriter
 from ._format import signing as _signing
 from ._format.signing import resolve_key
+from ._load import _LoadOptions, _open_session
+from ._memo import segment_effects
 from ._pickler import Pickler
+from ._sessionmeta import SESSION_KIND, _Options, _options, _output
 from ._storage import default_session_path
 from .errors import (
     MasonError,
     PicklingError,
     SkippedVariableWarning,
 )
-from ._load import _LoadOptions, _open_session
-from ._sessionmeta import SESSION_KIND, _options, _Options, _output
 
 _PROTOCOL = 5
 
@@ -44,8 +44,17 @@ class _SaveOptions(_Options):
     storage_options: dict | None
     progress: bool | None
     DEFAULTS = dict(
-        exclude=None, include=None, on_error="warn", byref=None, recurse=None, fmode=None,
-        compression=None, checksum=None, key=None, storage_options=None, progress=None,
+        exclude=None,
+        include=None,
+        on_error="warn",
+        byref=None,
+        recurse=None,
+        fmode=None,
+        compression=None,
+        checksum=None,
+        key=None,
+        storage_options=None,
+        progress=None,
     )
 
     @classmethod

@@ -117,6 +117,7 @@ def _dill_specials() -> dict:
 
     return {"NoneType": type(None), "dill": _dillcompat.DILL_MODULE, "empty_cell": _rebuild._EMPTY_CELL}
 
+
 #: names that differ between Python versions: (saved) -> (this version's)
 _RENAMES = {
     ("enum", "EnumType"): ("enum", "EnumMeta"),  # EnumType is 3.11+'s name

@@ -77,14 +77,36 @@ _ITEMS_PER_BYTE = 64
 
 #: what the pure-Python machine raises on a malformed stream
 MACHINE_ERRORS = (
-    pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, KeyError,
-    IndexError, RecursionError, MemoryError, OverflowError, UnicodeDecodeError,
+    pickle.UnpicklingError,
+    EOFError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    RecursionError,
+    MemoryError,
+    OverflowError,
+    UnicodeDecodeError,
     __import__("struct").error,
 )
 
-_MAKERS = frozenset({"make_module", "make_cell", "make_function", "make_class", "make_enum",
-                     "torch_tensor", "torch_parameter", "dill_create_function", "dill_create_cell",
-                     "dill_create_type", "dill_namedtuple", "dill_ndarray"})
+_MAKERS = frozenset(
+    {
+        "make_module",
+        "make_cell",
+        "make_function",
+        "make_class",
+        "make_enum",
+        "torch_tensor",
+        "torch_parameter",
+        "dill_create_function",
+        "dill_create_cell",
+        "dill_create_type",
+        "dill_namedtuple",
+        "dill_ndarray",
+    }
+)
 #: in ``_names``'s answer, the "module" of dill's special globals (never a string)
 _SPECIAL = object()
 # copyreg's object rebuilders (private names, not in typeshed)
@@ -264,12 +286,26 @@ class _Machine(_P):
         self.append(self.find_class(*key))
 
     for _name, _op in (
-        ("TUPLE", _op_tuple), ("TUPLE1", _op_tuple1), ("TUPLE2", _op_tuple2), ("TUPLE3", _op_tuple3),
-        ("REDUCE", _op_reduce), ("NEWOBJ", _op_newobj), ("NEWOBJ_EX", _op_newobj_ex),
-        ("BUILD", _op_build), ("DICT", _op_dict), ("SETITEM", _op_setitem), ("SETITEMS", _op_setitems),
-        ("APPEND", _op_append), ("APPENDS", _op_appends), ("ADDITEMS", _op_additems),
-        ("FROZENSET", _op_frozenset), ("EMPTY_DICT", _op_empty_dict), ("EMPTY_LIST", _op_empty_list),
-        ("EMPTY_SET", _op_empty_set), ("LIST", _op_list), ("FRAME", _op_frame),
+        ("TUPLE", _op_tuple),
+        ("TUPLE1", _op_tuple1),
+        ("TUPLE2", _op_tuple2),
+        ("TUPLE3", _op_tuple3),
+        ("REDUCE", _op_reduce),
+        ("NEWOBJ", _op_newobj),
+        ("NEWOBJ_EX", _op_newobj_ex),
+        ("BUILD", _op_build),
+        ("DICT", _op_dict),
+        ("SETITEM", _op_setitem),
+        ("SETITEMS", _op_setitems),
+        ("APPEND", _op_append),
+        ("APPENDS", _op_appends),
+        ("ADDITEMS", _op_additems),
+        ("FROZENSET", _op_frozenset),
+        ("EMPTY_DICT", _op_empty_dict),
+        ("EMPTY_LIST", _op_empty_list),
+        ("EMPTY_SET", _op_empty_set),
+        ("LIST", _op_list),
+        ("FRAME", _op_frame),
     ):
         dispatch[getattr(pickle, _name)[0]] = _op
     del _name, _op
@@ -368,8 +404,9 @@ class Scanner(_Machine):
     offenders go to ``report.problems``; nothing is refused here.
     """
 
-    def __init__(self, file, allowlist: Allowlist | None = None, session_module: str | None = None,
-                 dill_sessions: bool = False):
+    def __init__(
+        self, file, allowlist: Allowlist | None = None, session_module: str | None = None, dill_sessions: bool = False
+    ):
         super().__init__(file, allowlist, buffers=_endless_buffers())
         self.report = ScanReport()
         self._session_module = session_module
@@ -474,8 +511,13 @@ class Scanner(_Machine):
 
     def _call(self, func, args, kwargs):
         self._hashing(args)
-        if isinstance(func, _Token) and func.name == "builtins:getattr" and args and isinstance(args[0], _Token) \
-                and args[0].kind == "dill":
+        if (
+            isinstance(func, _Token)
+            and func.name == "builtins:getattr"
+            and args
+            and isinstance(args[0], _Token)
+            and args[0].kind == "dill"
+        ):
             return self._dill_shim(args)
         if not isinstance(func, _Token) or func.kind not in ("global", "rebuilder", "made"):
             self._problem(f"a call of {_describe(func)}, which is not an allowed global")
@@ -525,8 +567,12 @@ class Scanner(_Machine):
                         self._problem(f"{first} (imported by name)")
             return self._tokens.setdefault(("module", first), _Token("module", first, first))
         if name == "import_package":
-            if len(args) != 2 or not isinstance(first, str) or not isinstance(args[1], tuple) \
-                    or not all(isinstance(sub, str) for sub in args[1]):
+            if (
+                len(args) != 2
+                or not isinstance(first, str)
+                or not isinstance(args[1], tuple)
+                or not all(isinstance(sub, str) for sub in args[1])
+            ):
                 self._problem(f"{REBUILD}:import_package with computed module names")
                 return self._result
             for module in (first, *args[1]):
@@ -582,11 +628,15 @@ class Scanner(_Machine):
             self._problem(f"BUILD on {_describe(inst)} (setting attributes of an object the file did not create)")
 
     def _setitems(self, target, items):
-        if not (isinstance(target, (dict, list, set)) or (isinstance(target, _Token) and target.kind in ("result", "made"))):
+        if not (
+            isinstance(target, (dict, list, set)) or (isinstance(target, _Token) and target.kind in ("result", "made"))
+        ):
             self._problem(f"item assignment on {_describe(target)} (an object the file did not create)")
 
     def _extend(self, target, items):
-        if not (isinstance(target, (dict, list, set)) or (isinstance(target, _Token) and target.kind in ("result", "made"))):
+        if not (
+            isinstance(target, (dict, list, set)) or (isinstance(target, _Token) and target.kind in ("result", "made"))
+        ):
             self._problem(f"appending to {_describe(target)} (an object the file did not create)")
 
     _add = _extend
@@ -632,8 +682,17 @@ class RestrictedUnpickler(_Machine):
     saved state fills (the caller applies it to the target).
     """
 
-    def __init__(self, file, allowlist: Allowlist, *, buffers=None, session=None, load_state=None,
-                 map_location=None, dill_session=None):
+    def __init__(
+        self,
+        file,
+        allowlist: Allowlist,
+        *,
+        buffers=None,
+        session=None,
+        load_state=None,
+        map_location=None,
+        dill_session=None,
+    ):
         super().__init__(file, allowlist, buffers=buffers)
         self._saved_module: str | None
         self._namespace: dict | None
@@ -650,10 +709,25 @@ class RestrictedUnpickler(_Machine):
         self._rebuilders = {name: self._wrap_rebuilder(name) for name in REBUILDERS}
         self._getattr = self._checked_accessor("builtins:getattr", _plain_getattr)
         # reconstructors that hand out objects that existed before the load
-        self._accessors = {self._getattr, *(self._rebuilders[name] for name in (
-            "import_module", "module_dict", "module_attribute", "import_package", "getattr_chain", "class_attribute",
-            "empty_cell_marker", "matplotlib_rcparams", "dill_import_module", "dill_load_type",
-            "dill_class_attribute"))}
+        self._accessors = {
+            self._getattr,
+            *(
+                self._rebuilders[name]
+                for name in (
+                    "import_module",
+                    "module_dict",
+                    "module_attribute",
+                    "import_package",
+                    "getattr_chain",
+                    "class_attribute",
+                    "empty_cell_marker",
+                    "matplotlib_rcparams",
+                    "dill_import_module",
+                    "dill_load_type",
+                    "dill_class_attribute",
+                )
+            ),
+        }
 
     # -- the memo, with an undo log for sessions ------------------------
 
@@ -733,8 +807,7 @@ class RestrictedUnpickler(_Machine):
         if key == "NoneType":
             self._granted[id(type(None))] = type(None)
             return type(None)
-        return {"dill": _dillcompat.DILL_MODULE, "open": _dillcompat.OPENER,
-                "empty_cell": _rebuild._EMPTY_CELL}[key]
+        return {"dill": _dillcompat.DILL_MODULE, "open": _dillcompat.OPENER, "empty_cell": _rebuild._EMPTY_CELL}[key]
 
     def _resolve(self, module, name):
         allow = self.allowlist
@@ -788,7 +861,9 @@ class RestrictedUnpickler(_Machine):
         self._hashing(args)
         self._allocated += _check_builtin_call(func, args, allow)
         if self._allocated > _MAX_ITEMS + _ITEMS_PER_BYTE * self._stream_size():
-            allow.refuse(f"builtin constructors asked for {self._allocated} items in all (more than the file could hold)")
+            allow.refuse(
+                f"builtin constructors asked for {self._allocated} items in all (more than the file could hold)"
+            )
         if func in _CREATORS:
             _check_creator(func, args, allow)
         try:
@@ -796,7 +871,9 @@ class RestrictedUnpickler(_Machine):
         except MasonError:
             raise
         except Exception as exc:  # the allowed code's own error: name it, not the stream
-            raise UnpicklingError(f"cannot rebuild an object with {_name_of(func)}: {type(exc).__name__}: {exc}") from exc
+            raise UnpicklingError(
+                f"cannot rebuild an object with {_name_of(func)}: {type(exc).__name__}: {exc}"
+            ) from exc
         # type(), not isinstance(): a dead weak proxy raises on __class__
         if issubclass(type(result), _REACHABLE) and self._state.made.get(id(result)) is not result:
             # An allowed function that returns a function, class or module
@@ -827,7 +904,11 @@ class RestrictedUnpickler(_Machine):
         return obj
 
     def _mark_fresh(self, obj):
-        if issubclass(type(obj), _SHARED_KINDS) or self._granted.get(id(obj)) is obj or any(obj is stream for stream in _STD_STREAMS()):
+        if (
+            issubclass(type(obj), _SHARED_KINDS)
+            or self._granted.get(id(obj)) is obj
+            or any(obj is stream for stream in _STD_STREAMS())
+        ):
             # Shared objects are never "created by this load", nor are proxies,
             # whose attributes and items are another object's.
             return
@@ -840,9 +921,7 @@ class RestrictedUnpickler(_Machine):
 
     def _build(self, inst, state):
         if not self._owned(inst):
-            self.allowlist.refuse(
-                f"BUILD on a {type(inst).__qualname__} object it did not create (setting attributes)"
-            )
+            self.allowlist.refuse(f"BUILD on a {type(inst).__qualname__} object it did not create (setting attributes)")
         setstate = getattr(inst, "__setstate__", None)
         if setstate is not None:
             setstate(state)
@@ -922,9 +1001,13 @@ class RestrictedUnpickler(_Machine):
             return _safe_rcparams
         if name in ("make_weakref_with_callback", "make_keyed_ref"):
             return self._weakref_maker(function)
-        dill = {"dill_import_module": self._dill_import_module, "dill_load_type": self._dill_load_type,
-                "dill_class_attribute": self._dill_class_attribute, "dill_namedtuple": self._dill_namedtuple,
-                "dill_setitems": self._dill_setitems}
+        dill = {
+            "dill_import_module": self._dill_import_module,
+            "dill_load_type": self._dill_load_type,
+            "dill_class_attribute": self._dill_class_attribute,
+            "dill_namedtuple": self._dill_namedtuple,
+            "dill_setitems": self._dill_setitems,
+        }
         return dill.get(name, function)
 
     def _import_module(self, name):
@@ -1061,8 +1144,11 @@ class RestrictedUnpickler(_Machine):
         if getattr(obj, "__self__", None) is not owner or not self._owned(owner):
             return False
         func = getattr(obj, "__func__", None)
-        return func is None or self.allowlist.reach_problem(func, "a method") is None \
+        return (
+            func is None
+            or self.allowlist.reach_problem(func, "a method") is None
             or self._state.made.get(id(func)) is func
+        )
 
     def _class_ok(self, cls) -> bool:
         return self._owned(cls) or self.allowlist.reach_problem(cls, "class") is None
@@ -1080,17 +1166,28 @@ class RestrictedUnpickler(_Machine):
 _ABSENT = object()
 #: never "created by this load": shared kinds, and proxies (their attributes
 #: and items are another object's)
-_SHARED_KINDS = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, enum.Enum,
-                 weakref.ProxyType, weakref.CallableProxyType, types.MappingProxyType)
+_SHARED_KINDS = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    enum.Enum,
+    weakref.ProxyType,
+    weakref.CallableProxyType,
+    types.MappingProxyType,
+)
 
 
 def _STD_STREAMS():
     return (sys.__stdin__, sys.__stdout__, sys.__stderr__, sys.stdin, sys.stdout, sys.stderr)
+
+
 _REACHABLE = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, types.MethodType)
 
 
 def _name_of(func) -> str:
     return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', type(func).__name__)}"
+
 
 _RENAMES = {
     ("enum", "EnumType"): ("enum", "EnumMeta"),  # EnumType is 3.11+'s name
@@ -1154,7 +1251,5 @@ def _safe_rcparams(changed):
     """matplotlib settings, except those that name programs, paths or code to run later."""
     if not isinstance(changed, dict):
         raise UnpicklingError("matplotlib rcParams state is not a dict")
-    kept = {k: v for k, v in changed.items()
-            if isinstance(k, str) and not any(word in k for word in _UNSAFE_RC)}
+    kept = {k: v for k, v in changed.items() if isinstance(k, str) and not any(word in k for word in _UNSAFE_RC)}
     return _rebuild.matplotlib_rcparams(kept)
-

@@ -35,12 +35,12 @@ from typing import Any
 
 from . import __version__
 from ._allowlist import DATA
+from ._dillsession import is_pickle, restore_dill_file
 from ._format import ContainerReader, spec
 from ._format.signing import ENV_VAR as _KEY_ENV_VAR
 from ._format.signing import resolve_key
 from ._progress import human_size as _human_size
 from ._session import SESSION_KIND, SessionInfo, check_session_meta, dump_module, inspect, load_module, sign
-from ._dillsession import is_pickle, restore_dill_file
 from ._storage import default_session_path, is_url, open_for_read, open_input
 from ._storage import size as _file_size
 from .errors import CorruptSessionError, MasonError, MasonWarning, SkippedVariableWarning
@@ -154,11 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mason",
         description="Look into, check, compare, load and make mason session files.",
-        epilog="inspect, verify and diff never unpickle: they are safe on untrusted files."
-        " load and run execute code.",
+        epilog="inspect, verify and diff never unpickle: they are safe on untrusted files. load and run execute code.",
     )
     parser.add_argument("--version", action="version", version=f"mason {__version__}")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error (for bug reports)")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an error (for bug reports)"
+    )
     parser.set_defaults(command=None, error_status=EXIT_FAILURE)
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     file_help = f"a session file or URL, or {STDIN} for stdin (default: the per-user session file that mason.dump_module() writes)"
@@ -220,18 +221,31 @@ def _parser() -> argparse.ArgumentParser:
         " approved. Loading runs code from the file: only load files you trust.",
     )
     p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
-    p.add_argument("-i", "--interactive", action="store_true", help="open an interactive prompt in the restored namespace")
-    p.add_argument("--plain", action="store_true", help="with -i: the standard Python prompt (code.interact), even if IPython is installed")
+    p.add_argument(
+        "-i", "--interactive", action="store_true", help="open an interactive prompt in the restored namespace"
+    )
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="with -i: the standard Python prompt (code.interact), even if IPython is installed",
+    )
     p.add_argument(
         "--names",
         action="append",
         metavar="A,B,...",
         help="restore only these variables (comma-separated; may be repeated)",
     )
-    p.add_argument("--strict", action="store_true", help="fail on the first variable that cannot be restored (default: warn and go on)")
-    _allow_argument(p, "load only what uses nothing but these modules (prefixes) or module:name globals"
-                    " (the rest is refused and named, or the whole file with --strict); DATA is the data-only preset,"
-                    " 'mason:code' allows functions saved by value (may be repeated or comma-separated)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on the first variable that cannot be restored (default: warn and go on)",
+    )
+    _allow_argument(
+        p,
+        "load only what uses nothing but these modules (prefixes) or module:name globals"
+        " (the rest is refused and named, or the whole file with --strict); DATA is the data-only preset,"
+        " 'mason:code' allows functions saved by value (may be repeated or comma-separated)",
+    )
     _key_arguments(p)
     p.set_defaults(handler=_cmd_load)
 
@@ -251,7 +265,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="leave out variables with this name or glob pattern (may be repeated)",
     )
-    p.add_argument("--compression", choices=sorted(n for n in spec.COMPRESSION_IDS if n), help="compress the saved records")
+    p.add_argument(
+        "--compression", choices=sorted(n for n in spec.COMPRESSION_IDS if n), help="compress the saved records"
+    )
     p.add_argument("script", metavar="SCRIPT", help="the Python file to run")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
     p.set_defaults(handler=_cmd_run)
@@ -268,12 +284,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", metavar="OLD", help=f"the dill file ({STDIN} for stdin)")
     p.add_argument("new", metavar="NEW", help="the mason session file or URL to write")
-    p.add_argument("--name", default=_OBJECT_NAME, metavar="NAME",
-                   help=f"the variable that holds the object of a dill.dump file (default: {_OBJECT_NAME})")
+    p.add_argument(
+        "--name",
+        default=_OBJECT_NAME,
+        metavar="NAME",
+        help=f"the variable that holds the object of a dill.dump file (default: {_OBJECT_NAME})",
+    )
     p.add_argument("--force", action="store_true", help="replace NEW if it exists")
-    p.add_argument("--compression", choices=sorted(n for n in spec.COMPRESSION_IDS if n), help="compress the saved records")
-    _allow_argument(p, "load only what uses nothing but these modules (prefixes) or module:name globals"
-                    " (else the whole file is refused); 'mason:code' allows functions saved by value")
+    p.add_argument(
+        "--compression", choices=sorted(n for n in spec.COMPRESSION_IDS if n), help="compress the saved records"
+    )
+    _allow_argument(
+        p,
+        "load only what uses nothing but these modules (prefixes) or module:name globals"
+        " (else the whole file is refused); 'mason:code' allows functions saved by value",
+    )
     p.set_defaults(handler=_cmd_convert)
     return parser
 
@@ -292,8 +317,14 @@ def _allow(args: argparse.Namespace):
 
 def _key_arguments(p: argparse.ArgumentParser) -> None:
     keys = p.add_mutually_exclusive_group()
-    keys.add_argument("--key", metavar="KEY", help=f"the signing key (visible to other users in the process list: prefer --key-file or ${_KEY_ENV_VAR})")
-    keys.add_argument("--key-file", metavar="PATH", help="read the signing key from this file (trailing newline ignored)")
+    keys.add_argument(
+        "--key",
+        metavar="KEY",
+        help=f"the signing key (visible to other users in the process list: prefer --key-file or ${_KEY_ENV_VAR})",
+    )
+    keys.add_argument(
+        "--key-file", metavar="PATH", help="read the signing key from this file (trailing newline ignored)"
+    )
 
 
 def _key(args: argparse.Namespace) -> bytes | None:
@@ -415,7 +446,9 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
         f"python:   {python}{f' ({implementation})' if implementation else ''} on {env.get('platform', '?')}",
     ]
     packages = env.get("packages") or {}
-    lines.append("packages: " + (", ".join(f"{name} {version}" for name, version in sorted(packages.items())) or "none recorded"))
+    lines.append(
+        "packages: " + (", ".join(f"{name} {version}" for name, version in sorted(packages.items())) or "none recorded")
+    )
     lines.append("signed:   " + ("yes (HMAC-SHA256; `mason verify --key` checks it)" if info.signed else "no"))
     if info.imports is None:
         lines.append(f"imports:  unknown ({info.scan_error})")
@@ -424,23 +457,46 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
         code = sorted(set(info.functions))
         lines.append(
             "code:     "
-            + (f"{_plural(len(info.functions), 'function')} saved by value ({', '.join(code[:6])}{', ...' if len(code) > 6 else ''})" if code else "none saved by value")
+            + (
+                f"{_plural(len(info.functions), 'function')} saved by value ({', '.join(code[:6])}{', ...' if len(code) > 6 else ''})"
+                if code
+                else "none saved by value"
+            )
         )
         if info.portable or info.tied:
-            lines.append("portable: " + (
-                f"{_plural(len(info.tied), 'variable')} tied to the Python version that saved them (see CODE)"
-                if info.tied else "yes: all code saved by value carries its source (other Python versions compile it)"))
+            lines.append(
+                "portable: "
+                + (
+                    f"{_plural(len(info.tied), 'variable')} tied to the Python version that saved them (see CODE)"
+                    if info.tied
+                    else "yes: all code saved by value carries its source (other Python versions compile it)"
+                )
+            )
     if info.imports is not None:
-        lines.append(f"allow:    {info.checked_against}: " + (
-            f"a restricted load would refuse {_plural(len(info.refused), 'variable')} (marked !)"
-            if info.refused else "a restricted load would refuse nothing"))
+        lines.append(
+            f"allow:    {info.checked_against}: "
+            + (
+                f"a restricted load would refuse {_plural(len(info.refused), 'variable')} (marked !)"
+                if info.refused
+                else "a restricted load would refuse nothing"
+            )
+        )
     lines = [_printable(line) for line in lines]
     lines.append("")
-    rows = [(("! " if v["name"] in info.refused else "") + v["name"], v["type"], _human_size(v["size"]), v["stored"],
-             _code_cell(info, v["name"]))
-            for v in info.variables]
-    rows += [(s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}", "")
-             for s in info.skipped]
+    rows = [
+        (
+            ("! " if v["name"] in info.refused else "") + v["name"],
+            v["type"],
+            _human_size(v["size"]),
+            v["stored"],
+            _code_cell(info, v["name"]),
+        )
+        for v in info.variables
+    ]
+    rows += [
+        (s["name"], s.get("type", "?"), "-", f"skipped: {s.get('reason', 'no reason recorded')}", "")
+        for s in info.skipped
+    ]
     rows.sort(key=lambda row: row[0])
     lines += _table(("NAME", "TYPE", "SIZE", "STORED", "CODE"), rows, right_aligned={2})
     total = sum(v["size"] for v in info.variables)
@@ -450,7 +506,10 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
     lines += ["", summary]
     if info.refused:
         lines += ["", f"refused under {_printable(info.checked_against)}:"]
-        lines += [f"  {_printable(name)}: {_printable(', '.join(problems))}" for name, problems in sorted(info.refused.items())]
+        lines += [
+            f"  {_printable(name)}: {_printable(', '.join(problems))}"
+            for name, problems in sorted(info.refused.items())
+        ]
     if info.tied:
         lines += ["", "tied to the Python version that saved them (CODE):"]
         lines += [f"  {_printable(name)}: {_printable(why)}" for name, why in sorted(info.tied.items())]
@@ -498,8 +557,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             what = _plural(reader.segment_count, "segment")
         blobs = reader.blob_count
     size = len(source.getbuffer()) if isinstance(source, io.BytesIO) else _file_size(source)
-    signed = "; signature verified" if key is not None else (
-        "; signed (give a key to check the signature)" if reader.signature is not None else ""
+    signed = (
+        "; signature verified"
+        if key is not None
+        else ("; signed (give a key to check the signature)" if reader.signature is not None else "")
     )
     print(f"ok: {what}, {_plural(blobs, 'blob')}, {size:,} bytes verified{signed}")
     return EXIT_OK
@@ -611,7 +672,13 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         result["module"] = {"a": module_a, "b": module_b}
     different = bool(result["added"] or result["removed"] or result["changed"] or "module" in result)
     if args.json:
-        print(json.dumps({"a": _label(args.a), "b": _label(args.b), "identical": not different, **result}, indent=2, sort_keys=True))
+        print(
+            json.dumps(
+                {"a": _label(args.a), "b": _label(args.b), "identical": not different, **result},
+                indent=2,
+                sort_keys=True,
+            )
+        )
     elif not args.quiet:
         print(_diff_as_text(result, _label(args.a), _label(args.b)))
     return EXIT_FAILURE if different else EXIT_OK
@@ -631,7 +698,9 @@ def _compare(a: _Side, b: _Side) -> dict:
             if name in b.skipped:
                 entry["note"] = f"skipped when B was saved: {b.skipped[name].get('reason', '')}"
             removed.append(entry)
-        elif a.segment_digests[name] != b.segment_digests[name] or not _same_blobs(a, var_a["blobs"], b, var_b["blobs"]):
+        elif a.segment_digests[name] != b.segment_digests[name] or not _same_blobs(
+            a, var_a["blobs"], b, var_b["blobs"]
+        ):
             changed.append({"name": name, "type_a": var_a["type"], "type_b": var_b["type"]})
         else:
             unchanged += 1
@@ -653,7 +722,9 @@ def _diff_as_text(result: dict, label_a: str, label_b: str) -> str:
         lines.append(_printable(f"module: {result['module']['a']} -> {result['module']['b']}"))
     lines += _table(("", "NAME", "TYPE", ""), rows)[1:] if rows else []
     counts = f"{len(result['added'])} added, {len(result['removed'])} removed, {len(result['changed'])} changed, {result['unchanged']} unchanged"
-    lines.append(counts if rows or "module" in result else f"no differences ({_plural(result['unchanged'], 'variable')})")
+    lines.append(
+        counts if rows or "module" in result else f"no differences ({_plural(result['unchanged'], 'variable')})"
+    )
     return "\n".join(lines)
 
 
@@ -689,7 +760,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
         with _warnings_to_stderr() as shown:
             for skipped in info.skipped:
                 if names is None or skipped["name"] in names:
-                    warnings.warn(f"not in the file: {skipped.get('reason', skipped['name'])} (skipped when saving)", MasonWarning)
+                    warnings.warn(
+                        f"not in the file: {skipped.get('reason', skipped['name'])} (skipped when saving)", MasonWarning
+                    )
             before = len(shown)
             try:
                 loaded = load_module(
@@ -837,7 +910,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     script = args.script
     if args.save is None:
         if any(a == "--save" or a.startswith("--save=") for a in args.args):
-            raise _UsageError("put --save FILE before SCRIPT: everything after the script's path is passed to the script")
+            raise _UsageError(
+                "put --save FILE before SCRIPT: everything after the script's path is passed to the script"
+            )
         raise _UsageError("--save FILE is required: mason run --save FILE SCRIPT [ARGS ...]")
     try:
         with open(script, "rb") as f:  # io.open_code is for imports; a plain read is what `python FILE` does

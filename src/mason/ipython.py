@@ -150,11 +150,21 @@ class MasonMagics(Magics):
     @magic_arguments()
     @argument("file", nargs="?", help="the session file (default: <notebook>.mason next to the notebook)")
     @argument(
-        "--exclude", "-e", nargs="+", action="extend", default=[], metavar="PATTERN",
+        "--exclude",
+        "-e",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="PATTERN",
         help="names or glob patterns of variables not to save",
     )
     @argument(
-        "--include", "-i", nargs="+", action="extend", default=None, metavar="PATTERN",
+        "--include",
+        "-i",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="PATTERN",
         help="save only the variables matching these names or glob patterns",
     )
     @line_magic
@@ -178,7 +188,12 @@ class MasonMagics(Magics):
     @magic_arguments()
     @argument("file", nargs="?", help="the session file (default: <notebook>.mason next to the notebook)")
     @argument(
-        "--names", "-n", nargs="+", action="extend", default=None, metavar="NAME",
+        "--names",
+        "-n",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="NAME",
         help="restore only these variables (comma or space separated)",
     )
     @line_magic

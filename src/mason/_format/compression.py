@@ -14,6 +14,7 @@ strings and numpy arrays (ratio, compression speed):
 from __future__ import annotations
 
 import zlib
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from collections.abc import Callable
@@ -61,8 +62,7 @@ class Codec:
             return self.default_level
         if type(level) is not int or level not in self.levels:
             raise ValueError(
-                f"{self.name} level must be an int in {self.levels.start}..{self.levels.stop - 1},"
-                f" not {level!r}"
+                f"{self.name} level must be an int in {self.levels.start}..{self.levels.stop - 1}, not {level!r}"
             )
         return level
 
@@ -85,9 +85,7 @@ class Codec:
         except Exception as exc:
             raise CorruptSessionError(f"{self.name} data does not decompress: {exc}") from exc
         if len(out) != raw_length:
-            raise CorruptSessionError(
-                f"{self.name} data decompresses to {len(out)} bytes, expected {raw_length}"
-            )
+            raise CorruptSessionError(f"{self.name} data decompresses to {len(out)} bytes, expected {raw_length}")
         return out
 
 
@@ -114,7 +112,7 @@ def _zlib_decompress(data: Any, raw_length: int) -> bytearray:
     out = bytearray()
     view = memoryview(data)
     for start in range(0, len(view), _IN_STEP):
-        pending: Any = view[start:start + _IN_STEP]
+        pending: Any = view[start : start + _IN_STEP]
         while pending and not d.eof:
             chunk = d.decompress(pending, _room(out, raw_length))
             if not chunk and len(d.unconsumed_tail) == len(pending):
@@ -135,7 +133,7 @@ def _drain(name: str, d: Any, data: Any, raw_length: int) -> bytearray:
     pos = 0
     while not d.eof:
         if d.needs_input and pos < len(view):
-            piece: Any = view[pos:pos + _IN_STEP]
+            piece: Any = view[pos : pos + _IN_STEP]
             pos += len(piece)
         else:  # pending output, or the input is used up: ask for what is left
             piece = b""
@@ -228,12 +226,9 @@ def by_id(codec_id: int) -> Codec | None:
         return None
     codec = _BY_ID.get(codec_id)
     if codec is None:
-        raise UnsupportedFormatError(
-            f"unknown compression id {codec_id} (written by a newer mason, or damaged)"
-        )
+        raise UnsupportedFormatError(f"unknown compression id {codec_id} (written by a newer mason, or damaged)")
     if not codec.available():
         raise UnsupportedFormatError(
-            f"this file uses {codec.name} compression, which needs the {codec.package} package:"
-            f" {_FAST_EXTRA}"
+            f"this file uses {codec.name} compression, which needs the {codec.package} package: {_FAST_EXTRA}"
         )
     return codec

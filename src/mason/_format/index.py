@@ -46,9 +46,7 @@ def check_magic(data: bytes) -> None:
     if data.startswith(spec.MAGIC):
         return
     if data.startswith(spec.MAGIC[:6]):  # b"\x89MASON", then damaged line endings
-        raise CorruptSessionError(
-            "not a mason file any more: its line endings were changed (copied in text mode?)"
-        )
+        raise CorruptSessionError("not a mason file any more: its line endings were changed (copied in text mode?)")
     if data[:1] == b"\x80":
         raise CorruptSessionError(
             "not a mason file: this looks like a plain pickle (if dill wrote it, mason.load and"
@@ -66,16 +64,14 @@ def parse_header(data: bytes) -> Any:
     if header.major != spec.FORMAT_MAJOR:
         raise UnsupportedFormatError(
             f"format version {header.major}.{header.minor} is not one this mason reads"
-            f" ({spec.FORMAT_MAJOR}.x)"
-            + ("; upgrade mason" if header.major > spec.FORMAT_MAJOR else "")
+            f" ({spec.FORMAT_MAJOR}.x)" + ("; upgrade mason" if header.major > spec.FORMAT_MAJOR else "")
         )
     if header.reserved:
         raise CorruptSessionError("header: reserved bits set")
     return header
 
 
-def shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: int,
-                   codec: Any) -> str:
+def shape_problem(kind: bytes, offset: int, pad: int, length: int, raw_length: int, codec: Any) -> str:
     """What is impossible about a record of these numbers, or "" if nothing."""
     if length > spec.MAX_LENGTH or raw_length > spec.MAX_LENGTH:
         return f"absurd length {max(length, raw_length)}"
@@ -193,8 +189,13 @@ def parse_entry(kind: bytes, number: int, obj: Any) -> Entry:
     if type(obj) is not dict or not obj.keys() >= _ENTRY_KEYS:
         raise CorruptSessionError(f"{where()}: not an object with keys {', '.join(spec.ENTRY_KEYS)}")
     offset, length, raw_length, pad = obj["offset"], obj["length"], obj["raw_length"], obj["pad"]
-    if not (type(offset) is type(length) is type(raw_length) is type(pad) is int
-            and offset >= 0 and length >= 0 and raw_length >= 0 and pad >= 0):
+    if not (
+        type(offset) is type(length) is type(raw_length) is type(pad) is int
+        and offset >= 0
+        and length >= 0
+        and raw_length >= 0
+        and pad >= 0
+    ):
         raise CorruptSessionError(f"{where()}: offset, length, raw_length and pad must be ints >= 0")
     checksum = obj["checksum"]
     if type(checksum) is not str or not _HEX.fullmatch(checksum):

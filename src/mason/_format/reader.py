@@ -58,16 +58,14 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
         while len(buf) < end:
             chunk = stream.read(min(end - len(buf), CHUNK))
             if not chunk:
-                raise CorruptSessionError(
-                    f"truncated: the stream ends inside {what} at offset {len(buf)}"
-                )
+                raise CorruptSessionError(f"truncated: the stream ends inside {what} at offset {len(buf)}")
             if hasher is not None:
                 hasher.update(chunk)
             buf.extend(chunk)
 
     def small(n: int, what: str) -> bytes:
         take(n, what)
-        return bytes(buf[len(buf) - n:])
+        return bytes(buf[len(buf) - n :])
 
     try:
         head = small(spec.HEADER.size, "the header")
@@ -86,8 +84,7 @@ def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[i
         counts[record.kind] += 1
         codec = _compression.by_id(record.compression)
         offset = at + spec.RECORD.size + record.pad
-        problem = shape_problem(record.kind, offset, record.pad, record.length,
-                                 record.raw_length, codec)
+        problem = shape_problem(record.kind, offset, record.pad, record.length, record.raw_length, codec)
         if record.reserved:
             problem = "reserved bits set"
         if problem:
@@ -135,8 +132,15 @@ class ContainerReader:
     Not safe for use from several threads at once.
     """
 
-    def __init__(self, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
-                 key: bytes | None = None, private: bool = False) -> None:
+    def __init__(
+        self,
+        source: Any,
+        *,
+        mmap: bool = True,
+        verify_blobs: bool = True,
+        key: bytes | None = None,
+        private: bool = False,
+    ) -> None:
         self._file: BinaryIO | None = None  # a file we opened, to close
         self._source: Any = None
         # Offsets whose checksum (MAC) holds for what the source returns from now
@@ -168,8 +172,15 @@ class ContainerReader:
             raise
 
     @classmethod
-    def open(cls, source: Any, *, mmap: bool = True, verify_blobs: bool = True,
-             key: bytes | None = None, private: bool = False) -> ContainerReader:
+    def open(
+        cls,
+        source: Any,
+        *,
+        mmap: bool = True,
+        verify_blobs: bool = True,
+        key: bytes | None = None,
+        private: bool = False,
+    ) -> ContainerReader:
         """Open a path, a binary file object, or a bytes-like object holding a container.
 
         A seekable file object is read from its current position to its end;
@@ -269,7 +280,8 @@ class ContainerReader:
         self._check_open()
         entries = [self._entry(self._segments, i, "segment") for i in segments]
         entries += [
-            entry for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
+            entry
+            for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
             if self._copies(entry) or self._verify_blobs
         ]
         with self._named():
@@ -355,19 +367,28 @@ class ContainerReader:
         if trailer.checksum_id != header.checksum_id or any(trailer.reserved):
             raise CorruptSessionError("trailer does not match the header")
         index_offset = trailer.index_offset
-        if (trailer.index_length > spec.MAX_INDEX_LENGTH or index_offset < spec.HEADER.size
-                or index_offset + spec.RECORD.size + trailer.index_length != size - spec.TRAILER.size):
+        if (
+            trailer.index_length > spec.MAX_INDEX_LENGTH
+            or index_offset < spec.HEADER.size
+            or index_offset + spec.RECORD.size + trailer.index_length != size - spec.TRAILER.size
+        ):
             raise CorruptSessionError("trailer: the index does not end where the trailer begins")
-        index = Entry(spec.INDEX, 0, index_offset + spec.RECORD.size, trailer.index_length,
-                       trailer.index_length, None, trailer.index_checksum, 0)
+        index = Entry(
+            spec.INDEX,
+            0,
+            index_offset + spec.RECORD.size,
+            trailer.index_length,
+            trailer.index_length,
+            None,
+            trailer.index_checksum,
+            0,
+        )
         self._check_header(index)
         # Copied once: the checksum, the JSON parser and the signature check
         # all read this copy, never the file again.
         payload = bytes(source.read(index.offset, index.length))
         self._check_sum(index, payload, mark=False)
-        self.meta, self._segments, self._blobs, self.signature = parse_index(
-            payload, self._algo.name, index_offset
-        )
+        self.meta, self._segments, self._blobs, self.signature = parse_index(payload, self._algo.name, index_offset)
         if self._key is not None:
             if self.signature is None:
                 raise SignatureError("the file is not signed, and a signing key was given")
@@ -399,9 +420,14 @@ class ContainerReader:
         head = self._source.read(start, spec.RECORD.size + entry.pad)
         # The fast path (thousands of segments): one tuple comparison.
         if spec.RECORD.struct.unpack_from(head) == (
-            entry.kind, entry.codec.id if entry.codec else 0, entry.pad, 0,
-            entry.length, entry.raw_length, entry.checksum,
-        ) and (not entry.pad or not any(head[spec.RECORD.size:])):
+            entry.kind,
+            entry.codec.id if entry.codec else 0,
+            entry.pad,
+            0,
+            entry.length,
+            entry.raw_length,
+            entry.checksum,
+        ) and (not entry.pad or not any(head[spec.RECORD.size :])):
             return
         found = spec.RECORD.unpack(head)
         expected = found._replace(
@@ -416,10 +442,9 @@ class ContainerReader:
         for field, value in expected._asdict().items():
             if getattr(found, field) != value:
                 raise CorruptSessionError(
-                    f"{entry.name}: record header says {field} {getattr(found, field)!r},"
-                    f" the index says {value!r}"
+                    f"{entry.name}: record header says {field} {getattr(found, field)!r}, the index says {value!r}"
                 )
-        if any(head[spec.RECORD.size:]):
+        if any(head[spec.RECORD.size :]):
             raise CorruptSessionError(f"{entry.name}: padding is not zero")
 
     def _checked_copy(self, entry: Entry, keep: bool = True) -> memoryview:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any
@@ -99,8 +100,10 @@ class Signature:
         tables = []
         for key, count in (("segments", segments), ("blobs", blobs)):
             macs = obj.get(key)
-            if not isinstance(macs, list) or len(macs) != count or not all(
-                isinstance(m, str) and _MAC_HEX.fullmatch(m) for m in macs
+            if (
+                not isinstance(macs, list)
+                or len(macs) != count
+                or not all(isinstance(m, str) and _MAC_HEX.fullmatch(m) for m in macs)
             ):
                 raise CorruptSessionError(f"index: signature {key} is not {count} MACs")
             tables.append(macs)

@@ -47,16 +47,16 @@ class BufferSource:
         return self
 
     def read(self, offset: int, length: int) -> memoryview:
-        return self._view[offset:offset + length]
+        return self._view[offset : offset + length]
 
     def view(self, offset: int, length: int) -> memoryview:
-        view = self._view[offset:offset + length]
+        view = self._view[offset : offset + length]
         return view if self._share else memoryview(bytearray(view))
 
     def copy(self, offset: int, length: int) -> memoryview:
         """Writable bytes that no one else can change: a view when the source is
         stable, else a private copy (checked and used from then on)."""
-        view = self._view[offset:offset + length]
+        view = self._view[offset : offset + length]
         return view if self.stable else memoryview(bytearray(view))
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections import namedtuple
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any
@@ -53,33 +54,42 @@ ALIGNMENT = 64  # blob payloads start at a multiple of this (cache line, >= any 
 
 # -- Fixed layouts -------------------------------------------------------------
 
-HEADER = Layout("Header", (
-    ("magic", "10s", "MAGIC"),
-    ("major", "H", "format major version"),
-    ("minor", "H", "format minor version"),
-    ("checksum_id", "B", "checksum algorithm of every record (CHECKSUM_IDS)"),
-    ("reserved", "B", "zero"),
-))  # 16 bytes, at offset 0
+HEADER = Layout(
+    "Header",
+    (
+        ("magic", "10s", "MAGIC"),
+        ("major", "H", "format major version"),
+        ("minor", "H", "format minor version"),
+        ("checksum_id", "B", "checksum algorithm of every record (CHECKSUM_IDS)"),
+        ("reserved", "B", "zero"),
+    ),
+)  # 16 bytes, at offset 0
 
-RECORD = Layout("Record", (
-    ("kind", "4s", "record kind (RECORD_KINDS)"),
-    ("compression", "B", "compression of the payload (COMPRESSION_IDS)"),
-    ("pad", "B", "number of zero bytes between this header and the payload"),
-    ("reserved", "H", "zero"),
-    ("length", "Q", "stored payload length in bytes"),
-    ("raw_length", "Q", "payload length after decompression (== length if uncompressed)"),
-    ("checksum", "Q", "checksum of the stored payload bytes, zero-extended to 64 bits"),
-))  # 32 bytes
+RECORD = Layout(
+    "Record",
+    (
+        ("kind", "4s", "record kind (RECORD_KINDS)"),
+        ("compression", "B", "compression of the payload (COMPRESSION_IDS)"),
+        ("pad", "B", "number of zero bytes between this header and the payload"),
+        ("reserved", "H", "zero"),
+        ("length", "Q", "stored payload length in bytes"),
+        ("raw_length", "Q", "payload length after decompression (== length if uncompressed)"),
+        ("checksum", "Q", "checksum of the stored payload bytes, zero-extended to 64 bits"),
+    ),
+)  # 32 bytes
 
-TRAILER = Layout("Trailer", (
-    ("index_offset", "Q", "offset of the index record's header"),
-    ("index_length", "Q", "stored length of the index payload"),
-    ("index_checksum", "Q", "checksum of the index payload"),
-    ("container_length", "Q", "total container length, header to END_MAGIC inclusive"),
-    ("checksum_id", "B", "repeats the header's checksum id"),
-    ("reserved", "7s", "zero"),
-    ("end_magic", "8s", "END_MAGIC"),
-))  # 48 bytes, the last bytes of the container
+TRAILER = Layout(
+    "Trailer",
+    (
+        ("index_offset", "Q", "offset of the index record's header"),
+        ("index_length", "Q", "stored length of the index payload"),
+        ("index_checksum", "Q", "checksum of the index payload"),
+        ("container_length", "Q", "total container length, header to END_MAGIC inclusive"),
+        ("checksum_id", "B", "repeats the header's checksum id"),
+        ("reserved", "7s", "zero"),
+        ("end_magic", "8s", "END_MAGIC"),
+    ),
+)  # 48 bytes, the last bytes of the container
 
 # -- Record kinds ----------------------------------------------------------------
 
@@ -134,4 +144,6 @@ RATIO_FLOOR = 1 << 20
 def max_raw_length(length: int) -> int:
     """The most raw bytes a compressed record of ``length`` stored bytes may declare."""
     return RATIO_CAP * length + RATIO_FLOOR
+
+
 MIN_CONTAINER = HEADER.size + RECORD.size + 2 + TRAILER.size  # "{}" is the smallest JSON object

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any, BinaryIO
@@ -102,24 +103,26 @@ class ContainerWriter:
         if self._key:
             index["signature"] = _signing.placeholder(self._macs[spec.SEGMENT], self._macs[spec.BLOB])
         # Sorted keys: the same session gives the same bytes.
-        payload = json.dumps(
-            index, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("utf-8")
+        payload = json.dumps(index, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
         if self._key:
             payload = _signing.seal(payload, self._header, self._key)
         if len(payload) > spec.MAX_INDEX_LENGTH:
             raise ValueError(f"index of {len(payload)} bytes is over the format's limit")
         index_offset = self._pos
         index_checksum = self._write_record(spec.INDEX, payload, None)["checksum"]
-        self._write(spec.TRAILER.pack(
-            index_offset=index_offset,
-            index_length=len(payload),
-            index_checksum=int(index_checksum, 16),
-            container_length=self._pos + spec.TRAILER.size,
-            checksum_id=self._algo.id,
-            reserved=bytes(7),
-            end_magic=spec.END_MAGIC,
-        ))
+        self._write(
+            spec.TRAILER.pack(
+                index_offset=index_offset,
+                index_length=len(payload),
+                index_checksum=int(index_checksum, 16),
+                container_length=self._pos + spec.TRAILER.size,
+                checksum_id=self._algo.id,
+                reserved=bytes(7),
+                end_magic=spec.END_MAGIC,
+            )
+        )
         self._finished = True
         flush = getattr(self._file, "flush", None)
         if flush is not None:
@@ -176,15 +179,18 @@ class ContainerWriter:
         value = self._algo.compute(payload)
         if self._key and kind != spec.INDEX:
             self._macs[kind].append(_signing.record_mac(self._key, payload))
-        self._write(spec.RECORD.pack(
-            kind=kind,
-            compression=spec.COMPRESSION_IDS[codec_name],
-            pad=pad,
-            reserved=0,
-            length=len(payload),
-            raw_length=raw_length,
-            checksum=value,
-        ) + bytes(pad))
+        self._write(
+            spec.RECORD.pack(
+                kind=kind,
+                compression=spec.COMPRESSION_IDS[codec_name],
+                pad=pad,
+                reserved=0,
+                length=len(payload),
+                raw_length=raw_length,
+                checksum=value,
+            )
+            + bytes(pad)
+        )
         offset = self._pos
         self._write(payload)
         return {

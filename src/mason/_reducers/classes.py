@@ -13,9 +13,7 @@ from .naming import lookup_by_name
 
 # Enum bookkeeping the metaclass rebuilds from the members by itself;
 # setting it again would break the new class.
-_ENUM_INTERNALS = frozenset(
-    {"_member_names_", "_member_map_", "_value2member_map_", "_unhashable_values_"}
-)
+_ENUM_INTERNALS = frozenset({"_member_names_", "_member_map_", "_value2member_map_", "_unhashable_values_"})
 
 
 def reduce_class(cls: type, sources=None):
@@ -79,10 +77,20 @@ def _inherited(cls: type, name: str):
 
 #: methods that dataclasses makes with exec (so with no source), from the
 #: fields and options: another Python makes them again, its own way
-_DATACLASS_METHODS = frozenset({
-    "__init__", "__repr__", "__eq__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__setattr__",
-    "__delattr__",
-})
+_DATACLASS_METHODS = frozenset(
+    {
+        "__init__",
+        "__repr__",
+        "__eq__",
+        "__lt__",
+        "__le__",
+        "__gt__",
+        "__ge__",
+        "__hash__",
+        "__setattr__",
+        "__delattr__",
+    }
+)
 
 
 def _dataclass_state(cls, clsdict: dict, abc_registry: list, sources) -> tuple:

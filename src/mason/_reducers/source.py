@@ -29,8 +29,10 @@ __all__ = ["SourceFinder"]
 
 #: why a code object carries no source (the load on another Python says so)
 _NOT_A_FUNCTION = "only functions and lambdas are saved with their source"
-NO_FILE = ("no source: {filename!r} is neither a file nor a notebook cell in linecache (code made by exec or"
-           " compile of a string, or typed at a prompt that keeps no source)")
+NO_FILE = (
+    "no source: {filename!r} is neither a file nor a notebook cell in linecache (code made by exec or"
+    " compile of a string, or typed at a prompt that keeps no source)"
+)
 
 _LOAD_CONST = dis.opmap["LOAD_CONST"]
 _EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
@@ -208,8 +210,12 @@ class _Tree:
             self._index(node, prefix)
 
 
-_COMPREHENSIONS = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
-                   ast.GeneratorExp: "<genexpr>"}
+_COMPREHENSIONS = {
+    ast.ListComp: "<listcomp>",
+    ast.SetComp: "<setcomp>",
+    ast.DictComp: "<dictcomp>",
+    ast.GeneratorExp: "<genexpr>",
+}
 _COMPREHENSIONS_T = tuple(_COMPREHENSIONS)
 
 
@@ -231,8 +237,17 @@ class SourceFinder:
         generated = self._generated.get(id(code))
         if generated is not None and generated[0] is code:
             message = f"{generated[1]} on Python {PY_VERSION[0]}.{PY_VERSION[1]}; it cannot run on this Python"
-            return _portable.make_record(_portable.GENERATED, message, code.co_filename, 1, 0,
-                                         getattr(code, "co_qualname", code.co_name), code.co_freevars, 0, ())
+            return _portable.make_record(
+                _portable.GENERATED,
+                message,
+                code.co_filename,
+                1,
+                0,
+                getattr(code, "co_qualname", code.co_name),
+                code.co_freevars,
+                0,
+                (),
+            )
         name = code.co_name
         if name.startswith("<") and name != "<lambda>":
             return name, _NOT_A_FUNCTION
@@ -282,8 +297,9 @@ class SourceFinder:
                 line, col, kind = code.co_firstlineno, 0, _portable.DEF
                 text = None if text is None else text + "\n"
             if text is not None:
-                return _portable.make_record(kind, text, code.co_filename, line, col, qualname, code.co_freevars,
-                                             code.co_flags, imports)
+                return _portable.make_record(
+                    kind, text, code.co_filename, line, col, qualname, code.co_freevars, code.co_flags, imports
+                )
         # Python 3.10, or no positions: the syntax tree tells where the text is
         tree = source.tree()
         nodes = [] if tree is None else tree.nodes.get((code.co_firstlineno, code.co_name), [])
@@ -300,13 +316,19 @@ class SourceFinder:
         eval of a text that its field names give back: that text, if it
         compiles to this very code."""
         fields = code.co_argcount - 1
-        if (code.co_name != "<lambda>" or code.co_filename != "<string>" or fields < 1
-                or code.co_varnames[:1] != ("_cls",) or code.co_names != ("_tuple_new",)):
+        if (
+            code.co_name != "<lambda>"
+            or code.co_filename != "<string>"
+            or fields < 1
+            or code.co_varnames[:1] != ("_cls",)
+            or code.co_names != ("_tuple_new",)
+        ):
             return None
         args = ", ".join(code.co_varnames[1 : fields + 1]) + ("," if fields == 1 else "")
         text = f"lambda _cls, {args}: _tuple_new(_cls, ({args}))"
-        record = _portable.make_record(_portable.LAMBDA, text, code.co_filename, 1, 0, "<lambda>", (),
-                                       code.co_flags, ())
+        record = _portable.make_record(
+            _portable.LAMBDA, text, code.co_filename, 1, 0, "<lambda>", (), code.co_flags, ()
+        )
         return record if _compiles_to(record, code) else None
 
 
@@ -321,8 +343,9 @@ def _node_record(code, node, lines: list[str], qualname: str, imports):
         kind, col = _portable.DEF, 0
     if text is None:
         return None
-    return _portable.make_record(kind, text, code.co_filename, line, col, qualname, code.co_freevars,
-                                 code.co_flags, imports)
+    return _portable.make_record(
+        kind, text, code.co_filename, line, col, qualname, code.co_freevars, code.co_flags, imports
+    )
 
 
 def _compiles_to(record, code) -> bool:

@@ -105,12 +105,7 @@ def _tensor_geometry(tensor):
     left to torch (no storage of bytes that a view describes)."""
     import torch  # loaded: the object exists
 
-    if (
-        tensor.layout is not torch.strided
-        or tensor.is_quantized
-        or tensor.is_nested
-        or tensor.device.type == "meta"
-    ):
+    if tensor.layout is not torch.strided or tensor.is_quantized or tensor.is_nested or tensor.device.type == "meta":
         return None
     requires_grad = tensor.requires_grad
     if tensor.is_conj() or tensor.is_neg():
@@ -157,7 +152,6 @@ def live_singletons() -> list:
     matplotlib = sys.modules.get("matplotlib")
     params = getattr(matplotlib, "rcParams", None)
     return [] if params is None else [params]
-
 
 
 def loaded_tables(protocol: int) -> dict:

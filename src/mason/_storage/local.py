@@ -81,7 +81,7 @@ def _remove_stale_temps(target: str) -> None:
     for name in names:
         if not name.startswith(prefix):
             continue
-        pid_text = name[len(prefix):].partition("-")[0]
+        pid_text = name[len(prefix) :].partition("-")[0]
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
             continue
         try:

@@ -32,6 +32,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any, BinaryIO
