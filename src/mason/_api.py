@@ -111,7 +111,7 @@ def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None)
 
     recorder = _Recorder(file)
     scanner = Scanner(recorder, allowlist, session_module="__main__", dill_sessions=True)
-    scanner._stream_size = lambda: len(recorder.data)
+    scanner._stream_size = lambda: len(recorder.data)  # type: ignore[method-assign]  # the stream's length so far
     scanner.scan()
     data = bytes(recorder.data)
     if scanner.dill_session is not None:

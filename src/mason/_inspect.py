@@ -86,7 +86,7 @@ class SessionInfo:
             return NotImplemented
         return all(getattr(self, name) == getattr(other, name) for name in self._FIELDS)
 
-    __hash__ = None  # mutable, like the dataclass it replaces
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
 
     def names(self) -> list[str]:
         return [v["name"] for v in self.variables]
@@ -115,7 +115,7 @@ def inspect(filename=None, storage_options=None, allow=None) -> SessionInfo:
             format_version=tuple(session.version),
             signed=session.signature is not None,
         )
-        allowlist = Allowlist.from_arg(DATA if allow is None else allow)
+        allowlist = Allowlist.from_arg(allow) or Allowlist(DATA)  # None: judged against DATA
         info.checked_against = "mason.DATA" if allow is None else ", ".join(map(str, allowlist.patterns))
         try:
             report = scan_session(session, meta["variables"], allowlist)

@@ -123,7 +123,7 @@ def _platform() -> str:
 
 def package_versions(values) -> dict[str, str]:
     """Versions of the third-party packages the saved values come from."""
-    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     tops: set[str] = set()
     for value in values:
         for name in _module_names_of(value):

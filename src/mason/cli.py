@@ -30,7 +30,7 @@ import sys
 import traceback
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import __version__
@@ -526,7 +526,7 @@ def _code_cell(info: SessionInfo, name: str) -> str:
     return "portable" if name in info.portable else ""
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right_aligned=frozenset()) -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right_aligned=frozenset()) -> list[str]:
     rows = [tuple(_printable(str(cell)) for cell in row) for row in [header, *rows]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
@@ -687,7 +687,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _compare(a: _Side, b: _Side) -> dict:
     added, removed, changed, unchanged = [], [], [], 0
     for name in sorted(set(a.variables) | set(b.variables)):
-        var_a, var_b = a.variables.get(name), b.variables.get(name)
+        var_a: Any = a.variables.get(name)
+        var_b: Any = b.variables.get(name)
         if var_a is None:
             entry = {"name": name, "type": var_b["type"]}
             if name in a.skipped:

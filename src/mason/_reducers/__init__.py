@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import classes, code, modules, stdlib
 
-TABLE: dict[type, object] = {}
+TABLE: dict = {}
 TABLE.update(code.TABLE)
 TABLE.update(classes.TABLE)
 TABLE.update(modules.TABLE)

@@ -40,7 +40,7 @@ def reduce_class(cls: type, sources=None):
     abc_registry = []
     if "_abc_impl" in clsdict:
         del clsdict["_abc_impl"]
-        registry = abc._get_dump(cls)[0]
+        registry = abc._get_dump(cls)[0]  # type: ignore[attr-defined]  # CPython's C abc
         abc_registry = [ref() for ref in registry if ref() is not None]
     metaclass = type(cls)
     bases = cls.__bases__
@@ -57,14 +57,14 @@ def reduce_class(cls: type, sources=None):
         return _rebuild.make_class, args, state, None, None, _rebuild.dataclass_setstate
     state = (clsdict, abc_registry)
     if isinstance(cls, enum.EnumMeta):
-        members = {name: member._value_ for name, member in cls.__members__.items()}
+        members = {name: member._value_ for name, member in cls.__members__.items()}  # type: ignore[var-annotated]
         for name in list(members) + list(_ENUM_INTERNALS):
             clsdict.pop(name, None)
         if "_boundary_" in clsdict and clsdict["_boundary_"] is _inherited(cls, "_boundary_"):
             # The metaclass sets it again (Python 3.11+ flags; 3.10 has none).
             del clsdict["_boundary_"]
-        args = (metaclass, cls.__name__, cls.__bases__, members, type_kwargs)
-        return _rebuild.make_enum, args, state, None, None, _rebuild.class_setstate
+        enum_args = (metaclass, cls.__name__, cls.__bases__, members, type_kwargs)
+        return _rebuild.make_enum, enum_args, state, None, None, _rebuild.class_setstate
     args = (metaclass, cls.__name__, tuple(bases), type_kwargs)
     return _rebuild.make_class, args, state, None, None, _rebuild.class_setstate
 

@@ -23,7 +23,7 @@ def lookup_by_name(obj, by_value_modules: frozenset[str] = frozenset()) -> bool:
     qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
     if not isinstance(qualname, str) or "<locals>" in qualname:
         return False
-    found = module
+    found: object = module
     for part in qualname.split("."):
         found = getattr(found, part, _MISSING)
         if found is _MISSING:
