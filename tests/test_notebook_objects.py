@@ -200,3 +200,94 @@ def test_ipython_bookkeeping_is_never_saved(tmp_path):
         """,
         cwd=tmp_path,
     )
+
+
+def test_lru_cache_functions_of_the_session_come_back_working(tmp_path):
+    # functools' own pickling of a cache wrapper is by name: a file saved
+    # from __main__ referred to itself and the variable failed to load.
+    roundtrip(
+        tmp_path,
+        """
+        import functools
+
+        @functools.lru_cache(maxsize=None)
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        @functools.cache
+        def shifted(x):
+            return x + OFFSET
+
+        @functools.lru_cache
+        def square(x):
+            return x * x
+
+        square.note = 'kept'
+
+        class Model:
+            @functools.lru_cache(maxsize=4, typed=True)
+            def triple(self, x):
+                return 3 * x
+
+        OFFSET = 10
+        fib(20)
+        mason.dump_module(PATH)
+        """,
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            mason.load_module(PATH)
+        assert fib(30) == 832040 and fib.__name__ == 'fib' and fib.cache_parameters()['maxsize'] is None
+        assert fib.__wrapped__.__globals__ is globals()
+        OFFSET = 100
+        assert shifted(1) == 101  # reads the live global
+        assert square(3) == 9 and square.note == 'kept' and square.cache_parameters()['maxsize'] == 128
+        assert Model().triple(2) == 6 and Model.triple.cache_parameters() == {'maxsize': 4, 'typed': True}
+        """,
+    )
+
+
+def test_importable_lru_cache_function_stays_a_reference(tmp_path):
+    roundtrip(
+        tmp_path,
+        """
+        from urllib.parse import urlsplit  # an lru_cache wrapper
+        import functools
+        assert isinstance(urlsplit, functools._lru_cache_wrapper)
+        split = urlsplit
+        mason.dump_module(PATH)
+        """,
+        """
+        mason.load_module(PATH)
+        import urllib.parse
+        assert urlsplit is split is urllib.parse.urlsplit
+        """,
+    )
+
+
+def test_future_features_and_objects_of_private_modules_keep_their_identity(tmp_path):
+    # ``norm`` is an object of scipy.stats._continuous_distns and a public
+    # attribute of scipy.stats; ``division`` is __future__'s; ``pi`` a float.
+    pytest.importorskip("scipy")
+    roundtrip(
+        tmp_path,
+        """
+        exec("from __future__ import division, print_function")  # as a notebook cell does
+        from scipy.stats import norm, binom
+        from numpy import *
+        frozen = norm(loc=1.0)
+        mason.dump_module(PATH)
+        stored = {v['name']: v['stored'] for v in mason.inspect(PATH).variables}
+        assert stored['norm'] == stored['binom'] == 'reference', stored
+        """,
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            mason.load_module(PATH)
+        import __future__, numpy, scipy.stats
+        assert division is __future__.division and print_function is __future__.print_function
+        assert norm is scipy.stats.norm and binom is scipy.stats.binom
+        assert pi == numpy.pi and add is numpy.add  # literals by value, the rest by reference
+        assert frozen.mean() == 1.0
+        """,
+    )

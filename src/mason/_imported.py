@@ -116,11 +116,11 @@ class PublicHomes:
             if isinstance(value, types.ModuleType):
                 held.add(value.__name__)
         for source in {s for s in _defining_modules(values) if isinstance(s, str)}:
-            # Private modules are never a public home, and their packages
-            # are reached through the public modules that use them.
-            if source[:1] != "_" and "._" not in source:
-                parts = source.split(".")
-                names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+            # Private modules are never a public home, but the public
+            # packages above them are: ``scipy.stats.norm`` is an object of
+            # ``scipy.stats._continuous_distns``.
+            parts = _public_prefix(source.split("."))
+            names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
         names.difference_update((own, "__main__", "builtins"))
         modules = []
         for name in sorted(names, key=lambda n: (n.count("."), len(n), n)):
@@ -168,6 +168,16 @@ class PublicHomes:
             if not wanted:
                 break
         return found
+
+
+def _public_prefix(parts: list) -> list:
+    """The leading components of a dotted module name up to its first private
+    one (``_io``, ``._core``).  ``__future__``'s features are left to their
+    reducer: a module attribute reference never names a dunder module."""
+    for i, part in enumerate(parts):
+        if part.startswith("_"):
+            return parts[:i]
+    return parts
 
 
 def _defining_modules(values) -> list:

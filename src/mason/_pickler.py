@@ -19,7 +19,7 @@ from ._diagnose import too_deep
 from ._reducers import TABLE, USER_TABLE
 from ._reducers.classes import reduce_class
 from ._reducers.code import reduce_cell, reduce_code, reduce_empty_cell
-from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function
+from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function, reduce_lru_cache
 from ._reducers.modules import reduce_session_module
 from ._reducers.naming import lookup_by_name
 from ._reducers.source import SourceFinder
@@ -95,6 +95,7 @@ class Pickler(pickle.Pickler):
         # Each file (or notebook cell) is read and parsed once per pickler.
         self._sources = SourceFinder()
         table[types.CodeType] = functools.partial(reduce_code, self._sources)
+        table[functools._lru_cache_wrapper] = functools.partial(reduce_lru_cache, self._by_value_modules)
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(_stdlib.loaded_tables())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import types
 
 from .. import _rebuild
 from .modules import with_submodules
+from .naming import lookup_by_name
 
 
 class ModuleDictRef:
@@ -79,6 +81,49 @@ def reduce_function(func: types.FunctionType, base_globals, global_names, deferr
         return _rebuild.make_function, args
     state = (attrs, cell_values, globals_update)
     return _rebuild.make_function, args, state, None, None, _rebuild.function_setstate
+
+
+def reduce_lru_cache(by_value_modules, wrapper):
+    """A ``functools.lru_cache``/``cache`` wrapper.  Its own pickling is by
+    name, which cannot work for one defined in ``__main__`` (or in a class
+    saved by value): the file would refer to itself.  Such a wrapper is
+    made again around its function saved by value, with the same
+    ``maxsize`` and ``typed`` and an empty cache: by ``functools.cache`` or
+    ``functools.lru_cache`` themselves where their defaults say so (the
+    common ``@cache``, ``@lru_cache``, ``@lru_cache(maxsize=None)``), else
+    by the wrapper type with what ``update_wrapper`` set as state."""
+    if lookup_by_name(wrapper, by_value_modules):
+        return wrapper.__reduce__()
+    func = wrapper.__wrapped__
+    params = wrapper.cache_parameters()
+    maxsize, typed = params["maxsize"], params["typed"]
+    # What the decorator derives from ``func`` again is left out of the state.
+    derived = {name: getattr(func, name) for name in functools.WRAPPER_ASSIGNMENTS if hasattr(func, name)}
+    derived.update(func.__dict__)
+    derived["__wrapped__"] = func
+    extra = {k: v for k, v in vars(wrapper).items() if k != "cache_parameters" and derived.get(k, _UNSET) is not v}
+    if maxsize is None and not typed:
+        return functools.cache, (func,), extra or None
+    if maxsize == 128:  # lru_cache's default, also when given the function itself
+        return functools.lru_cache, (func, typed), extra or None
+    args = (func, maxsize, typed, _FunctoolsAttribute("_CacheInfo"))
+    return type(wrapper), args, dict(vars(wrapper))
+
+
+_UNSET = object()
+
+
+class _FunctoolsAttribute:
+    """Pickles as ``functools.<name>`` for a name its object does not carry
+    (``functools._CacheInfo`` is a namedtuple called ``CacheInfo``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __reduce__(self):
+        return _rebuild.getattr_chain, (functools, self.name)
 
 
 def base_globals_name(base_globals):

@@ -130,6 +130,16 @@ def reduce_module_singleton(obj):
     raise pickle.PicklingError(f"cannot find sentinel {obj!r} in module {type(obj).__module__!r}")
 
 
+def reduce_future_feature(feature):
+    """``from __future__ import division`` leaves ``__future__.division`` in
+    a namespace: by name, the very object again on load."""
+    module = sys.modules["__future__"]
+    for name in getattr(module, "all_feature_names", ()):
+        if getattr(module, name, None) is feature:
+            return name
+    return feature.__reduce_ex__(pickle.DEFAULT_PROTOCOL)  # one made by hand: a copy
+
+
 def loaded_tables() -> dict:
     """Reducers for types of standard modules that mason does not import
     itself: needed only once the module is loaded (no object of it exists
@@ -140,6 +150,9 @@ def loaded_tables() -> dict:
         names = ("_FIELD_BASE", "_MISSING_TYPE", "_HAS_DEFAULT_FACTORY_CLASS", "_KW_ONLY_TYPE")
         sentinels = [getattr(dataclasses, name) for name in names if hasattr(dataclasses, name)]
         table.update(dict.fromkeys(sentinels, reduce_module_singleton))
+    future = sys.modules.get("__future__")
+    if future is not None and hasattr(future, "_Feature"):
+        table[future._Feature] = reduce_future_feature
     typing = sys.modules.get("typing")
     if typing is not None:
         from .classes import reduce_typevar
