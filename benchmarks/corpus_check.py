@@ -76,10 +76,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "corpus"))
 import fetch_corpus  # noqa: E402
 
-_CHILD = (
-    "__import__('sys').path.append({dir!r}); "
-    "__import__('_mason_corpus_child').main()"
-)
+_CHILD = "__import__('sys').path.append({dir!r}); __import__('_mason_corpus_child').main()"
 
 
 def scratch_copy(repo_root: Path, nb_dir: Path, scratch: Path) -> Path:
@@ -120,8 +117,15 @@ def _child(args, cwd, timeout, log, src: Path, extra_path=()) -> tuple[int | Non
     cmd = [sys.executable, "-c", _CHILD.format(dir=str(HERE / "corpus")), *args]
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=cwd, env=_env(src, extra_path), stdin=subprocess.DEVNULL,
-                              stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=_env(src, extra_path),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
         code = proc.returncode
     except subprocess.TimeoutExpired:
         code = None
@@ -149,8 +153,14 @@ def check_notebook(cache: Path, nb: dict, budget: float, workdir: Path, src: Pat
     # (its helper modules), as its own instructions install them.
     extra = [scratch / p for p in nb.get("sys_path", [])]
     with open(log_path, "w") as log:
-        code, save_wall = _child(["save", str(nb_path), str(session), str(report), str(budget),
-                                  nb.get("prelude", "")], cwd, budget + 300, log, src, extra)
+        code, save_wall = _child(
+            ["save", str(nb_path), str(session), str(report), str(budget), nb.get("prelude", "")],
+            cwd,
+            budget + 300,
+            log,
+            src,
+            extra,
+        )
         saved = _read(report)
         if saved is None:
             row["error"] = f"save child {'timed out' if code is None else f'exited {code}'}"
@@ -172,8 +182,11 @@ def check_notebook(cache: Path, nb: dict, budget: float, workdir: Path, src: Pat
 
 def compare(saved: dict, loaded: dict | None) -> dict:
     out = {
-        "run": saved["run"], "save_s": saved["save_s"], "save_error": saved.get("save_error"),
-        "skipped": dict(saved.get("skipped", {})), "save_warnings": saved.get("save_warnings", []),
+        "run": saved["run"],
+        "save_s": saved["save_s"],
+        "save_error": saved.get("save_error"),
+        "skipped": dict(saved.get("skipped", {})),
+        "save_warnings": saved.get("save_warnings", []),
     }
     names = saved.get("saved", [])
     out["saved"] = len(names)
@@ -230,13 +243,19 @@ def compare(saved: dict, loaded: dict | None) -> dict:
         else:
             equal.append(name)
     calls_before, calls_after = saved.get("calls", {}), loaded.get("calls", {})
-    call_diffs = {n: f"{calls_before[n]} -> {calls_after.get(n)}" for n in calls_before
-                  if calls_after.get(n) != calls_before[n]}
+    call_diffs = {
+        n: f"{calls_before[n]} -> {calls_after.get(n)}" for n in calls_before if calls_after.get(n) != calls_before[n]
+    }
     out.update(
-        restored=len(names) - len(failed) - len(missing), equal=len(equal), coarse=len(coarse),
+        restored=len(names) - len(failed) - len(missing),
+        equal=len(equal),
+        coarse=len(coarse),
         as_pickle=as_pickle,
-        not_equal=not_equal, load_failed=failed, missing=missing,
-        calls=[len(calls_before) - len(call_diffs), len(calls_before)], call_diffs=call_diffs,
+        not_equal=not_equal,
+        load_failed=failed,
+        missing=missing,
+        calls=[len(calls_before) - len(call_diffs), len(calls_before)],
+        call_diffs=call_diffs,
         stored_by_reference=sum(1 for v in saved.get("stored", {}).values() if v == "reference"),
     )
     return out
@@ -246,7 +265,7 @@ def first_difference(a: str, b: str) -> str:
     """Where two descriptions part: a little context from each."""
     i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     start = max(0, i - 25)
-    return f"...{a[start:i + 45]!r} -> ...{b[start:i + 45]!r}"
+    return f"...{a[start : i + 45]!r} -> ...{b[start : i + 45]!r}"
 
 
 def nb_id(nb: dict) -> str:
@@ -266,8 +285,10 @@ def _reason_class(reason: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| notebook | cells ok/fail | saved | skipped | restored | equal | (as pickle) | not eq | load fail "
-            "| missing | calls | save s | load s |")
+    head = (
+        "| notebook | cells ok/fail | saved | skipped | restored | equal | (as pickle) | not eq | load fail "
+        "| missing | calls | save s | load s |"
+    )
     lines = [head, "|" + "---|" * 13]
     tot = Counter()
     for r in rows:
@@ -276,7 +297,9 @@ def table(rows: list[dict]) -> str:
             tot["broken"] += 1
             continue
         run = r["run"]
-        cells = f"{run['cells_ok']}/{run['cells_failed']}" + (f"/{run['cells_not_run']} not run" if run["cells_not_run"] else "")
+        cells = f"{run['cells_ok']}/{run['cells_failed']}" + (
+            f"/{run['cells_not_run']} not run" if run["cells_not_run"] else ""
+        )
         if "restored" not in r:
             err = r.get("error") or r.get("save_error") or "?"
             lines.append(f"| {r['notebook']} | {cells} | {r['saved']} | {len(r['skipped'])} | {err[:60]} |" + " |" * 8)
@@ -318,8 +341,12 @@ def details(rows: list[dict], examples: int = 4) -> str:
     out = []
     for r in rows:
         bits = []
-        for label, items in (("skipped at save", r.get("skipped", {})), ("not equal", r.get("not_equal", {})),
-                             ("failed at load", r.get("load_failed", {})), ("call results differ", r.get("call_diffs", {}))):
+        for label, items in (
+            ("skipped at save", r.get("skipped", {})),
+            ("not equal", r.get("not_equal", {})),
+            ("failed at load", r.get("load_failed", {})),
+            ("call results differ", r.get("call_diffs", {})),
+        ):
             if items:
                 shown = "; ".join(f"`{k}`: {v[:160]}" for k, v in list(items.items())[:examples])
                 more = f" (+{len(items) - examples} more)" if len(items) > examples else ""
@@ -337,9 +364,12 @@ def details(rows: list[dict], examples: int = 4) -> str:
 def failure_classes(rows: list[dict]) -> str:
     counts: dict[tuple[str, str], Counter] = {}
     for r in rows:
-        for label, items in (("skipped at save", r.get("skipped", {})), ("not equal", r.get("not_equal", {})),
-                             ("failed at load", r.get("load_failed", {}))):
-            for name, reason in items.items():
+        for label, items in (
+            ("skipped at save", r.get("skipped", {})),
+            ("not equal", r.get("not_equal", {})),
+            ("failed at load", r.get("load_failed", {})),
+        ):
+            for _name, reason in items.items():
                 key = (label, _reason_class(reason))
                 counts.setdefault(key, Counter())[r["notebook"]] += 1
     ranked = sorted(counts.items(), key=lambda kv: -sum(kv[1].values()))
@@ -352,16 +382,22 @@ def failure_classes(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", help="corpus cache directory (default: $MASON_CORPUS_CACHE)")
-    parser.add_argument("--mirror", action="append", default=[], type=Path,
-                        help="existing git copies (OWNER+NAME[/repo]), as for fetch_corpus.py")
+    parser.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        type=Path,
+        help="existing git copies (OWNER+NAME[/repo]), as for fetch_corpus.py",
+    )
     parser.add_argument("--manifest", type=Path, default=fetch_corpus.MANIFEST)
     parser.add_argument("--only", action="append", default=[], help="substring of notebook ids to run; repeatable")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of cell execution per notebook")
     parser.add_argument("--json", type=Path, help="write every row (all reasons) here")
     parser.add_argument("--details", action="store_true", help="list reasons and examples per notebook")
     parser.add_argument("--keep", type=Path, help="keep each notebook's session file and log under this folder")
-    parser.add_argument("--src", type=Path, default=ROOT / "src",
-                        help="the src/ folder of the mason to test (default: this checkout's)")
+    parser.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="the src/ folder of the mason to test (default: this checkout's)"
+    )
     args = parser.parse_args(argv)
 
     cache = fetch_corpus.cache_dir(args.cache)
@@ -383,9 +419,12 @@ def main(argv=None) -> int:
                         shutil.copy(Path(tmp) / name, dest / name)
         row["wall_s"] = time.perf_counter() - t0
         rows.append(row)
-        summary = (f"saved {row.get('saved', '?')}, equal {row.get('equal', '?')}, not equal "
-                   f"{len(row.get('not_equal', {}))}, load failed {len(row.get('load_failed', {}))}"
-                   if "restored" in row else row.get("error") or row.get("save_error") or "?")
+        summary = (
+            f"saved {row.get('saved', '?')}, equal {row.get('equal', '?')}, not equal "
+            f"{len(row.get('not_equal', {}))}, load failed {len(row.get('load_failed', {}))}"
+            if "restored" in row
+            else row.get("error") or row.get("save_error") or "?"
+        )
         print(f"[{i}/{len(notebooks)}] {nb_id(nb)}: {summary} ({row['wall_s']:.0f} s)", file=sys.stderr, flush=True)
     total = time.perf_counter() - started
     print(table(rows))

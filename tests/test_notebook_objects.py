@@ -3,7 +3,6 @@
 import textwrap
 
 import pytest
-
 from conftest import run_python
 
 

@@ -139,8 +139,15 @@ class Fingerprint:
             return self._class(obj, depth)
         if isinstance(obj, types.FunctionType):
             return self._function(obj, depth)
-        if isinstance(obj, (types.BuiltinFunctionType, types.WrapperDescriptorType,
-                            types.MethodDescriptorType, types.MethodWrapperType)):
+        if isinstance(
+            obj,
+            (
+                types.BuiltinFunctionType,
+                types.WrapperDescriptorType,
+                types.MethodDescriptorType,
+                types.MethodWrapperType,
+            ),
+        ):
             owner = getattr(obj, "__self__", None)
             owner = "" if owner is None or isinstance(owner, types.ModuleType) else _typename(owner)
             return f"builtin:{_qualname(obj)}:{owner}"
@@ -197,8 +204,10 @@ class Fingerprint:
         if isinstance(obj, io.IOBase):
             return f"file:{tname}:{getattr(obj, 'name', '?')!r}:{getattr(obj, 'mode', '?')}:{obj.closed}"
         if mod == "functools" and tname == "functools.partial":
-            return (f"partial({self.fp(obj.func, depth + 1)}, {self.fp(obj.args, depth + 1)}, "
-                    f"{self.fp(obj.keywords, depth + 1)})")
+            return (
+                f"partial({self.fp(obj.func, depth + 1)}, {self.fp(obj.args, depth + 1)}, "
+                f"{self.fp(obj.keywords, depth + 1)})"
+            )
         if isinstance(obj, types.GeneratorType) or t.__name__.endswith("iterator"):
             self.coarse = True
             return f"<iterator {tname}>"
@@ -226,8 +235,11 @@ class Fingerprint:
         head = f"function:{_qualname(fn)}"
         if fn.__module__ != "__main__":
             return head
-        parts = [self._code(fn.__code__, depth + 1), self.fp(fn.__defaults__, depth + 1),
-                 self.fp(fn.__kwdefaults__, depth + 1)]
+        parts = [
+            self._code(fn.__code__, depth + 1),
+            self.fp(fn.__defaults__, depth + 1),
+            self.fp(fn.__kwdefaults__, depth + 1),
+        ]
         if fn.__closure__:
             cells = []
             for cell in fn.__closure__:
@@ -269,11 +281,14 @@ class Fingerprint:
                     f = self.fp(obj.iloc[:, i], depth + 1)
                     self._part(record, f"[{name!r}]", f)
                     cols.append(f)
-                return (f"DataFrame:{obj.shape}:{self.fp(obj.columns, depth + 1)}:"
-                        f"{self.fp(obj.index, depth + 1)}:{'|'.join(cols)}")
+                return (
+                    f"DataFrame:{obj.shape}:{self.fp(obj.columns, depth + 1)}:"
+                    f"{self.fp(obj.index, depth + 1)}:{'|'.join(cols)}"
+                )
             if isinstance(obj, pd.Series):
-                return (f"Series:{obj.name!r}:{obj.dtype}:{self.fp(obj.index, depth + 1)}:"
-                        f"{self._values(obj.array, depth)}")
+                return (
+                    f"Series:{obj.name!r}:{obj.dtype}:{self.fp(obj.index, depth + 1)}:{self._values(obj.array, depth)}"
+                )
             if isinstance(obj, pd.Index):
                 return f"{type(obj).__name__}:{obj.names}:{obj.dtype}:{self._values(obj.array, depth)}"
             if isinstance(obj, pd.api.extensions.ExtensionArray):
@@ -302,9 +317,11 @@ class Fingerprint:
             return f"Figure:{size}:{artist.dpi}:[{'; '.join(axes)}]"
         if isinstance(artist, Axes):
             lines = [self.fp(line.get_xydata(), depth + 1) for line in artist.get_lines()]
-            return (f"{type(artist).__name__}:{artist.get_title()!r}:{artist.get_xlabel()!r}:"
-                    f"{artist.get_ylabel()!r}:{tuple(artist.get_xlim())}:{tuple(artist.get_ylim())}:"
-                    f"{len(artist.get_children())}:[{','.join(lines)}]")
+            return (
+                f"{type(artist).__name__}:{artist.get_title()!r}:{artist.get_xlabel()!r}:"
+                f"{artist.get_ylabel()!r}:{tuple(artist.get_xlim())}:{tuple(artist.get_ylim())}:"
+                f"{len(artist.get_children())}:[{','.join(lines)}]"
+            )
         if isinstance(artist, Line2D):
             return f"Line2D:{self.fp(artist.get_xydata(), depth + 1)}:{artist.get_label()!r}"
         self.coarse = True
@@ -324,7 +341,9 @@ class Fingerprint:
         state = getattr(obj, "__dict__", None)
         slots = []
         for klass in type(obj).__mro__:
-            for name in getattr(klass, "__slots__", ()) if isinstance(getattr(klass, "__slots__", ()), (tuple, list)) else ():
+            for name in (
+                getattr(klass, "__slots__", ()) if isinstance(getattr(klass, "__slots__", ()), (tuple, list)) else ()
+            ):
                 if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                     slots.append((name, getattr(obj, name)))
         if isinstance(state, dict) or slots:
@@ -423,8 +442,11 @@ def identity_facts(namespace: dict, names) -> dict:
         groups.setdefault(id(obj), []).append(name)
     shared = [sorted(g) for g in groups.values() if len(g) > 1]
     # One level down: ``ax.figure is fig``, ``pair[0] is frame``...
-    owners = {id(obj): name for name, obj in ((n, namespace[n]) for n in names)
-              if not isinstance(obj, _VALUE_TYPES + (types.ModuleType, type, types.FunctionType))}
+    owners = {
+        id(obj): name
+        for name, obj in ((n, namespace[n]) for n in names)
+        if not isinstance(obj, _VALUE_TYPES + (types.ModuleType, type, types.FunctionType))
+    }
     links = []
     for name in names:
         obj = namespace[name]
@@ -493,7 +515,9 @@ def check_identity(namespace: dict, facts: dict) -> dict:
         present = [n for n in group if n in namespace]
         if len({id(namespace[n]) for n in present}) > 1:
             for n in present:
-                broken.setdefault(n, []).append(f"no longer the same object as {', '.join(x for x in present if x != n)}")
+                broken.setdefault(n, []).append(
+                    f"no longer the same object as {', '.join(x for x in present if x != n)}"
+                )
     for name, path, other in facts["links"]:
         if name not in namespace or other not in namespace:
             continue
@@ -544,8 +568,11 @@ def callable_probes(namespace: dict, names) -> list[str]:
         required = code.co_argcount + code.co_kwonlyargcount - len(fn.__defaults__ or ()) - len(fn.__kwdefaults__ or {})
         if required > 0 or code.co_flags & (0x20 | 0x80 | 0x200):  # generators, coroutines
             continue
-        reads = [n for n in code.co_names if n in namespace and not isinstance(
-            namespace[n], (types.ModuleType, types.FunctionType, type))]
+        reads = [
+            n
+            for n in code.co_names
+            if n in namespace and not isinstance(namespace[n], (types.ModuleType, types.FunctionType, type))
+        ]
         if reads:
             probes.append(name)
     return probes[:20]
@@ -725,8 +752,7 @@ def save(notebook: str, session: str, report: str, budget: float, prelude: str =
             error = f"{type(exc).__name__}: {exc}"[:2000]
         save_s = time.perf_counter() - start
     failures, other = _mason_failures(caught)
-    result = {"run": run, "save_s": save_s, "save_error": error, "save_failures": failures,
-              "save_warnings": other}
+    result = {"run": run, "save_s": save_s, "save_error": error, "save_failures": failures, "save_warnings": other}
     if error is None:
         info = mason.inspect(session)
         saved = [v["name"] for v in info.variables]
@@ -734,7 +760,9 @@ def save(notebook: str, session: str, report: str, budget: float, prelude: str =
         result["stored"] = {v["name"]: v["stored"] for v in info.variables}
         result["skipped"] = {s["name"]: s["reason"] for s in info.skipped}
         names = saved + [s for s in result["skipped"] if s not in saved]
-        result["descriptions"] = {n: before[n] if n in before else describe(namespace[n]) for n in saved if n in namespace}
+        result["descriptions"] = {
+            n: before[n] if n in before else describe(namespace[n]) for n in saved if n in namespace
+        }
         for name, desc in result["descriptions"].items():
             copied = _as_pickle(namespace[name])
             if copied is not None:
@@ -767,14 +795,21 @@ def load(session: str, report: str) -> None:
         load_s = time.perf_counter() - start
     failures, other = _mason_failures(caught)
     namespace = vars(main)
-    result = {"load_s": load_s, "load_error": error, "load_failures": failures, "load_warnings": other,
-              "present": sorted(n for n in namespace if n not in before or not n.startswith("__"))}
+    result = {
+        "load_s": load_s,
+        "load_error": error,
+        "load_failures": failures,
+        "load_warnings": other,
+        "present": sorted(n for n in namespace if n not in before or not n.startswith("__")),
+    }
     _write(report + ".partial", result)  # if a description crashes, what loaded is known
     with open(report) as f:
         facts = json.load(f)
     saved = facts.get("saved", [])
     result["descriptions"] = describe_all(namespace, saved)
-    result["identity_broken"] = check_identity(namespace, facts.get("identity", {"homes": {}, "shared": [], "links": []}))
+    result["identity_broken"] = check_identity(
+        namespace, facts.get("identity", {"homes": {}, "shared": [], "links": []})
+    )
     stale = []
     for path in facts.get("functions", []):
         try:

@@ -113,7 +113,7 @@ def export_tree(git_dir: Path, commit: str, dest: Path) -> tuple[int, int]:
         size = int(header[2])
         path = dest / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(out[pos:pos + size])
+        path.write_bytes(out[pos : pos + size])
         pos += size + 1
         written += 1
     return written, missing
@@ -139,8 +139,13 @@ def notebook_path(cache: Path, nb: dict) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", help="cache directory (default: $MASON_CORPUS_CACHE)")
-    parser.add_argument("--mirror", action="append", default=[], type=Path,
-                        help="a directory of existing git copies (OWNER+NAME[/repo]); repeatable")
+    parser.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        type=Path,
+        help="a directory of existing git copies (OWNER+NAME[/repo]); repeatable",
+    )
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
     args = parser.parse_args(argv)
     cache = cache_dir(args.cache)

@@ -110,7 +110,7 @@ class PublicHomes:
     """
 
     def __init__(self, values, own: str) -> None:
-        names = set()
+        names: set[str] = set()
         held = set()
         for value in values:
             if isinstance(value, types.ModuleType):
@@ -183,7 +183,7 @@ def _public_prefix(parts: list) -> list:
 def _defining_modules(values) -> list:
     """Names of the modules the values come from (cheap attribute reads;
     whatever a class put in ``__module__``, the caller keeps strings only)."""
-    sources = []
+    sources: list = []
     add = sources.append
     for value in values:
         cls = type(value)
@@ -211,9 +211,12 @@ def with_reached_submodules(entries, namespace: dict, own: str) -> None:
     (``xml`` in ``xml.etree.ElementTree.parse(...)``) are saved with them:
     importing ``xml`` alone would not bring ``xml.etree`` back."""
     modules = [
-        entry for entry in entries
-        if entry.stored == "reference" and entry.saved is entry.value
-        and isinstance(entry.value, types.ModuleType) and entry.value.__name__ != own
+        entry
+        for entry in entries
+        if entry.stored == "reference"
+        and entry.saved is entry.value
+        and isinstance(entry.value, types.ModuleType)
+        and entry.value.__name__ != own
     ]
     if not modules:
         return

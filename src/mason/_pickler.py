@@ -17,13 +17,13 @@ from . import _rebuild, _settings
 from ._compat import Py_TPFLAGS_HEAPTYPE
 from ._diagnose import too_deep
 from ._reducers import TABLE, USER_TABLE
+from ._reducers import stdlib as _stdlib
 from ._reducers.classes import reduce_class
 from ._reducers.code import reduce_cell, reduce_code, reduce_empty_cell
 from ._reducers.functions import ModuleDictRef, code_global_names, reduce_function, reduce_lru_cache
 from ._reducers.modules import reduce_session_module
 from ._reducers.naming import lookup_by_name
 from ._reducers.source import SourceFinder
-from ._reducers import stdlib as _stdlib
 from ._reducers.stdlib import FILE_TYPES, PROTOCOL5_TABLE, make_file_reducer
 from ._reducers.thirdparty import loaded_tables
 from .errors import PicklingError

@@ -51,7 +51,7 @@ def reduce_function(func: types.FunctionType, base_globals, global_names, deferr
     # Only what ``types.FunctionType(code, globals, name)`` would not
     # derive by itself: keeps files of many small functions small.
     code = func.__code__
-    attrs = {}
+    attrs: dict[str, object] = {}
     if func.__module__ != base_globals_name(base_globals):
         attrs["__module__"] = func.__module__
     if func.__qualname__ != getattr(code, "co_qualname", code.co_name):

@@ -8,6 +8,7 @@ caller as it is, without the path.
 
 from __future__ import annotations
 
+import _thread
 import abc
 import array
 import collections
@@ -17,7 +18,6 @@ import pickle
 import re
 import struct
 import sys
-import _thread
 import types
 import weakref
 
@@ -236,8 +236,7 @@ def reduce_capsule(capsule):
     # Refused on purpose: dill saves the raw pointer, which is only valid in
     # the process that made it.
     raise pickle.PicklingError(
-        "cannot pickle 'PyCapsule' object: it wraps a raw C pointer, "
-        "meaningless in another process"
+        "cannot pickle 'PyCapsule' object: it wraps a raw C pointer, meaningless in another process"
     )
 
 
@@ -270,9 +269,7 @@ def make_file_reducer(fmode: int):
         if isinstance(name, int):
             return _reduce_anonymous_file(handle)
         if not isinstance(name, str):
-            raise pickle.PicklingError(
-                f"cannot pickle a file handle without a file name (name={name!r})"
-            )
+            raise pickle.PicklingError(f"cannot pickle a file handle without a file name (name={name!r})")
         closed = handle.closed
         position = -1
         if not closed:
