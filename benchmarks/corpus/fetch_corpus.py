@@ -4,14 +4,14 @@ How to run (from the repository root)::
 
     python benchmarks/corpus/fetch_corpus.py --cache ~/.cache/mason-corpus
     MASON_CORPUS_CACHE=~/.cache/mason-corpus python benchmarks/corpus/fetch_corpus.py
-    python benchmarks/corpus/fetch_corpus.py --cache DIR --mirror /work/.mirror   # offline
+    python benchmarks/corpus/fetch_corpus.py --cache DIR --mirror DIR_OF_GIT_COPIES   # offline
 
 The notebooks are other people's code: none of it is in this repository.
 The manifest names each one by repository, commit and path; this script
 finds a git copy of each repository (``CACHE/git/OWNER+NAME``, or under
 ``--mirror`` as ``OWNER+NAME`` or ``OWNER+NAME/repo``, bare or not), and
-otherwise clones it from GitHub (a blobless bare clone, so only the commit
-we need is downloaded).  It then writes that commit's files to
+otherwise fetches just that commit from GitHub (a shallow fetch into a
+bare repository; needs the network).  It then writes that commit's files to
 ``CACHE/trees/OWNER+NAME@COMMIT12/``: notebooks run there, next to the
 helper modules and data files they open.  Files whose contents the copy
 lacks (snapshots may leave out large files) are skipped and counted; a
@@ -75,15 +75,13 @@ def find_git(cache: Path, mirrors: list[Path], repo: str, commit: str) -> Path:
         for git_dir in (base, base / ".git"):
             if (git_dir / "HEAD").is_file() and _has_commit(git_dir, commit):
                 return git_dir
+    # Only the commit we need, without history: GitHub serves a commit by
+    # its id to a shallow fetch.
     target = cache / "git" / slug(repo)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["git", "clone", "--bare", "--filter=blob:none", f"https://github.com/{repo}.git", str(target)],
-            check=True,
-        )
-    if not _has_commit(target, commit):
-        _git(target, "fetch", "origin", commit)
+        subprocess.run(["git", "init", "--quiet", "--bare", str(target)], check=True)
+    _git(target, "fetch", "--quiet", "--depth", "1", f"https://github.com/{repo}.git", commit)
     return target
 
 
