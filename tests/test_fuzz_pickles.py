@@ -60,7 +60,7 @@ import mason._vm as vm_module
 from mason import cli
 from mason._allowlist import Allowlist
 from mason._format import ContainerWriter
-from mason._vm import RestrictedUnpickler
+from mason._restricted import RestrictedUnpickler
 from mason.errors import ForbiddenGlobalError, MasonError
 
 _EXAMPLES = int(os.environ.get("MASON_FUZZ_EXAMPLES", "0"))

@@ -107,7 +107,8 @@ def load_restricted(file, allowlist: Allowlist, buffers=None, map_location=None)
     """One pickle from ``file``, checked against the allowlist without running
     it, then loaded from the very bytes that were checked by the restricted
     machine, which enforces the list again on every step."""
-    from ._vm import RestrictedUnpickler, Scanner
+    from ._restricted import RestrictedUnpickler
+    from ._scan import Scanner
 
     recorder = _Recorder(file)
     scanner = Scanner(recorder, allowlist, session_module="__main__", dill_sessions=True)

@@ -24,8 +24,9 @@ from . import _rebuild
 from ._allowlist import Allowlist
 from ._filter import MODULE_BOOKKEEPING
 from ._format.signing import resolve_key
+from ._restricted import RestrictedUnpickler
+from ._scan import Scanner
 from ._unpickler import Unpickler
-from ._vm import RestrictedUnpickler, Scanner
 from .errors import CorruptSessionError, MasonError, SignatureError, UnpicklingError
 
 __all__ = ["DillSessionPlan", "restore_dill_file", "is_pickle"]

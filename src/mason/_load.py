@@ -443,7 +443,7 @@ class _SegmentLoader:
         self._restricted = allowlist is not None
         self._make: Callable[[], Any]
         if allowlist is not None:
-            from ._vm import RestrictedUnpickler  # restricted loads only: plain ones never import it
+            from ._restricted import RestrictedUnpickler  # restricted loads only: plain ones never import it
 
             self._make = lambda: RestrictedUnpickler(
                 self._stream,
@@ -629,7 +629,7 @@ def scan_session(session: ContainerReader, variables, allowlist: Allowlist | Non
     """What the segments of ``variables`` would import and call, found
     without running anything (offenders listed when given an allowlist).
     ``payloads``: the segments already read and verified, by number."""
-    from ._vm import Scanner, ScanReport
+    from ._scan import Scanner, ScanReport
 
     stream = _SegmentStream()
     report = ScanReport()
