@@ -145,6 +145,8 @@ class Session:
     child (scale 1.0, or 0.1 with ``--quick``); it may bind ``BENCH_META``
     (a JSON-able dict shown in the report and removed before saving).
     ``imports`` are imported, untimed, by the load child before loading.
+    ``setup_source`` is exec'd, untimed, in both children first (e.g. to
+    write a helper module of the notebook's own and put it on sys.path).
     ``check_source`` may define ``check(ns) -> dict`` of extra behavioural
     fingerprints (JSON-able values); ``ns`` holds only the variables that
     were saved, so a check must look at what is there.  Every variable also
@@ -156,6 +158,7 @@ class Session:
     source: Callable[[float], str]
     imports: tuple = ()
     check_source: str = ""
+    setup_source: str = ""
 
 
 SESSIONS: dict[str, Session] = {}
@@ -405,6 +408,38 @@ register(
         description="a few ints, a string, a list and a function: the fixed cost",
         source=tiny_source,
         check_source='def check(ns):\n    return {"f(1)": ns["f"](1)} if "f" in ns else {}\n',
+    )
+)
+
+# A notebook's own helper module (a .py beside it, no installed distribution):
+# recording the environment must not cost more the more packages are installed.
+_HELPER_SETUP = """\
+import os, sys, tempfile
+_dir = os.path.join(tempfile.gettempdir(), "mason-bench-helper-%d" % os.getuid())
+os.makedirs(_dir, exist_ok=True)
+with open(os.path.join(_dir, "nb_helpers.py"), "w") as _f:
+    _f.write("class Point:\\n    def __init__(self, x, y):\\n        self.x, self.y = x, y\\n"
+             "    def __eq__(self, other):\\n        return (self.x, self.y) == (other.x, other.y)\\n"
+             "def scale(p, k):\\n    return Point(p.x * k, p.y * k)\\n")
+if _dir not in sys.path:
+    sys.path.insert(0, _dir)
+import nb_helpers
+"""
+
+
+def tiny_helper_source(scale: float) -> str:
+    return tiny_source(scale) + "\nfrom nb_helpers import Point, scale\norigin = Point(0, 1)\n"
+
+
+register(
+    Session(
+        name="tiny-helper",
+        description="the tiny session plus an instance and functions of the notebook's own helper module",
+        source=tiny_helper_source,
+        setup_source=_HELPER_SETUP,
+        check_source=(
+            'def check(ns):\n    return {"scale": repr(vars(ns["scale"](ns["origin"], 3)))} if "origin" in ns else {}\n'
+        ),
     )
 )
 
@@ -705,6 +740,8 @@ def _child_save(main, spec: dict, result: dict) -> None:
 
     ops = _session_ops(spec["impl"])
     ops["warm"]()
+    if spec.get("setup_source"):
+        exec(compile(spec["setup_source"], "<session-setup>", "exec"), {})
     t0 = time.perf_counter()
     if spec.get("cell_source"):
         # As IPython does for a notebook cell: functions saved by value carry their source.
@@ -750,6 +787,8 @@ def _child_load(main, spec: dict, result: dict) -> None:
 
     for module in spec["imports"]:
         importlib.import_module(module)
+    if spec.get("setup_source"):
+        exec(compile(spec["setup_source"], "<session-setup>", "exec"), {})
     ops = _session_ops(spec["impl"])
     ops["warm"]()
     gc.collect()
@@ -877,6 +916,7 @@ def run_benchmark(sessions, impls, repeat, scale, timeout, workdir, baseline, lo
                     "path": path,
                     "check_source": session.check_source,
                     "imports": list(session.imports),
+                    "setup_source": session.setup_source,
                     "cell_source": cell_source,
                 }
                 try:

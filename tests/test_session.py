@@ -470,3 +470,39 @@ def test_foreign_file_is_refused(tmp_path):
     path.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(mason.CorruptSessionError, match="not a mason file"):
         mason.load_module(path)
+
+
+def test_a_package_whose_import_name_is_not_its_distributions_is_checked_after_it_loads(tmp_path, session):
+    # scikit-learn is imported as sklearn and ships no top_level.txt: its
+    # version is known only once imported.  The load imports it, then checks.
+    pkg = tmp_path / "fakeimport"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("__version__ = '1.0'\nclass Widget:\n    pass\n")
+    (tmp_path / "fake_distribution-1.0.dist-info").mkdir()
+    save = """
+        import fakeimport
+        w = fakeimport.Widget()
+        mason.dump_module(PATH)
+        assert mason.inspect(PATH).environment['packages'] == {'fakeimport': '1.0'}
+        """
+    session(
+        save,
+        """
+        import sys, warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # the same version: no warning at all
+            mason.load_module(PATH)
+        assert type(w).__module__ == 'fakeimport' and 'fakeimport' in sys.modules
+        """,
+    )
+    (pkg / "__init__.py").write_text("__version__ = '2.0'\nclass Widget:\n    pass\n")
+    prelude = f"import mason\nPATH = {str(tmp_path / 's.mason')!r}\n"
+    check = """
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            mason.load_module(PATH)
+        text = ' '.join(str(w.message) for w in caught if issubclass(w.category, mason.EnvironmentMismatchWarning))
+        assert 'fakeimport 1.0 (installed here: 2.0)' in text, text
+        """
+    run_python(prelude + textwrap.dedent(check), cwd=tmp_path)

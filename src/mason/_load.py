@@ -298,7 +298,7 @@ class _LoadPlan:
         numbers = [v["segment"] for v in self.needed]
         self.payloads = dict(zip(numbers, session.segments(numbers)))
         session.verify_records([], [blob for var in self.needed for blob in var["blobs"]])
-        _check_environment(meta.get("environment", {}))
+        self.unversioned = _check_environment(meta.get("environment", {}))
         self.allowlist = Allowlist.from_arg(options.allow)
         self.refused: dict[str, str] = {}  # variable -> what the allowlist refuses in it
         if self.allowlist is not None:
@@ -350,6 +350,7 @@ class _LoadPlan:
                     raise _load_error(var["name"], exc) from exc
                 failures[var["name"]] = f"{type(exc).__name__}: {exc}"
                 loader.recover(var, self.needed[:position])
+        _check_versions_after(self.unversioned)
         failures = {name: reason for name, reason in failures.items() if name in wanted}
         if failures:
             lines = "".join(f"\n  {name}: {reason}" for name, reason in failures.items())
@@ -647,12 +648,16 @@ def scan_session(session: ContainerReader, variables, allowlist: Allowlist | Non
     return report
 
 
-def _check_environment(env: dict) -> None:
+def _check_environment(env: dict) -> list[tuple[str, str]]:
     """Warn, before anything is unpickled, when the saving interpreter differs.
 
     ``env`` passed :func:`session_meta_problem`.  Versions are read from
     installed metadata and already imported modules only: the package names
     come from the file, and nothing it names is imported before the checks.
+    Returns the (package, saved version) pairs that are installed but whose
+    version only an import would tell (``sklearn`` has no metadata under
+    that name): :func:`_check_versions_after` checks them once the load
+    has imported them.
     """
     problems = []
     saved_python = tuple(env.get("python", ())[:2])
@@ -662,11 +667,35 @@ def _check_environment(env: dict) -> None:
             f"Python {saved_python[0]}.{saved_python[1]} (this is {here[0]}.{here[1]}: functions and classes saved by"
             " value are compiled again from their saved source; code saved without source cannot run)"
         )
+    unversioned = []
     for package, version in sorted(env.get("packages", {}).items()):
         installed = _namespace.installed_version(package)
-        if installed is None:
-            problems.append(f"{package} {version} (no installed version found here)")
-        elif installed != version:
-            problems.append(f"{package} {version} (installed here: {installed})")
+        if installed is None and _namespace.importable(package):
+            unversioned.append((package, version))
+        else:
+            problems.append(_version_problem(package, version, installed))
+    _warn_environment([p for p in problems if p], stacklevel=6)
+    return unversioned
+
+
+def _check_versions_after(unversioned: list[tuple[str, str]]) -> None:
+    """The version check of packages :func:`_check_environment` could not
+    version without importing them, now that the load imported what it used."""
+    problems = []
+    for package, version in unversioned:
+        installed = getattr(sys.modules.get(package), "__version__", None)
+        problems.append(_version_problem(package, version, installed if isinstance(installed, str) else None))
+    _warn_environment([p for p in problems if p], stacklevel=5)
+
+
+def _version_problem(package: str, version: str, installed: str | None) -> str:
+    if installed is None:
+        return f"{package} {version} (no installed version found here)"
+    return f"{package} {version} (installed here: {installed})" if installed != version else ""
+
+
+def _warn_environment(problems: list[str], stacklevel: int) -> None:
     if problems:
-        warnings.warn("this session was saved with " + "; ".join(problems), EnvironmentMismatchWarning, stacklevel=5)
+        warnings.warn(
+            "this session was saved with " + "; ".join(problems), EnvironmentMismatchWarning, stacklevel=stacklevel
+        )

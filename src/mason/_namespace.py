@@ -167,58 +167,113 @@ def installed_version(top: str) -> str | None:
     # notebook's own helper module (no distribution) would pay that on
     # every save, growing with the environment.
     key = tuple(sys.path)
-    return _dist_versions(key).get(_normalize(top)) or _top_level_versions(key).get(top)
+    version = _dist_versions(key).get(_normalize(top))
+    if version is not None:
+        return version
+    # An import name that is not its distribution's (``sklearn``): look it
+    # up in the top_level.txt files of the one sys.path folder the module
+    # was (or would be) imported from.  A notebook's own helper module lives
+    # in a folder without distributions, so this costs it one small
+    # directory listing, whatever the number of installed packages.
+    folder = _import_folder(module) if module is not None else _find_folder(top)
+    return _top_level_versions(folder).get(top) if folder is not None else None
 
 
 def _normalize(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-@functools.lru_cache(maxsize=4)
-def _dist_info_folders(path: tuple) -> tuple[tuple[str, str, str], ...]:
-    """(normalized distribution name, version, folder) of every
-    ``NAME-VERSION.dist-info`` and ``NAME-VERSION[-pyX.Y].egg-info`` on the
-    sys.path ``path``, in import order."""
+def _import_folder(module: types.ModuleType) -> str | None:
+    """The folder a top-level module or package was imported from (None if unknown)."""
     import os
 
+    locations = list(getattr(module, "__path__", None) or ())  # a package's own folder
+    file = getattr(module, "__file__", None)
+    if not locations and isinstance(file, str):
+        locations = [file]
+    for location in locations:
+        if isinstance(location, str):
+            return os.path.dirname(os.path.abspath(location))
+    return None
+
+
+def _find_folder(top: str) -> str | None:
+    """The sys.path folder ``top`` would be imported from, found without
+    importing it: the path finders only look at file names."""
+    import importlib.machinery
+    import os
+
+    if not top.isidentifier():  # a name from a file being loaded: only plain module names
+        return None
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(top)
+    except (ImportError, ValueError, OSError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or ())
+    if locations:
+        return os.path.dirname(os.path.abspath(locations[0]))
+    return os.path.dirname(os.path.abspath(spec.origin)) if isinstance(spec.origin, str) else None
+
+
+def importable(top: str) -> bool:
+    """Whether a top-level module ``top`` is there to import (nothing is imported)."""
+    return sys.modules.get(top) is not None or _find_folder(top) is not None
+
+
+def _metadata_folders(entry: str) -> list[tuple[str, str, str]]:
+    """(normalized distribution name, version, folder name) of every
+    ``NAME-VERSION.dist-info`` and ``NAME-VERSION[-pyX.Y].egg-info`` in ``entry``."""
+    import os
+
+    try:
+        names = os.listdir(entry or ".")
+    except OSError:
+        return []
     found = []
-    for entry in path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
+    for name in names:
+        if name.endswith(".dist-info"):
+            dist, sep, version = name[: -len(".dist-info")].rpartition("-")
+        elif name.endswith(".egg-info"):
+            dist, sep, version = name[: -len(".egg-info")].partition("-")
+            version = version.split("-py")[0]
+        else:
             continue
-        for name in names:
-            if name.endswith(".dist-info"):
-                dist, sep, version = name[: -len(".dist-info")].rpartition("-")
-            elif name.endswith(".egg-info"):
-                dist, sep, version = name[: -len(".egg-info")].partition("-")
-                version = version.split("-py")[0]
-            else:
-                continue
-            if sep and dist and version:
-                found.append((_normalize(dist), version, os.path.join(entry or ".", name)))
-    return tuple(found)
+        if sep and dist and version:
+            found.append((_normalize(dist), version, name))
+    return found
 
 
 @functools.lru_cache(maxsize=4)
 def _dist_versions(path: tuple) -> dict[str, str]:
-    """{normalized distribution name: version}; the first on sys.path wins, as for imports."""
+    """{normalized distribution name: version} of the sys.path ``path``: one
+    directory listing per entry; the first on sys.path wins, as for imports."""
+    import os
+
+    # The standard library's own folders hold no distributions: not listing
+    # them halves the cost of a first save.
+    lib = os.path.dirname(os.__file__)
+    stdlib = {lib, os.path.join(lib, "lib-dynload")}
     versions: dict[str, str] = {}
-    for dist, version, _ in _dist_info_folders(path):
-        versions.setdefault(dist, version)
+    for entry in path:
+        if entry in stdlib or entry.endswith(".zip"):
+            continue
+        for dist, version, _ in _metadata_folders(entry):
+            versions.setdefault(dist, version)
     return versions
 
 
-@functools.lru_cache(maxsize=4)
-def _top_level_versions(path: tuple) -> dict[str, str]:
-    """{import name: version} from the folders' ``top_level.txt`` (``sklearn``
-    is scikit-learn's); read only when a name is not a distribution's."""
+@functools.lru_cache(maxsize=16)
+def _top_level_versions(entry: str) -> dict[str, str]:
+    """{import name: version} from the ``top_level.txt`` of the distributions
+    in the folder ``entry`` (``sklearn`` is scikit-learn's)."""
     import os
 
     versions: dict[str, str] = {}
-    for _, version, folder in _dist_info_folders(path):
+    for _, version, name in _metadata_folders(entry):
         try:
-            with open(os.path.join(folder, "top_level.txt"), encoding="utf-8") as f:
+            with open(os.path.join(entry, name, "top_level.txt"), encoding="utf-8") as f:
                 for line in f:
                     versions.setdefault(line.strip(), version)
         except OSError:
