@@ -126,3 +126,36 @@ def test_memo_entries_are_numbered_alike_after_failures(tmp_path):
         """,
         cwd=tmp_path,
     )
+
+
+def test_the_byte_search_never_misses_a_memo_read():
+    # may_read answers False only when the segment reads none of the indices:
+    # checked against the opcode walk on segments that share objects a lot.
+    import io
+    import random
+
+    import mason
+    from mason import _memo
+    from mason._format import ContainerReader
+
+    shared = [f"s{i}" for i in range(400)]
+    module = type(textwrap)("lenient_bytes")
+    for i in range(60):
+        setattr(module, f"v{i}", [shared[j] for j in range(i, 400, 7)] + [{"k": shared[i]}, (shared[-i],)])
+    buffer = io.BytesIO()
+    mason.dump_module(buffer, module=module)
+    buffer.seek(0)
+    reader = ContainerReader.open(buffer)
+    rng = random.Random(3)
+    checked = long = 0
+    for var in reader.meta["variables"]:
+        data = bytes(reader.segment(var["segment"]))
+        reads = _memo.memo_gets(data)
+        for index in reads:
+            assert _memo.may_read(data, {index}), (var["name"], index)
+            checked += 1
+            long += index >= 256
+        unread = [i for i in range(1200) if i not in reads]
+        for index in rng.sample(unread, 20):
+            _memo.may_read(data, {index})  # may be a false alarm, never an error
+    assert checked > 300 and long > 50  # LONG_BINGET as well as BINGET

@@ -27,7 +27,7 @@ from . import _namespace, _progress, _rebuild
 from ._allowlist import Allowlist
 from ._format import ContainerReader
 from ._format.signing import resolve_key
-from ._memo import UNKNOWN, StaticCall, StaticGlobal, memo_gets, segment_effects
+from ._memo import UNKNOWN, StaticCall, StaticGlobal, may_read, memo_gets, segment_effects
 from ._sessionmeta import _Options, _options, check_session_meta
 from ._storage import default_session_path, open_for_read, open_input, peek
 from ._unpickler import Unpickler, check_map_location, translate_error
@@ -492,7 +492,10 @@ class _SegmentLoader:
         """The failed variable whose objects ``var`` would use, or None."""
         if not self._holes:
             return None
-        for index in memo_gets(self._payloads[var["segment"]]):
+        data = self._payloads[var["segment"]]
+        if len(self._holes) <= 16 and not may_read(data, self._holes):
+            return None
+        for index in memo_gets(data):
             name = self._holes.get(index)
             if name is not None:
                 return name
