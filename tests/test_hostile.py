@@ -574,3 +574,46 @@ def test_a_dead_weak_proxy_loads_restricted():
     assert type(loaded) is weakref.ProxyType
     with pytest.raises(ReferenceError):
         loaded.anything  # noqa: B018
+
+
+# ====================================================================== Arrow arrays under mason.DATA
+
+
+ARROW_CASE = """
+import sys, types, warnings
+import pyarrow as pa, pyarrow.lib as L
+import pandas as pd
+import mason
+
+class Forged:
+    # pyarrow's own reconstructor, given a length its buffer cannot hold
+    def __init__(self, type_, length, buffers):
+        self.args = (type_, length, 0, 0, buffers, [], None)
+    def __reduce__(self):
+        return L._restore_array, (self.args,)
+
+m = types.ModuleType("arrow_case")
+m.good = pd.Series(["a", None, "ccc"], dtype="string[pyarrow]")
+m.ints = Forged(L.type_for_alias("int64"), 100_000_000, [None, L.py_buffer(b"12345678")])
+m.strings = Forged(
+    L.type_for_alias("string"), 2, [None, L.py_buffer((10**9).to_bytes(4, "little") * 3), L.py_buffer(b"x")]
+)
+mason.dump_module("arrow.mason", module=m)
+assert not mason.inspect("arrow.mason").refused  # every name is in DATA: the check is the arrays'
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = mason.load_module_asdict("arrow.mason", allow=mason.DATA)
+assert got["good"].equals(m.good), got
+assert "ints" not in got and "strings" not in got, sorted(got)
+failures = [w.message.failures for w in caught if isinstance(w.message, mason.SkippedVariableWarning)][0]
+assert set(failures) == {"ints", "strings"} and all("Invalid" in r for r in failures.values()), failures
+print("refused", sorted(failures))
+"""
+
+
+def test_forged_arrow_arrays_are_refused_not_read_past_their_buffers(tmp_path):
+    pytest.importorskip("pyarrow")
+    from conftest import run_python
+
+    proc = run_python(ARROW_CASE, cwd=tmp_path)  # a crash would be a non-zero exit
+    assert "refused ['ints', 'strings']" in proc.stdout

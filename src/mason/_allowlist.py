@@ -33,7 +33,7 @@ import types
 
 from .errors import ForbiddenGlobalError
 
-__all__ = ["CODE", "FILES", "DATA", "Allowlist", "REBUILDERS", "RESOLVERS"]
+__all__ = ["CODE", "FILES", "DATA", "GUARDED", "Allowlist", "REBUILDERS", "RESOLVERS"]
 
 #: allow-pattern for functions and methods saved by value (they carry bytecode)
 CODE = "mason:code"
@@ -458,6 +458,8 @@ _DATA = set().union(
         "Int32Dtype",
         "Float64Dtype",
         "BooleanDtype",
+        "ArrowDtype",
+        "NA",
     ),
     _names(
         "pandas.arrays",
@@ -470,6 +472,29 @@ _DATA = set().union(
         "BooleanArray",
         "IntervalArray",
         "Categorical",
+        "ArrowStringArray",
+        "ArrowExtensionArray",
+    ),
+    # Columns backed by Arrow (pandas 3's default strings when pyarrow is
+    # installed): arrays from their buffers, and data types by their factories.
+    _names(
+        "pyarrow.lib",
+        "_restore_array",
+        "py_buffer",
+        "type_for_alias",
+        "field",
+        "timestamp",
+        "time32",
+        "time64",
+        "duration",
+        "decimal128",
+        "decimal256",
+        "dictionary",
+        "list_",
+        "large_list",
+        "struct",
+        "map_",
+        "chunked_array",
     ),
     _names("pandas.core.frame", "DataFrame"),
     _names("pandas.core.series", "Series"),
@@ -508,6 +533,25 @@ _DATA = set().union(
     _names("pytz", "_p", "_UTC", "utc"),
     _names("zoneinfo", "ZoneInfo"),
 )
+
+
+def _validated_arrow_array(restore):
+    """pyarrow's ``_restore_array`` trusts the lengths and offsets it is given
+    (a crafted file makes an array that reads past its buffers: a crash or a
+    leak of memory); a restricted load checks every array it builds."""
+
+    def restore_array(*args):
+        array = restore(*args)
+        array.validate(full=True)  # lengths, offsets, dictionary indices, UTF-8
+        return array
+
+    return restore_array
+
+
+#: (module, name) -> a wrapper: reconstructors of allowed names that trust
+#: their arguments; a restricted load hands out the wrapped function instead
+#: (found by identity, whatever name the stream uses to reach it).
+GUARDED = {("pyarrow.lib", "_restore_array"): _validated_arrow_array}
 
 #: data only: numpy arrays/dtypes/scalars, pandas frames, series, indexes,
 #: categoricals and timestamps, and the standard library's value types,

@@ -18,7 +18,7 @@ import types
 import weakref
 
 from . import _dillcompat, _rebuild
-from ._allowlist import ACCESSORS, ALWAYS, CODE, REBUILD, REBUILDERS, Allowlist
+from ._allowlist import ACCESSORS, ALWAYS, CODE, GUARDED, REBUILD, REBUILDERS, Allowlist
 from ._vm import _CREATORS, _ITEMS_PER_BYTE, _MAX_ITEMS, _RECONSTRUCTOR, _SPECIAL, _Machine
 from .errors import MasonError, UnpicklingError
 
@@ -58,6 +58,7 @@ class RestrictedUnpickler(_Machine):
         self._state = load_state if load_state is not None else _rebuild._LoadState(self._namespace)
         self._map_location = map_location
         self._granted: dict[int, object] = {}  # what find_class handed out (callable)
+        self._guarded: dict[int, object] = {}  # id(guarded function) -> its wrapper, this load's
         self._fresh: dict[int, object] = {}  # objects and containers this load created
         self._undo: list | None = None
         self._allocated = 0  # items the builtin constructors were asked for
@@ -151,8 +152,19 @@ class RestrictedUnpickler(_Machine):
         elif (module, name) in ACCESSORS:
             obj = self._getattr
         else:
-            obj = self._resolve(module, name)
+            obj = self._guard(self._resolve(module, name))
         self._granted[id(obj)] = obj
+        return obj
+
+    def _guard(self, obj):
+        """``obj``, or its checking wrapper when it is one of GUARDED."""
+        for (module, name), wrap in GUARDED.items():
+            loaded = sys.modules.get(module)
+            if loaded is not None and getattr(loaded, name, None) is obj:
+                wrapped = self._guarded.get(id(obj))
+                if wrapped is None:
+                    wrapped = self._guarded[id(obj)] = wrap(obj)
+                return wrapped
         return obj
 
     def _dill_special(self, key):
