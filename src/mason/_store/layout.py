@@ -4,7 +4,7 @@ the object header, checkpoint ids, and the checks of the small JSON documents
 same bytes; manifest.py holds the manifest's shape.
 
     <store>/mason-store.json        config: hash, chunk size (written once)
-    <store>/objects/ab/ab12...      content-addressed objects: header + payload
+    <store>/objects/ab/ab12...      content-addressed objects: payload + trailer
     <store>/checkpoints/<id>.json   the catalog: one entry per checkpoint, written last
     <store>/locks/<lock id>.json    who is checkpointing or pruning right now
     <store>/tmp/                    objects and entries being written (renamed into place)
@@ -64,30 +64,31 @@ def new_id(micros: int, random4: bytes) -> str:
 
 # -- objects -------------------------------------------------------------------
 
-#: Every object starts with this 64-byte header; the payload follows, so an
-#: uncompressed payload starts 64 bytes into the file and can be memory-mapped
-#: as an array (as a container's blobs are).
+#: Every object ends with this 64-byte trailer; the payload comes first, so an
+#: uncompressed payload starts at offset 0 of its file, page-aligned, and can
+#: be memory-mapped in place, also as one part of a larger buffer.
 OBJECT_MAGIC = b"\x89MASOBJ\n"
 OBJECT_VERSION = 1
-OBJECT_HEADER = struct.Struct("<8sBB54x")  # magic, version, compression id, 54 zero bytes
-HEADER_SIZE = OBJECT_HEADER.size  # 64
+OBJECT_TRAILER = struct.Struct("<8sBB54x")  # magic, version, compression id, 54 zero bytes
+TRAILER_SIZE = OBJECT_TRAILER.size  # 64
 
 
-def object_header(codec_id: int) -> bytes:
-    return OBJECT_HEADER.pack(OBJECT_MAGIC, OBJECT_VERSION, codec_id)
+def object_trailer(codec_id: int) -> bytes:
+    return OBJECT_TRAILER.pack(OBJECT_MAGIC, OBJECT_VERSION, codec_id)
 
 
-def parse_object_header(head: Any, what: str) -> int:
-    """The compression id an object's header names; CorruptStoreError if it is no header."""
-    if len(head) < HEADER_SIZE:
-        raise CorruptStoreError(f"{what}: truncated ({len(head)} bytes, shorter than an object header)")
-    magic, version, codec_id = OBJECT_HEADER.unpack_from(head)
+def parse_object_trailer(tail: Any, what: str) -> int:
+    """The compression id an object's trailer names; CorruptStoreError if it is no trailer."""
+    if len(tail) < TRAILER_SIZE:
+        raise CorruptStoreError(f"{what}: truncated ({len(tail)} bytes, shorter than an object trailer)")
+    tail = bytes(tail[len(tail) - TRAILER_SIZE :])
+    magic, version, codec_id = OBJECT_TRAILER.unpack_from(tail)
     if magic != OBJECT_MAGIC:
-        raise CorruptStoreError(f"{what}: not a mason object (bad magic)")
+        raise CorruptStoreError(f"{what}: not a mason object (no trailer at its end: truncated or damaged)")
     if version != OBJECT_VERSION:
         raise UnsupportedFormatError(f"{what}: object version {version} (this mason reads version {OBJECT_VERSION})")
-    if any(bytes(head[10:HEADER_SIZE])):
-        raise CorruptStoreError(f"{what}: reserved header bytes are not zero")
+    if any(tail[10:]):
+        raise CorruptStoreError(f"{what}: reserved trailer bytes are not zero")
     return codec_id
 
 

@@ -1,8 +1,8 @@
-"""Object files: a 64-byte header, then the payload (raw or compressed).
+"""Object files: the payload (raw or compressed), then a 64-byte trailer.
 
 An object is named by the hash of its raw bytes, so the same bytes are one
 object however often they are saved, and whatever compression they were
-stored with.  Reading one checks the header, decompresses no further than the
+stored with.  Reading one checks the trailer, decompresses no further than the
 raw length the manifest gives, and checks the result against the name.
 """
 
@@ -37,14 +37,14 @@ def encode(views: list[Any], codec: Any, level: int) -> tuple[list[Any], int]:
         if len(packed) < raw_length and raw_length > _spec.max_raw_length(len(packed)) and codec is not _ZLIB:
             codec, packed = _ZLIB, _ZLIB.compress(data, _ZLIB.default_level)
         if len(packed) < raw_length <= _spec.max_raw_length(len(packed)):
-            return [layout.object_header(codec.id), packed], layout.HEADER_SIZE + len(packed)
-    return [layout.object_header(0), *views], layout.HEADER_SIZE + raw_length
+            return [packed, layout.object_trailer(codec.id)], len(packed) + layout.TRAILER_SIZE
+    return [*views, layout.object_trailer(0)], raw_length + layout.TRAILER_SIZE
 
 
 def decode(data: Any, raw_length: int, what: str) -> Any:
     """The raw payload of an object file's bytes ``data`` (not yet checked against its name)."""
-    codec_id = layout.parse_object_header(data, what)
-    stored = memoryview(data)[layout.HEADER_SIZE :]
+    codec_id = layout.parse_object_trailer(data, what)
+    stored = memoryview(data)[: len(data) - layout.TRAILER_SIZE]
     try:
         codec = _compression.by_id(codec_id)
     except CorruptSessionError as exc:
@@ -69,7 +69,7 @@ def read(backend: LocalBackend | FsspecBackend, digest: str, raw_length: int, ha
     """The raw bytes of object ``digest`` (private memory), checked against its name."""
     what = describe(backend, digest)
     try:
-        data = backend.read(layout.object_name(digest), limit=layout.HEADER_SIZE + raw_length)
+        data = backend.read(layout.object_name(digest), limit=raw_length + layout.TRAILER_SIZE)
     except FileNotFoundError:
         raise CorruptStoreError(f"{what} is missing") from None
     payload = decode(data, raw_length, what)

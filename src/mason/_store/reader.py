@@ -6,9 +6,10 @@ Opening reads the catalog entry's manifest and checks it against its name
 segment and blob is then put together from its pieces in memory of its own,
 and every piece is checked there against its name (with a key, also against
 its MAC) before anything is handed out: check, then use the very bytes
-checked.  The one exception mirrors the container reader: a blob that is one
-whole uncompressed object of a local store, read without a key, is a view of
-a copy-on-write memory map of that object (checked through the map once).
+checked.  The one exception mirrors the container reader: a large blob of a
+local store read without a key is a view of its objects' files, mapped side
+by side into one buffer (copy-on-write, see mapping.py) and checked through
+that map, where ``load_module`` would map a container's blob.
 """
 
 from __future__ import annotations
@@ -126,16 +127,18 @@ class StoreReader:
 
     def _read_blob(self, i: int) -> memoryview:
         pieces = _item(self.manifest.blobs, i, "blob")
-        if self._mmap and len(pieces) == 1:
-            mapped = self._mapped(pieces[0], lambda: self._what("blob", i))
+        what = lambda: self._what("blob", i)  # noqa: E731
+        if self._mmap:
+            mapped = self._map_blob(pieces, what)
             if mapped is not None:
                 return mapped
-        return self._assemble(pieces, lambda: self._what("blob", i))
+        return self._assemble(pieces, what)
 
     def _assemble(self, numbers: list[int], what: Any) -> memoryview:
+        """The pieces, copied one after the other into new memory, each checked there."""
         table = self.manifest.pieces
         total = sum(table[p][3] for p in numbers)
-        out = memoryview(bytearray(total))
+        out = memoryview(_allocate(total))
         at = 0
         for p in numbers:
             name, number, offset, length = table[p]
@@ -145,6 +148,54 @@ class StoreReader:
             at += length
         return out
 
+    def _map_blob(self, numbers: list[int], what: Any) -> memoryview | None:
+        """The blob as a view of its objects' files, mapped in place and checked
+        through the map; parts that cannot be mapped (packed, compressed) are
+        copied in.  None: copy it all (small, or mapping unavailable)."""
+        table = self.manifest.pieces
+        objects_ = self.manifest.objects
+        total = sum(table[p][3] for p in numbers)
+        if total < _MAP_ABOVE:
+            return None  # mapping costs more than copying
+        if len(numbers) == 1:
+            name, number, offset, length = table[numbers[0]]
+            if offset != 0 or length != objects_[number][1]:
+                return None
+            file = self._open_object(name, what)
+            with file:
+                if not self._raw_payload(file, length, name, what):
+                    return None
+                try:
+                    mapped = _mmap.mmap(file.fileno(), length, access=_mmap.ACCESS_COPY)
+                except (OSError, ValueError):
+                    return None
+            view = memoryview(mapped)
+            self._check_piece(numbers[0], view, what)
+            return view
+        from . import mapping
+
+        if not mapping.available():
+            return None
+        region = mapping.Region(total)
+        at = 0
+        try:
+            for p in numbers:
+                name, number, offset, length = table[p]
+                target = region.view[at : at + length]
+                whole = offset == 0 and length == objects_[number][1]
+                if not (whole and region.can_map(at, length) and self._map_into(region, at, length, name, what)):
+                    self._fill(target, number, offset, what)
+                self._check_piece(p, target, what)
+                at += length
+        except MemoryError:  # the region lost memory it needs: drop it, untouched
+            return None
+        return region.view
+
+    def _map_into(self, region: Any, at: int, length: int, name: str, what: Any) -> bool:
+        file = self._open_object(name, what)
+        with file:
+            return self._raw_payload(file, length, name, what) and region.map_file(at, length, file.fileno())
+
     def _fill(self, target: memoryview, number: int, offset: int, what: Any) -> None:
         """Copy the bytes of object ``number`` from ``offset`` into ``target``."""
         name, raw_length = self.manifest.objects[number]
@@ -153,7 +204,8 @@ class StoreReader:
             file = self._open_object(name, what)
             if file is not None:
                 with file:
-                    if self._read_raw_into(file, target, name, what):
+                    if self._raw_payload(file, length, name, what):
+                        self._read_into(file, target, name, what)
                         return
         data = self._decoded.get(number)
         if data is None:
@@ -170,54 +222,40 @@ class StoreReader:
         except FileNotFoundError:
             raise self._missing(name, what) from None
 
-    def _read_raw_into(self, file: Any, target: memoryview, name: str, what: Any) -> bool:
-        """Read an uncompressed object's payload straight into ``target``
-        (False: it is compressed, decode it instead)."""
+    def _raw_payload(self, file: Any, length: int, name: str, what: Any) -> bool:
+        """Whether the object open as ``file`` holds ``length`` raw bytes at its
+        start (False: compressed, decode it); CorruptStoreError if it cannot."""
         label = f"{what()}: {objects.describe(self._backend, name)}"
-        head = file.read(layout.HEADER_SIZE)
-        if layout.parse_object_header(head, label) != 0:
+        fd = file.fileno()
+        size = os.fstat(fd).st_size
+        codec_id = layout.parse_object_trailer(
+            os.pread(fd, layout.TRAILER_SIZE, max(size - layout.TRAILER_SIZE, 0)), label
+        )
+        if codec_id != 0:
             return False
-        size = os.fstat(file.fileno()).st_size
-        if size != layout.HEADER_SIZE + len(target):
+        if size != length + layout.TRAILER_SIZE:
             raise CorruptStoreError(
-                f"{label}: holds {size - layout.HEADER_SIZE} bytes, the manifest says {len(target)}: truncated?"
+                f"{label}: holds {size - layout.TRAILER_SIZE} bytes, the manifest says {length}: truncated?"
             )
+        return True
+
+    def _read_into(self, file: Any, target: memoryview, name: str, what: Any) -> None:
         view = target
+        file.seek(0)
         while view.nbytes:
             count = file.readinto(view)
             if not count:
-                raise CorruptStoreError(f"{label}: truncated while it was read")
+                raise CorruptStoreError(f"{what()}: {objects.describe(self._backend, name)}: truncated while read")
             view = view[count:]
-        return True
 
     def _decode(self, name: str, raw_length: int, what: Any) -> Any:
         path = layout.object_name(name)
         label = f"{what()}: {objects.describe(self._backend, name)}"
         try:
-            data = self._backend.read(path, limit=layout.HEADER_SIZE + raw_length)
+            data = self._backend.read(path, limit=raw_length + layout.TRAILER_SIZE)
         except FileNotFoundError:
             raise self._missing(name, what) from None
         return objects.decode(data, raw_length, label)
-
-    def _mapped(self, p: int, what: Any) -> memoryview | None:
-        """A view of a private map of the one object blob piece ``p`` fills whole, or None."""
-        name, number, offset, length = self.manifest.pieces[p]
-        if offset != 0 or length != self.manifest.objects[number][1]:
-            return None
-        file = self._open_object(name, what)
-        with file:
-            head = file.read(layout.HEADER_SIZE)
-            if layout.parse_object_header(head, f"{what()}: {objects.describe(self._backend, name)}") != 0:
-                return None
-            if os.fstat(file.fileno()).st_size != layout.HEADER_SIZE + length:
-                return None  # the copying path says what is wrong
-            try:
-                mapped = _mmap.mmap(file.fileno(), 0, access=_mmap.ACCESS_COPY)
-            except (OSError, ValueError):
-                return None
-        view = memoryview(mapped)[layout.HEADER_SIZE :]
-        self._check_piece(p, view, what)
-        return view
 
     def _check_piece(self, p: int, data: Any, what: Any) -> None:
         name = self.manifest.pieces[p][0]
@@ -248,6 +286,28 @@ class StoreReader:
                 if (kind == "segment" and var["segment"] == i) or (kind == "blob" and i in var["blobs"]):
                     return f"{kind} {i} (variable {var['name']!r})"
         return f"{kind} {i}"
+
+
+#: Buffers at least this large are anonymous memory maps rather than bytearrays.
+_MAP_ABOVE = 1 << 20
+
+
+def _allocate(size: int) -> Any:
+    """Writable memory for ``size`` bytes that are about to be overwritten.
+
+    A bytearray is zero-filled first, touching every page once more before
+    the data is read in.  A large buffer is an anonymous map instead, its
+    pages allocated in one go (MAP_POPULATE, Linux): on the machine measured
+    that reads 200 MB in about half the time of a bytearray, and a third
+    less than pages faulted in one by one as a read reaches them.
+    """
+    if size < _MAP_ABOVE:
+        return bytearray(size)
+    flags = _mmap.MAP_PRIVATE | getattr(_mmap, "MAP_ANONYMOUS", 0x20) | getattr(_mmap, "MAP_POPULATE", 0)
+    try:
+        return _mmap.mmap(-1, size, flags=flags)
+    except (OSError, ValueError, TypeError):  # not POSIX, or flags refused
+        return _mmap.mmap(-1, size)
 
 
 def _item(table: list, i: int, what: str) -> list[int]:

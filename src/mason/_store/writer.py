@@ -247,7 +247,7 @@ class StoreWriter:
             return
         path = layout.object_name(name)
         size = None if name in self._absent else self._backend.size(path)
-        if size is None or size <= layout.HEADER_SIZE:
+        if size is None or size <= layout.TRAILER_SIZE:
             parts, size = objects.encode(views, self._codec, self._level)
             self._backend.write(path, parts)
             self._written += size
