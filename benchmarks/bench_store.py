@@ -110,7 +110,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import __main__
-
     import mason
     from mason._store.catalog import init_store
 

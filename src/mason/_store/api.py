@@ -115,7 +115,10 @@ def checkpoint(store=None, module=None, message=None, **save_options) -> str:
             compression=options.compression,
             key=key,
         )
-        _write_session(writer, module, entries, options)
+        try:
+            _write_session(writer, module, entries, options)
+        finally:
+            writer.close()
         timer.lap(f"pickled and stored ({writer.bytes_written} bytes written)")
     finally:
         lock.release()

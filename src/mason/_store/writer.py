@@ -18,6 +18,7 @@ whole, or not at all.
 
 from __future__ import annotations
 
+import os
 import pickle
 
 from .._format import compression as _compression
@@ -32,6 +33,9 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
 
 #: piece name -> (object name, object raw length, offset in the object, length)
 Index = dict
+#: buffers of at least this many chunks are hashed by _THREADS threads
+_PARALLEL_FROM = 4
+_THREADS = min(4, os.cpu_count() or 1)
 
 
 class StoreWriter:
@@ -89,6 +93,7 @@ class StoreWriter:
         self._present: set[str] = set()  # objects known to be in the store now
         self._absent: set[str] = set()  # known objects found missing (damage): written again
         self._written = 0
+        self._pool: Any = None  # hashing threads, started for the first big buffer
         self._finished = False
         self.entry: dict | None = None  # the catalog entry, once finished
 
@@ -112,6 +117,7 @@ class StoreWriter:
         if self._finished:
             raise ValueError("checkpoint is already finished")
         self._flush_pack()
+        self.close()
         payload = manifest.build(
             checkpoint_id=self._id,
             created=self._created,
@@ -158,18 +164,39 @@ class StoreWriter:
 
     # -- pieces ------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Stop the hashing threads (``finish`` does; call it after a failure too)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
     def _add(self, data: Any) -> list[int]:
         # PickleBuffer gives a flat byte view of any contiguous buffer, without copying.
         buffer = pickle.PickleBuffer(data)
         try:
             with buffer.raw() as view:
                 chunk = self._chunk
-                return [self._piece(view[at : at + chunk]) for at in range(0, len(view), chunk)]
+                parts = [view[at : at + chunk] for at in range(0, len(view), chunk)]
+                names = self._hash_all(parts)
+                numbers = [self._piece(part, name) for part, name in zip(parts, names)]
+                del parts
+                return numbers
         finally:
             buffer.release()  # let go of the caller's buffer now, not when a traceback dies
 
-    def _piece(self, view: Any) -> int:
-        name = self._digest(view)
+    def _hash_all(self, parts: list[Any]) -> list[str]:
+        """The names of ``parts``: every byte of the session is hashed on every
+        checkpoint, so big buffers are hashed by several threads (both hashes
+        release the GIL)."""
+        if len(parts) < _PARALLEL_FROM or _THREADS < 2:
+            return [self._digest(part) for part in parts]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mason-hash")
+        return list(self._pool.map(self._digest, parts))
+
+    def _piece(self, view: Any, name: str) -> int:
         number = self._piece_numbers.get(name)
         if number is not None:
             return number
