@@ -24,7 +24,14 @@ from .._format.signing import resolve_key
 from .._load import _dict_from_plan, _LoadOptions, _LoadPlan, _module_from_plan
 from .._save import _collect, _SaveOptions, _write_session
 from .._sessionmeta import check_session_meta
-from ..errors import CheckpointNotFoundError, CorruptStoreError, SignatureError, StoreError, UnsupportedFormatError
+from ..errors import (
+    CheckpointNotFoundError,
+    CorruptSessionError,
+    CorruptStoreError,
+    SignatureError,
+    StoreError,
+    UnsupportedFormatError,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
@@ -241,7 +248,10 @@ def _plan(store: Store, entry: Entry, options: _LoadOptions):
 
     reader = StoreReader(store, entry, key=resolve_key(options.key), mmap=options.mmap)
     try:
-        check_session_meta(reader)
+        try:
+            check_session_meta(reader)
+        except CorruptSessionError as exc:
+            raise CorruptStoreError(f"{store.label}: checkpoint {entry.id}: manifest: {exc}") from None
         yield _LoadPlan(reader, options)
         _INDEX[store.backend.key] = (entry.id, _index(reader.manifest))
     finally:
