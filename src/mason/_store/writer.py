@@ -36,6 +36,7 @@ Index = dict
 #: buffers of at least this many chunks are hashed by _THREADS threads
 _PARALLEL_FROM = 4
 _THREADS = min(4, os.cpu_count() or 1)
+_MANIFEST_CODEC = _compression.CODECS["zlib"]
 
 
 class StoreWriter:
@@ -133,7 +134,8 @@ class StoreWriter:
             key=self._key,
         )
         manifest_name = self._digest(payload)
-        self._store_object(manifest_name, [payload])
+        # Rewritten by every checkpoint, and JSON: always worth compressing.
+        self._store_object(manifest_name, [payload], self._codec or _MANIFEST_CODEC, self._level or 1)
         self._backend.sync()  # objects and manifest durable before the entry names them
         self._lock.confirm()
         variables = meta["variables"]
@@ -269,13 +271,15 @@ class StoreWriter:
         self._present.add(name)
         return True
 
-    def _store_object(self, name: str, views: list[Any]) -> None:
+    def _store_object(self, name: str, views: list[Any], codec: Any = None, level: int = 0) -> None:
+        if codec is None:
+            codec, level = self._codec, self._level
         if name in self._present:
             return
         path = layout.object_name(name)
         size = None if name in self._absent else self._backend.size(path)
         if size is None or size <= layout.TRAILER_SIZE:
-            parts, size = objects.encode(views, self._codec, self._level)
+            parts, size = objects.encode(views, codec, level)
             self._backend.write(path, parts)
             self._written += size
         self._present.add(name)
