@@ -11,7 +11,7 @@ The session is bench_session.py's ``data-heavy`` one scaled to ``--gib``
 (numpy arrays, a dict of arrays, a DataFrame with numeric, categorical,
 string and datetime columns).  One saving process builds it, then, in each
 repetition (order rotating, so that neither side always runs first on a
-warm or cold cache):
+warm or cold cache; ``--warmup`` rounds run first and are not counted):
 
 * ``dump``: ``dump_module`` to a new file;
 * ``first``: ``checkpoint`` into a new, empty store;
@@ -104,6 +104,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=0.15, help="session size in GiB (1.5: the issue's)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted")
     parser.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
     parser.add_argument("--chunk-size", type=int, default=None, help="the store's chunk size (default 4 MiB)")
     parser.add_argument("--json", help="write samples and summary here")
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
     samples: dict[str, list[float]] = {k: [] for k in ("dump", "first", "second", "first_bytes", "second_bytes")}
     loads: dict[str, list[float]] = {"load": [], "restore_first": [], "restore_second": []}
     try:
-        for rep in range(args.repeat):
+        for rep in range(-args.warmup, args.repeat):
             path = os.path.join(base, f"session-{rep}.mason")
             store = os.path.join(base, f"store-{rep}")
             init_store(store, chunk_size=args.chunk_size)
@@ -159,13 +160,16 @@ def main(argv=None) -> int:
                     result = run_loader("restore", store, ids[0] if kind == "restore_first" else ids[1])
                 loads[kind].append(result["load_touch"])
             print(
-                f"rep {rep}: dump {samples['dump'][-1]:.3f}s first {samples['first'][-1]:.3f}s"
+                f"{'warm-up' if rep < 0 else f'rep {rep}'}: dump {samples['dump'][-1]:.3f}s first {samples['first'][-1]:.3f}s"
                 f" second {samples['second'][-1]:.3f}s | load {loads['load'][-1]:.3f}s"
                 f" restore first {loads['restore_first'][-1]:.3f}s second {loads['restore_second'][-1]:.3f}s",
                 flush=True,
             )
             os.unlink(path)
             shutil.rmtree(store)
+            if rep < 0:  # a warm-up round: forget it
+                for values in (*samples.values(), *loads.values()):
+                    values.pop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

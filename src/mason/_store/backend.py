@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 from .._storage import local as _local
 from .._storage import remote as _remote
@@ -209,7 +210,13 @@ class LocalBackend:
             path = os.path.join(self.path(layout.TMP), name)
             tag, _, rest = name.partition("-")
             pid = rest.partition("-")[0]
-            dead = tag == host and pid.isdigit() and int(pid) != os.getpid() and not _local._pid_alive(int(pid))
+            dead = (
+                tag == host
+                and pid.isdigit()
+                and int(pid) != os.getpid()
+                and sys.platform != "win32"  # os.kill(pid, 0) would end the process there
+                and not _local._pid_alive(int(pid))
+            )
             try:
                 old = now - os.lstat(path).st_mtime > older_than
             except FileNotFoundError:

@@ -62,6 +62,7 @@ class Entry:
 
 # Entries never change once written: parsed ones are kept, by (store, id).
 _ENTRIES: dict[tuple[str, str], Entry] = {}
+_MAX_CACHED = 100_000
 
 
 class Store:
@@ -145,6 +146,8 @@ class Store:
             doc["manifest"],
             doc["manifest_length"],
         )
+        if len(_ENTRIES) >= _MAX_CACHED:
+            _ENTRIES.clear()
         _ENTRIES[cache_key] = entry
         return entry
 

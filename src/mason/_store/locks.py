@@ -32,6 +32,7 @@ prune may have deleted.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from .._storage import local as _local
@@ -171,8 +172,8 @@ def is_stale(doc: dict) -> bool:
     if not isinstance(refreshed, (int, float)) or time.time() - refreshed > LEASE:
         return True
     pid = doc.get("pid")
-    if doc.get("host") == _local._host_tag() and type(pid) is int and pid != os.getpid():
-        return not _local._pid_alive(pid)
+    if doc.get("host") == _local._host_tag() and type(pid) is int and pid != os.getpid() and sys.platform != "win32":
+        return not _local._pid_alive(pid)  # (on Windows os.kill(pid, 0) would end the process: the lease decides)
     return False
 
 

@@ -228,9 +228,8 @@ class StoreReader:
         label = f"{what()}: {objects.describe(self._backend, name)}"
         fd = file.fileno()
         size = os.fstat(fd).st_size
-        codec_id = layout.parse_object_trailer(
-            os.pread(fd, layout.TRAILER_SIZE, max(size - layout.TRAILER_SIZE, 0)), label
-        )
+        file.seek(max(size - layout.TRAILER_SIZE, 0))
+        codec_id = layout.parse_object_trailer(file.read(layout.TRAILER_SIZE), label)
         if codec_id != 0:
             return False
         if size != length + layout.TRAILER_SIZE:
