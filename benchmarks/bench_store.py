@@ -19,8 +19,11 @@ warm or cold cache; ``--warmup`` rounds run first and are not counted):
   full size) changed in place (``weights[:n] += 1``), then ``checkpoint`` again.
   The same change is undone before the next repetition.
 
-Then, in fresh interpreters (one per measurement, interleaved), ``load_module``
-of the file and ``restore`` of the first and of the second checkpoint, each
+Each timed save is deleted right after it, so that every one starts with the
+same free memory.  Then the file and the two checkpoints are made again
+(untimed) and, in fresh interpreters (one per measurement, interleaved),
+``load_module`` of the file and ``restore`` of the first and of the second
+checkpoint are timed, each
 followed by a touch of every array (sum of its bytes), so that lazily mapped
 pages are paid for.  Files live in ``--tmpdir`` (default ``/dev/shm``, so that
 the disk does not decide).  Reported: medians, and the ratios the issue sets
@@ -100,6 +103,25 @@ def run_loader(kind: str, where: str, ident: str = "") -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _checkpoint_pair(store, weights, changed, samples):
+    """The first checkpoint, ``changed`` items of ``weights`` changed in place,
+    the second; timed into ``samples`` unless it is None.  Returns (_, id, id)."""
+    import __main__
+    import mason
+
+    seconds, first = timed(mason.checkpoint, store, module=__main__, message="first")
+    weights[:changed] += 1
+    seconds2, second = timed(mason.checkpoint, store, module=__main__, message="second")
+    weights[:changed] -= 1
+    if samples is not None:
+        samples["first"].append(seconds)
+        samples["second"].append(seconds2)
+        listed = {c.id: c for c in mason.checkpoints(store)}
+        samples["first_bytes"].append(listed[first].bytes_written)
+        samples["second_bytes"].append(listed[second].bytes_written)
+    return seconds, first, second
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=0.15, help="session size in GiB (1.5: the issue's)")
@@ -133,24 +155,21 @@ def main(argv=None) -> int:
         for rep in range(-args.warmup, args.repeat):
             path = os.path.join(base, f"session-{rep}.mason")
             store = os.path.join(base, f"store-{rep}")
-            init_store(store, chunk_size=args.chunk_size)
-            steps = ["dump", "checkpoints"] if rep % 2 == 0 else ["checkpoints", "dump"]
-            ids = []
-            for step in steps:
+            # Saves: each timed one starts with the same free memory (the other's
+            # files are gone), which on a VM that backs memory lazily matters.
+            for step in ["dump", "checkpoints"] if rep % 2 == 0 else ["checkpoints", "dump"]:
                 if step == "dump":
                     seconds, _ = timed(mason.dump_module, path, module=__main__)
                     samples["dump"].append(seconds)
+                    os.unlink(path)
                 else:
-                    seconds, first = timed(mason.checkpoint, store, module=__main__, message="first")
-                    samples["first"].append(seconds)
-                    weights[:changed] += 1
-                    seconds, second = timed(mason.checkpoint, store, module=__main__, message="second")
-                    samples["second"].append(seconds)
-                    weights[:changed] -= 1
-                    listed = {c.id: c for c in mason.checkpoints(store)}
-                    samples["first_bytes"].append(listed[first].bytes_written)
-                    samples["second_bytes"].append(listed[second].bytes_written)
-                    ids = [first, second]
+                    init_store(store, chunk_size=args.chunk_size)
+                    seconds, first, second = _checkpoint_pair(store, weights, changed, samples)
+                    shutil.rmtree(store)
+            # Loads, in fresh interpreters, of files made again (untimed).
+            mason.dump_module(path, module=__main__)
+            init_store(store, chunk_size=args.chunk_size)
+            ids = _checkpoint_pair(store, weights, changed, None)[1:]
             order = ["load", "restore_first", "restore_second"]
             order = order[rep % 3 :] + order[: rep % 3]
             for kind in order:
