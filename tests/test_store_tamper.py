@@ -102,8 +102,8 @@ def test_missing_and_truncated_objects_are_refused(store):
 def test_a_damaged_manifest_or_entry_is_refused(store):
     first = mason.checkpoint(store, module=make_module())
     second = mason.checkpoint(store, module=make_module())
-    flip(manifest_path(store, first), 40)
-    assert_refused(store, mason.CorruptStoreError, "not match its name", id=first)
+    flip(manifest_path(store, first), 40)  # compressed: the flip breaks the zlib stream, or the name
+    assert_refused(store, mason.CorruptStoreError, "not match its name|does not decompress", id=first)
     entry = os.path.join(store, layout.entry_name(second))
     with open(entry, "w") as f:
         f.write('{"format": "mason.entry", "version": 1, "id": 5}')
