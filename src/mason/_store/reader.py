@@ -18,7 +18,7 @@ import contextlib
 import mmap as _mmap
 import os
 
-from ..errors import CorruptStoreError, SignatureError
+from ..errors import CorruptStoreError, SignatureError, UnsupportedFormatError
 from . import hashing, layout, objects
 
 TYPE_CHECKING = False
@@ -225,17 +225,15 @@ class StoreReader:
     def _raw_payload(self, file: Any, length: int, name: str, what: Any) -> bool:
         """Whether the object open as ``file`` holds ``length`` raw bytes at its
         start (False: compressed, decode it); CorruptStoreError if it cannot."""
-        label = f"{what()}: {objects.describe(self._backend, name)}"
-        fd = file.fileno()
-        size = os.fstat(fd).st_size
-        file.seek(max(size - layout.TRAILER_SIZE, 0))
-        codec_id = layout.parse_object_trailer(file.read(layout.TRAILER_SIZE), label)
-        if codec_id != 0:
-            return False
-        if size != length + layout.TRAILER_SIZE:
-            raise CorruptStoreError(
-                f"{label}: holds {size - layout.TRAILER_SIZE} bytes, the manifest says {length}: truncated?"
-            )
+        with self._naming(name, what):
+            size = os.fstat(file.fileno()).st_size
+            file.seek(max(size - layout.TRAILER_SIZE, 0))
+            if layout.parse_object_trailer(file.read(layout.TRAILER_SIZE), "") != 0:
+                return False
+            if size != length + layout.TRAILER_SIZE:
+                raise CorruptStoreError(
+                    f"holds {size - layout.TRAILER_SIZE} bytes, the manifest says {length}: truncated?"
+                )
         return True
 
     def _read_into(self, file: Any, target: memoryview, name: str, what: Any) -> None:
@@ -248,13 +246,24 @@ class StoreReader:
             view = view[count:]
 
     def _decode(self, name: str, raw_length: int, what: Any) -> Any:
-        path = layout.object_name(name)
-        label = f"{what()}: {objects.describe(self._backend, name)}"
         try:
-            data = self._backend.read(path, limit=raw_length + layout.TRAILER_SIZE)
+            data = self._backend.read(layout.object_name(name), limit=raw_length + layout.TRAILER_SIZE)
         except FileNotFoundError:
             raise self._missing(name, what) from None
-        return objects.decode(data, raw_length, label)
+        with self._naming(name, what):
+            return objects.decode(data, raw_length, "")
+
+    @contextlib.contextmanager
+    def _naming(self, name: str, what: Any) -> Any:
+        """Say which checkpoint, variable and object a CorruptStoreError is about
+        (worked out only then: it scans the variables)."""
+        try:
+            yield
+        except (CorruptStoreError, UnsupportedFormatError) as exc:
+            detail = str(exc).lstrip(": ")
+            raise type(exc)(
+                f"{self._backend.label}: checkpoint {self.id}: {what()}: object {layout.object_name(name)}: {detail}"
+            ) from None
 
     def _check_piece(self, p: int, data: Any, what: Any) -> None:
         name = self.manifest.pieces[p][0]
