@@ -13,6 +13,7 @@ writers and prune in test_store_crash.py.
 from __future__ import annotations
 
 import os
+import sys
 import types
 
 import pytest
@@ -149,6 +150,11 @@ def test_an_in_place_change_writes_about_the_chunks_it_touches(tmp_path, store):
     assert listed[third].bytes_written < 40 << 10, listed[third].bytes_written
     restored = mason.restore_asdict(store, second)
     assert (restored["big"] == module.big).all() and (restored["other"] == module.other).all()
+    if sys.platform == "linux":  # the chunks are mapped in place, not copied
+        with open("/proc/self/maps") as maps:
+            assert sum(str(store) in line for line in maps) >= 128 + 32
+    restored["big"][:] = -1  # copy-on-write: the store does not change
+    assert (mason.restore_asdict(store, second)["big"] == module.big).all()
     assert (mason.restore_asdict(store, first)["big"] == np.arange(1 << 20)).all()
 
 
@@ -310,3 +316,30 @@ def test_memory_url_store():
     assert mason.verify_store(url).checkpoints == 2
     assert mason.prune(url, keep=1).removed == (first,)
     assert mason.restore_asdict(url)["arr"][11] == 11
+
+
+def test_chunks_that_are_not_whole_pages_are_copied_not_mapped(tmp_path):
+    store = tmp_path / "odd"
+    init_store(store, chunk_size=12_345, pack_below=1000)
+    module = types.ModuleType("odd_case")
+    module.arr = np.arange(400_000, dtype=np.float64)  # 3.2 MB: 260 odd-sized chunks
+    ident = mason.checkpoint(store, module=module)
+    restored = mason.restore_asdict(store, ident)
+    assert (restored["arr"] == module.arr).all()
+    assert (mason.restore_asdict(store, ident, mmap=False)["arr"] == module.arr).all()
+
+
+def test_a_prune_that_cannot_read_a_kept_manifest_removes_nothing(store):
+    module = types.ModuleType("prune_guard_case")
+    ids = []
+    for i in range(3):
+        module.value = np.full(50_000, i)
+        ids.append(mason.checkpoint(store, module=module))
+    opened = mason._store.catalog.Store.open(store)
+    manifest = opened.backend.path(layout.object_name(opened.entry(ids[-1]).manifest))
+    os.unlink(manifest)
+    before = sorted(name for name, _ in opened.backend.objects())
+    with pytest.raises(mason.CorruptStoreError, match="is missing"):
+        mason.prune(store, keep=1)
+    assert [c.id for c in mason.checkpoints(store)] == ids
+    assert sorted(name for name, _ in opened.backend.objects()) == before
