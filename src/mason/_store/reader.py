@@ -33,8 +33,9 @@ class StoreReader:
 
     ``key`` (bytes): the checkpoint must be signed with it (SignatureError
     otherwise); every piece's MAC is checked before it is handed out, and
-    nothing is memory-mapped.  ``mmap``: blobs that are one whole object of
-    a local store may be views of a private map of it (no key only).
+    nothing is memory-mapped.  ``mmap`` (no key, local stores): blobs of at
+    least 1 MiB are views of their objects' files mapped in place
+    (copy-on-write), checked through the map.
     """
 
     def __init__(self, store: Store, entry: Entry, *, key: bytes | None = None, mmap: bool = True) -> None:
