@@ -25,6 +25,10 @@ def reduce_class(cls: type, sources=None):
     clsdict = dict(cls.__dict__)
     clsdict.pop("__dict__", None)
     clsdict.pop("__weakref__", None)
+    # copyreg's cache, set when an instance is first pickled: leaving it out
+    # keeps the class's bytes the same before and after (checkpoints of an
+    # unchanged session must not differ), and copyreg makes it again on demand.
+    clsdict.pop("__slotnames__", None)
     type_kwargs = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
     clsdict.pop("__module__", None)
     clsdict.pop("__qualname__", None)
