@@ -382,3 +382,72 @@ def test_notebook_session_path(tmp_path, monkeypatch):
     assert notebook_session_path(shell(__session__=str(tmp_path / "x.mason"))) is None
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "env.ipynb"))
     assert notebook_session_path(shell()) == tmp_path / "env.mason"
+
+
+@needs_ipython
+def test_pylab_names_are_the_users_session(tmp_path):
+    # %pylab hides what it imports in user_ns_hidden, as IPython does its own
+    # names; a function using them must still work once restored.
+    pytest.importorskip("matplotlib")
+    run_python(
+        SHELL_PRELUDE
+        + """
+import mason
+cell("%load_ext mason.ipython")
+cell("%pylab agg")
+cell("def f():\\n    return float(linspace(0, 1, 3).sum() + np.pi)")
+cell("%save_session s.mason")
+names = set(mason.inspect("s.mason").names())
+assert {"f", "linspace", "np", "plt"} <= names, sorted(names)[:50]
+assert not names & {"In", "Out", "exit", "quit", "get_ipython", "open", "_ih", "_oh", "_dh"}, names
+""",
+        cwd=tmp_path,
+        env={"MPLBACKEND": "agg"},
+    )
+    run_python(
+        SHELL_PRELUDE
+        + """
+cell("%load_ext mason.ipython")
+cell("%load_session s.mason")
+assert cell("f()") == 1.5 + 3.141592653589793
+assert cell("get_ipython()") is shell and cell("3 + 4") == 7
+""",
+        cwd=tmp_path,
+        env={"MPLBACKEND": "agg"},
+    )
+
+
+@needs_kernel
+def test_autocheckpoint_and_restore_in_a_kernel(tmp_path):
+    notebook = tmp_path / "exp.ipynb"
+    store = tmp_path / "exp.checkpoints"
+    with kernel(tmp_path, env={"JPY_SESSION_NAME": str(notebook)}) as k:
+        k.run("%load_ext mason.ipython")
+        k.run("import numpy as np\nbig = np.arange(1_000_000, dtype=np.float64)\nsmall = [1, 2, 3]")
+        first = k.run("%checkpoint before the experiment").stdout
+        assert first.startswith("Checkpoint ") and "written" in first
+        assert "Automatic checkpoints on" in k.run("%autocheckpoint on").stdout
+        k.run("small.append(4)")  # [1]
+        k.run("big[:10] += 1")  # [2]: an array changed in place
+        k.run("def total():\n    return float(big.sum()) + sum(small)")  # [3]
+        k.run("1 / 0", ok=False)  # a failing cell still ran: checkpointed too
+        listing = k.run("%checkpoints").stdout
+        assert "before the experiment" in listing and "after cell" in listing, listing
+        assert "Automatic checkpoints off" in k.run("%autocheckpoint off").stdout
+        k.run("small = None\nbig = None\ndel total")
+        history = mason.checkpoints(str(store))
+        assert len(history) == 5, [c.message for c in history]
+        assert history[0].message == "before the experiment"
+        # back to the state after the in-place change, then to the very first
+        k.run(f"%restore {history[2].id}")
+        got = k.values(small="small", head="float(big[:10].sum())", has_total="'total' in dir()")
+        assert got == {"small": "[1, 2, 3, 4]", "head": repr(float(sum(range(10)) + 10)), "has_total": "False"}
+        k.run(f"%restore {history[0].id[:12]} small")
+        assert k.values(small="small", head="float(big[:10].sum())")["small"] == "[1, 2, 3]"
+        k.run("%restore")  # the latest: total is back, and works
+        assert k.values(t="total()")["t"] == repr(float(sum(range(1_000_000)) + 10 + 10))
+        bad = k.run("%restore nosuchid", ok=False)
+        assert bad.error is not None and bad.error.startswith("UsageError") and "nosuchid" in bad.error
+    # a fresh process sees the same history, restorable without the kernel
+    restored = mason.restore_asdict(str(store), id=history[1].id)
+    assert restored["small"] == [1, 2, 3, 4] and restored["big"][0] == 0.0
