@@ -104,7 +104,7 @@ def test_two_writers_on_one_s3_store(s3, tmp_path):  # noqa: F811
         for who in ("alice", "bob")
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outs):
+    for proc, (_out, err) in zip(procs, outs):
         assert proc.returncode == 0, err
     made = {i for out, _ in outs for i in out.split()}
     assert len(made) == 6
