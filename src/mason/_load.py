@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # typing is not imported at run time
     from collections.abc import Callable
     from typing import Any
 
+    from ._sessionmeta import SessionReader
+
 import builtins
 import contextlib
 import io
@@ -126,11 +128,17 @@ def load_module(filename=None, module=None, **kwds):
     source = default_session_path() if filename is None else filename
     with _open_plan(source, options) as plan:
         timer.lap("opened and checked")
-        # Only now, with every check passed, may the module the file names be imported.
-        target = _target_module(plan.meta, module, restricted=plan.allowlist is not None)
-        loaded = plan.restore(target.__dict__, target)
-        timer.lap(f"unpickled {len(loaded)} variables")
-        target.__dict__.update(loaded)
+        return _module_from_plan(plan, module, timer)
+
+
+def _module_from_plan(plan: _LoadPlan, module, timer: _progress.Timer):
+    """``load_module``'s result, from a plan that passed every check (a
+    checkpoint's too): the target module, updated in one step."""
+    # Only now, with every check passed, may the module the file names be imported.
+    target = _target_module(plan.meta, module, restricted=plan.allowlist is not None)
+    loaded = plan.restore(target.__dict__, target)
+    timer.lap(f"unpickled {len(loaded)} variables")
+    target.__dict__.update(loaded)
     return None if target is sys.modules.get("__main__") else target
 
 
@@ -150,25 +158,32 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
     source = default_session_path() if filename is None else filename
     with _open_plan(source, options) as plan:
         timer.lap("opened and checked")
-        name = plan.meta["module"]
-        live: types.ModuleType | None
-        if module is not None:
-            live = _namespace.resolve_module(module)
-        else:  # restricted: the name the file gives means nothing
-            live = None if plan.allowlist is not None else sys.modules.get(name)
-        if update and live is not None:
-            result = dict(live.__dict__)
-        else:
-            result = {"__name__": name, "__builtins__": builtins}
-        result["__session__"] = (
+        name = (
             source
             if isinstance(source, str)
             else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
         )
-        selfref = live if live is not None else types.ModuleType(name)
-        loaded = plan.restore(result, selfref)
-        timer.lap(f"unpickled {len(loaded)} variables")
-        result.update(loaded)
+        return _dict_from_plan(plan, module, update, name, timer)
+
+
+def _dict_from_plan(plan: _LoadPlan, module, update: bool, session_name, timer: _progress.Timer) -> dict:
+    """``load_module_asdict``'s result, from a plan that passed every check
+    (a checkpoint's too); ``session_name`` goes in ``__session__``."""
+    name = plan.meta["module"]
+    live: types.ModuleType | None
+    if module is not None:
+        live = _namespace.resolve_module(module)
+    else:  # restricted: the name the file gives means nothing
+        live = None if plan.allowlist is not None else sys.modules.get(name)
+    if update and live is not None:
+        result = dict(live.__dict__)
+    else:
+        result = {"__name__": name, "__builtins__": builtins}
+    result["__session__"] = session_name
+    selfref = live if live is not None else types.ModuleType(name)
+    loaded = plan.restore(result, selfref)
+    timer.lap(f"unpickled {len(loaded)} variables")
+    result.update(loaded)
     return result
 
 
@@ -288,7 +303,7 @@ class _LoadPlan:
     payloads that were checked are scanned, and later unpickled.
     """
 
-    def __init__(self, session: ContainerReader, options: _LoadOptions):
+    def __init__(self, session: SessionReader, options: _LoadOptions):
         self.session = session
         self.options = options
         self.meta = meta = session.meta
@@ -400,7 +415,7 @@ class _SegmentStream(io.BytesIO):
 class _Buffers:
     """The out-of-band buffers of the segment being unpickled, in order."""
 
-    def __init__(self, session: ContainerReader):
+    def __init__(self, session: SessionReader):
         self._session = session
         self._pending: list[int] = []
 
@@ -629,7 +644,7 @@ class _SessionUnpickler(Unpickler):
         return self._memo_values[pid]
 
 
-def scan_session(session: ContainerReader, variables, allowlist: Allowlist | None = None, payloads: dict | None = None):
+def scan_session(session: SessionReader, variables, allowlist: Allowlist | None = None, payloads: dict | None = None):
     """What the segments of ``variables`` would import and call, found
     without running anything (offenders listed when given an allowlist).
     ``payloads``: the segments already read and verified, by number."""

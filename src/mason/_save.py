@@ -98,21 +98,29 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     """
     timer = _progress.Timer("dump_module")
     options = _SaveOptions.from_kwds(kwds)
-    module = _namespace.resolve_module(module)
-    keep = make_filter(options.exclude, options.include, ipython=_in_ipython(module))
-    entries = _namespace.entries(module, keep, refimported)
+    module, entries = _collect(module, options, refimported)
     target = default_session_path() if filename is None else filename
     timer.lap(f"collected {len(entries)} variables")
     with _output(target, options.storage_options) as stream:
-        _write_session(stream, module, entries, options)
+        writer = ContainerWriter(
+            stream, checksum=options.checksum, compression=options.compression, key=resolve_key(options.key)
+        )
+        _write_session(writer, module, entries, options)
         timer.lap("pickled and written")
     timer.lap("stored")
 
 
-def _write_session(stream, module, entries, options: _SaveOptions) -> None:
-    writer = ContainerWriter(
-        stream, checksum=options.checksum, compression=options.compression, key=resolve_key(options.key)
-    )
+def _collect(module, options: _SaveOptions, refimported: bool):
+    """(the module to save, its entries after the filters)."""
+    module = _namespace.resolve_module(module)
+    keep = make_filter(options.exclude, options.include, ipython=_in_ipython(module))
+    return module, _namespace.entries(module, keep, refimported)
+
+
+def _write_session(writer, module, entries, options: _SaveOptions) -> None:
+    """Pickle ``entries`` into ``writer``: anything with a container writer's
+    ``add_segment``, ``add_blob`` and ``finish(meta)`` (a checkpoint store's
+    writer too)."""
     segment = io.BytesIO()
     blob_ids: list[int] = []
     blob_sizes: list[int] = []

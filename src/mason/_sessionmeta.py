@@ -7,11 +7,31 @@ import contextlib
 import io
 import os
 
-from ._format import ContainerReader
 from ._storage import open_output
 from .errors import (
     CorruptSessionError,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time
+    from typing import Any, Protocol
+
+    class SessionReader(Protocol):
+        """What a load reads a session through: a container's reader
+        (``ContainerReader``) or a checkpoint's (``_store.StoreReader``)."""
+
+        meta: dict[str, Any]
+
+        @property
+        def segment_count(self) -> int: ...
+        @property
+        def blob_count(self) -> int: ...
+        def segment(self, i: int) -> memoryview: ...
+        def segments(self, numbers: Any) -> list[memoryview]: ...
+        def blob(self, i: int) -> memoryview: ...
+        def verify_records(self, segments: Any, blobs: Any) -> None: ...
+        def close(self) -> None: ...
+
 
 #: what the ``"kind"`` key of a session file's metadata says
 SESSION_KIND = "mason.session"
@@ -57,7 +77,7 @@ def _output(target, storage_options=None):
         raise TypeError(f"filename must be a path or a binary stream, not {type(target).__name__}")
 
 
-def check_session_meta(reader: ContainerReader) -> list[dict]:
+def check_session_meta(reader: SessionReader) -> list[dict]:
     """The index's variable records, after checking that the session
     metadata fits the file (see :func:`session_meta_problem`)."""
     meta = reader.meta

@@ -18,6 +18,10 @@ __all__ = [
     "VersionMismatchError",
     "SignatureError",
     "ForbiddenGlobalError",
+    "StoreError",
+    "CorruptStoreError",
+    "CheckpointNotFoundError",
+    "StoreLockedError",
     "MasonWarning",
     "PicklingWarning",
     "UnpicklingWarning",
@@ -59,6 +63,26 @@ class SignatureError(UnpicklingError):
 
 class ForbiddenGlobalError(UnpicklingError):
     """A file would import or call something outside the caller's allowlist."""
+
+
+class StoreError(MasonError, ValueError):
+    """A checkpoint store cannot be used: not a store, or one this mason cannot read."""
+
+
+class CorruptStoreError(CorruptSessionError, StoreError):
+    """Something a checkpoint needs is missing, truncated or damaged in its store.
+
+    A restore raises it before any object is reconstructed.
+    """
+
+
+class CheckpointNotFoundError(StoreError, LookupError):
+    """No checkpoint with that id (or prefix) in the store, or the store has none."""
+
+
+class StoreLockedError(MasonError, TimeoutError):
+    """Another process held the store (a prune, or the checkpoints a prune waits
+    for) for longer than the wait allowed; nothing was changed."""
 
 
 class MasonWarning(UserWarning):
