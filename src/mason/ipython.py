@@ -277,13 +277,13 @@ class MasonMagics(Magics):
         metavar="PATTERN",
         help="names or glob patterns of variables not to save",
     )
-    @line_magic("checkpoint")
-    def checkpoint_magic(self, line: str) -> None:
+    @line_magic
+    def checkpoint(self, line: str) -> None:
         """Save the notebook's state as a new checkpoint; only what changed is written.
 
         Usage: ``%checkpoint [MESSAGE] [--store DIR] [--exclude PATTERN ...]``.
         """
-        args = parse_argstring(self.checkpoint_magic, line)
+        args = parse_argstring(self.checkpoint, line)
         shell = self.shell
         store = _store(shell, args.store)
         message = " ".join(args.message) or None
@@ -294,21 +294,22 @@ class MasonMagics(Magics):
 
     @magic_arguments()
     @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
-    @line_magic("checkpoints")
-    def checkpoints_magic(self, line: str) -> None:
+    @line_magic
+    def checkpoints(self, line: str) -> None:
         """List the checkpoints of this notebook's store, oldest first.
 
         Usage: ``%checkpoints [--store DIR]``.
         """
-        args = parse_argstring(self.checkpoints_magic, line)
+        args = parse_argstring(self.checkpoints, line)
         store = _store(self.shell, args.store)
-        items = checkpoints(store)
+        items = _listed(store)
         if not items:
             print(f"No checkpoints in {store or 'the default store'}")
             return
-        rows: list[tuple[str, ...]] = [("id", "created", "variables", "size", "written", "message")]
+        rows: list[tuple[str, ...]] = [("#", "id", "created", "variables", "size", "written", "message")]
         rows += [
             (
+                str(number),
                 item.id,
                 _when(item.created),
                 str(len(item.names)),
@@ -316,23 +317,28 @@ class MasonMagics(Magics):
                 _format_size(item.bytes_written),
                 item.message or "",
             )
-            for item in items
+            for number, item in enumerate(items)
         ]
         print("\n".join(_table(rows, indent="")))
 
     @magic_arguments()
-    @argument("id", nargs="?", default=None, help="the checkpoint (default: the latest); a unique prefix will do")
+    @argument(
+        "id",
+        nargs="?",
+        default=None,
+        help="the checkpoint: its # in %%checkpoints (-1: the latest), its id, or the part after Z- (default: the latest)",
+    )
     @argument("names", nargs="*", help="restore only these variables")
     @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
-    @line_magic("restore")
-    def restore_magic(self, line: str) -> None:
+    @line_magic
+    def restore(self, line: str) -> None:
         """Bring the notebook back to a checkpoint: all its variables, or some.
 
         Usage: ``%restore [ID] [NAME ...] [--store DIR]``.  Variables the
         checkpoint does not hold are left as they are.  Restoring runs code
         from the store: only restore stores you trust.
         """
-        args = parse_argstring(self.restore_magic, line)
+        args = parse_argstring(self.restore, line)
         shell = self.shell
         store = _store(shell, args.store)
         item = _find(store, args.id)
@@ -348,15 +354,15 @@ class MasonMagics(Magics):
     @magic_arguments()
     @argument("state", nargs="?", choices=("on", "off"), default=None, help="on or off (default: say which)")
     @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
-    @line_magic("autocheckpoint")
-    def autocheckpoint_magic(self, line: str) -> None:
+    @line_magic
+    def autocheckpoint(self, line: str) -> None:
         """Take a checkpoint after every cell that runs.
 
         Usage: ``%autocheckpoint on|off [--store DIR]``.  Off by default.
         A checkpoint writes only what changed; one that fails is reported
         and never stops the cell's own output.
         """
-        args = parse_argstring(self.autocheckpoint_magic, line)
+        args = parse_argstring(self.autocheckpoint, line)
         shell = self.shell
         if args.state == "on":
             store = _store(shell, args.store)
@@ -430,17 +436,33 @@ def _is_checkpoint_magic(cell: str) -> bool:
 
 
 def _find(store, ident: str | None):
-    """The checkpoint ``ident`` names (a unique prefix will do; None: the latest)."""
-    items = checkpoints(store)
+    """The checkpoint ``ident`` names: its position in ``%checkpoints`` (``-1``:
+    the latest), its id, a unique prefix of it, or its random tail (the part
+    after ``Z-``); None: the latest."""
+    items = _listed(store)
+    where = store or "the default store"
     if not items:
-        raise UsageError(f"no checkpoints in {store or 'the default store'}")
+        raise UsageError(f"no checkpoints in {where}")
     if ident is None:
         return items[-1]
-    found = [item for item in items if item.id == ident] or [item for item in items if item.id.startswith(ident)]
+    if re.fullmatch(r"-?\d{1,5}", ident):
+        position = int(ident)
+        if not -len(items) <= position < len(items):
+            raise UsageError(f"no checkpoint #{position} in {where} (it has {len(items)})")
+        return items[position]
+    found = [item for item in items if item.id == ident]
+    found = found or [item for item in items if item.id.startswith(ident) or item.id.endswith("-" + ident)]
     if len(found) != 1:
         what = "no checkpoint" if not found else f"{len(found)} checkpoints"
-        raise UsageError(f"{what} in {store or 'the default store'} with id {ident!r}")
+        raise UsageError(f"{what} in {where} with id {ident!r}")
     return found[0]
+
+
+def _listed(store) -> list:
+    """The checkpoints of ``store``; none for a notebook's store not made yet."""
+    if store is not None and not is_url(store) and not os.path.exists(store):
+        return []
+    return checkpoints(store)
 
 
 def _when(created) -> str:
