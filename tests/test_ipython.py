@@ -382,3 +382,62 @@ def test_notebook_session_path(tmp_path, monkeypatch):
     assert notebook_session_path(shell(__session__=str(tmp_path / "x.mason"))) is None
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "env.ipynb"))
     assert notebook_session_path(shell()) == tmp_path / "env.mason"
+
+
+@needs_kernel
+def test_pylab_names_are_the_users_session(tmp_path):
+    # %pylab hides what it imports in user_ns_hidden, as IPython does its own
+    # names; a function using them must still work once restored.
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "pylab.mason"
+    with kernel(tmp_path, env={"MPLBACKEND": "agg"}) as k:
+        k.run("%load_ext mason.ipython")
+        k.run("%pylab inline")
+        k.run("def f():\n    return float(linspace(0, 1, 3).sum() + np.pi)")
+        k.run(f"%save_session {path}")
+    names = set(mason.inspect(path).names())
+    assert {"f", "linspace", "np", "plt"} <= names, sorted(names)[:50]
+    assert not names & {"In", "Out", "exit", "quit", "get_ipython", "open", "_ih", "_oh", "_dh"}, names
+    with kernel(tmp_path, env={"MPLBACKEND": "agg"}) as k:
+        k.run("%load_ext mason.ipython")
+        k.run(f"%load_session {path}")
+        got = k.values(f="f()", shell="type(get_ipython()).__name__", sum="3 + 4")
+        assert got == {"f": repr(1.5 + 3.141592653589793), "shell": "'ZMQInteractiveShell'", "sum": "7"}
+
+
+@needs_kernel
+def test_autocheckpoint_and_restore_in_a_kernel(tmp_path):
+    notebook = tmp_path / "exp.ipynb"
+    store = tmp_path / "exp.checkpoints"
+    with kernel(tmp_path, env={"JPY_SESSION_NAME": str(notebook)}) as k:
+        k.run("%load_ext mason.ipython")
+        k.run("import numpy as np\nbig = np.arange(1_000_000, dtype=np.float64)\nsmall = [1, 2, 3]")
+        first = k.run("%checkpoint before the experiment").stdout
+        assert first.startswith("Checkpoint ") and "written" in first
+        assert "Automatic checkpoints on" in k.run("%autocheckpoint on").stdout
+        k.run("small.append(4)")  # [1]
+        k.run("big[:10] += 1")  # [2]: an array changed in place
+        k.run("def total():\n    return float(big.sum()) + sum(small)")  # [3]
+        k.run("1 / 0", ok=False)  # a failing cell still ran: checkpointed too
+        listing = k.run("%checkpoints").stdout
+        assert "before the experiment" in listing and "after cell" in listing, listing
+        assert "Automatic checkpoints off" in k.run("%autocheckpoint off").stdout
+        k.run("small = None\nbig = None\ndel total")
+        history = mason.checkpoints(str(store))
+        assert len(history) == 5, [c.message for c in history]
+        assert history[0].message == "before the experiment"
+        # back to the state after the in-place change, then to the very first
+        k.run("%restore 2")  # its position in %checkpoints
+        got = k.values(small="small", head="float(big[:10].sum())", has_total="'total' in dir()")
+        assert got == {"small": "[1, 2, 3, 4]", "head": repr(float(sum(range(10)) + 10)), "has_total": "False"}
+        k.run(f"%restore {history[0].id.split('-')[-1]} small")  # the id's random tail will do
+        assert k.values(small="small", head="float(big[:10].sum())")["small"] == "[1, 2, 3]"
+        k.run(f"%restore {history[4].id}")
+        k.run("del total")
+        k.run("%restore")  # the latest: total is back, and works
+        assert k.values(t="total()")["t"] == repr(float(sum(range(1_000_000)) + 10 + 10))
+        bad = k.run("%restore nosuchid", ok=False)
+        assert bad.error is not None and bad.error.startswith("UsageError") and "nosuchid" in bad.error
+    # a fresh process sees the same history, restorable without the kernel
+    restored = mason.restore_asdict(str(store), id=history[1].id)
+    assert restored["small"] == [1, 2, 3, 4] and restored["big"][0] == 0.0

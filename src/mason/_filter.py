@@ -8,6 +8,7 @@ matches when any of them does.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Iterable
 
@@ -41,6 +42,33 @@ IPYTHON_NAMES = (
     "__vsc_ipynb_file__",
     re.compile(r"^_i?\d+$"),
 )
+
+#: Packages whose objects IPython and Jupyter bind in the user namespace
+#: (``open``, ``exit``, ``get_ipython`` ...).
+_SHELL_PACKAGES = ("IPython.", "ipykernel.", "jupyter_client.", "traitlets.")
+
+
+@functools.cache
+def _ipython_names() -> Predicate:
+    return compile_rule(list(IPYTHON_NAMES))
+
+
+def shell_owns(name: str, value: object) -> bool:
+    """Whether a name the shell lists in ``user_ns_hidden`` is the shell's own.
+
+    ``%pylab`` hides the hundreds of names it imports there too (``np``,
+    ``plot``, ``linspace``), but those are the user's session: functions in
+    it use them, so they are saved (by reference, as imported objects).
+    """
+    if name in MODULE_BOOKKEEPING or name in ("open", "__builtin__", "_sh", "_exit_code"):
+        return True
+    if _ipython_names()(name, value):
+        return True
+    module = getattr(value, "__module__", None)
+    if not isinstance(module, str):
+        module = type(value).__module__
+    return isinstance(module, str) and (module + ".").startswith(_SHELL_PACKAGES)
+
 
 #: Module attributes the import system sets; restoring them would lie about
 #: the module the session is loaded into.

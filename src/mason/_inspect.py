@@ -105,31 +105,37 @@ def inspect(filename=None, storage_options=None, allow=None) -> SessionInfo:
     """
     source = default_session_path() if filename is None else filename
     with _open_session(source, _LoadOptions(mmap=False, key=False, storage_options=storage_options)) as session:
-        meta = session.meta
-        info = SessionInfo(
-            module=meta["module"],
-            module_kind=meta.get("module_kind", ""),
-            variables=[{k: v[k] for k in ("name", "type", "stored", "size")} for v in meta["variables"]],
-            skipped=list(meta.get("skipped", [])),
-            environment=dict(meta.get("environment", {})),
-            format_version=tuple(session.version),
-            signed=session.signature is not None,
-        )
-        allowlist = Allowlist.from_arg(allow) or Allowlist(DATA)  # None: judged against DATA
-        info.checked_against = "mason.DATA" if allow is None else ", ".join(map(str, allowlist.patterns))
+        return describe(session, allow, tuple(session.version), session.signature is not None)
+
+
+def describe(session, allow=None, format_version: tuple = (), signed: bool = False) -> SessionInfo:
+    """The :class:`SessionInfo` of an opened session: a container reader, or
+    a checkpoint's reader (anything with ``meta`` and ``segments``)."""
+    meta = session.meta
+    info = SessionInfo(
+        module=meta["module"],
+        module_kind=meta.get("module_kind", ""),
+        variables=[{k: v[k] for k in ("name", "type", "stored", "size")} for v in meta["variables"]],
+        skipped=list(meta.get("skipped", [])),
+        environment=dict(meta.get("environment", {})),
+        format_version=format_version,
+        signed=signed,
+    )
+    allowlist = Allowlist.from_arg(allow) or Allowlist(DATA)  # None: judged against DATA
+    info.checked_against = "mason.DATA" if allow is None else ", ".join(map(str, allowlist.patterns))
+    try:
+        report = scan_session(session, meta["variables"], allowlist)
+    except UnpicklingError as exc:  # CorruptSessionError included: a damaged segment
+        info.scan_error = str(exc)
+    else:
+        info.imports = sorted(m for m in report.modules if m != meta["module"])
+        info.functions = list(report.functions)
+        info.refused = {name: sorted(set(p)) for name, p in report.by_variable.items() if p}
         try:
-            report = scan_session(session, meta["variables"], allowlist)
-        except UnpicklingError as exc:  # CorruptSessionError included: a damaged segment
-            info.scan_error = str(exc)
-        else:
-            info.imports = sorted(m for m in report.modules if m != meta["module"])
-            info.functions = list(report.functions)
-            info.refused = {name: sorted(set(p)) for name, p in report.by_variable.items() if p}
-            try:
-                info.portable, info.tied = code_portability(session, meta["variables"])
-            except UnpicklingError as exc:  # opcodes the scan took but the memo reader does not
-                info.scan_error = f"which code is portable is unknown: {exc}"
-        return info
+            info.portable, info.tied = code_portability(session, meta["variables"])
+        except UnpicklingError as exc:  # opcodes the scan took but the memo reader does not
+            info.scan_error = f"which code is portable is unknown: {exc}"
+    return info
 
 
 _CODE_CALLS = ("code_portable", "code_from_marshal")

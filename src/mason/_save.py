@@ -13,7 +13,7 @@ import warnings
 
 from . import _imported, _namespace, _progress, _rebuild
 from ._diagnose import find_culprit
-from ._filter import make_filter
+from ._filter import make_filter, shell_owns
 from ._format import ContainerWriter
 from ._format import signing as _signing
 from ._format.signing import resolve_key
@@ -322,8 +322,9 @@ def _in_ipython(module):
         return None
     hidden = getattr(shell, "user_ns_hidden", {})
     namespace = vars(module)
-    # A hidden name the user has since rebound to their own value is theirs.
-    return [name for name, value in hidden.items() if namespace.get(name, value) is value]
+    # A hidden name the user has since rebound to their own value is theirs,
+    # and so are the names %pylab imports.
+    return [name for name, value in hidden.items() if namespace.get(name, value) is value and shell_owns(name, value)]
 
 
 def sign(filename, key=None) -> None:

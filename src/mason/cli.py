@@ -1,5 +1,6 @@
 """The ``mason`` command: inspect, verify, diff, sign, load and run session files,
-and convert files written by dill.
+convert files written by dill, and work with checkpoint stores (``mason store``,
+in _storecli.py).
 
 Each subcommand is one function ``_cmd_<name>(args) -> exit status``; ``main``
 parses the command line, runs one of them and turns the errors a user can
@@ -300,6 +301,10 @@ def _parser() -> argparse.ArgumentParser:
         " (else the whole file is refused); 'mason:code' allows functions saved by value",
     )
     p.set_defaults(handler=_cmd_convert)
+
+    from . import _storecli  # the checkpoint history's commands
+
+    _storecli.add_commands(commands)
     return parser
 
 
@@ -440,7 +445,7 @@ def _info_as_text(info: SessionInfo, label: str) -> str:
     python = ".".join(map(str, env.get("python", []))) or "?"
     implementation = env.get("implementation")
     lines = [
-        f"file:     {label} (format {'.'.join(map(str, info.format_version))})",
+        f"file:     {label}" + (f" (format {'.'.join(map(str, info.format_version))})" if info.format_version else ""),
         f"module:   {info.module} ({info.module_kind or 'unknown kind'})",
         f"saved:    {env.get('created', '?')} with mason {env.get('mason', '?')}",
         f"python:   {python}{f' ({implementation})' if implementation else ''} on {env.get('platform', '?')}",

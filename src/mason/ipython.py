@@ -1,5 +1,6 @@
 """IPython and Jupyter integration: the ``%save_session``, ``%load_session``
-and ``%session_info`` line magics.
+and ``%session_info`` line magics, and the checkpoint history's
+``%checkpoint``, ``%checkpoints``, ``%restore`` and ``%autocheckpoint``.
 
 The only module of mason that imports IPython; ``import mason`` never does.
 Load it in a shell or notebook with ``%load_ext mason.ipython``.
@@ -7,7 +8,8 @@ Load it in a shell or notebook with ``%load_ext mason.ipython``.
 Without a FILE argument the magics use a file per notebook, next to it and
 named after it (``analysis.ipynb`` -> ``analysis.mason``), when the kernel
 knows the notebook's path; otherwise mason's private per-user default
-(:func:`mason.default_session_path`).
+(:func:`mason.default_session_path`).  Likewise the checkpoint magics use a
+store per notebook (``analysis.checkpoints/``) or mason's default store.
 
 IPython's own bookkeeping (``In``, ``Out``, ``_``, ``_i3``, ``_3``,
 ``get_ipython``, ``exit``, its ``open`` ...) is never saved, and is never
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,10 +29,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import default_session_path, dump_module, load_module
+from . import checkpoint, checkpoints, default_session_path, dump_module, load_module, restore
 from . import inspect as inspect_session
+from ._filter import shell_owns
 from ._storage import is_url
-from .errors import CorruptSessionError
+from .errors import CorruptSessionError, SkippedVariableWarning
 
 __all__ = ["MasonMagics", "load_ipython_extension", "notebook_session_path"]
 
@@ -49,6 +53,11 @@ _NOTEBOOK_ENV = "JPY_SESSION_NAME"
 def load_ipython_extension(ipython) -> None:
     """Register mason's magics: ``%load_ext mason.ipython``."""
     ipython.register_magics(MasonMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext mason.ipython``: stops automatic checkpoints."""
+    _AutoCheckpoint.stop(ipython)
 
 
 # ====================================================================== paths
@@ -94,6 +103,20 @@ def _session_file(shell, given: str | None):
     return notebook_session_path(shell) or default_session_path()
 
 
+def notebook_store_path(shell) -> Path | None:
+    """``<notebook>.checkpoints/`` next to the notebook this shell runs, if known."""
+    notebook = _notebook_path(shell)
+    return None if notebook is None else notebook.with_suffix(".checkpoints")
+
+
+def _store(shell, given: str | None):
+    """The checkpoint store: the one given, the notebook's, or None (mason's default)."""
+    if given:
+        return given if is_url(given) else str(Path(given).expanduser())
+    path = notebook_store_path(shell)
+    return None if path is None else str(path)
+
+
 # ====================================================================== bookkeeping
 
 
@@ -103,8 +126,11 @@ def _is_shell_own(shell):
     missing = object()
 
     def own(name: str, obj: object) -> bool:
-        # Identity, as %who does: a user's own ``open = ...`` is kept.
-        return hidden.get(name, missing) is obj or _SHELL_NAMES.fullmatch(name) is not None
+        if _SHELL_NAMES.fullmatch(name) is not None:
+            return True
+        # Identity, as %who does: a user's own ``open = ...`` is kept; and
+        # what %pylab imported is the user's too.
+        return hidden.get(name, missing) is obj and shell_owns(name, obj)
 
     return own
 
@@ -236,6 +262,219 @@ class MasonMagics(Magics):
         args = parse_argstring(self.session_info, line)
         path = _session_file(self.shell, args.file)
         print("\n".join(_describe(path, _read_index(path))))
+
+    # ------------------------------------------------------------ checkpoints
+
+    @magic_arguments()
+    @argument("message", nargs="*", help="what this checkpoint is (free text)")
+    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @argument(
+        "--exclude",
+        "-e",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="PATTERN",
+        help="names or glob patterns of variables not to save",
+    )
+    @line_magic
+    def checkpoint(self, line: str) -> None:
+        """Save the notebook's state as a new checkpoint; only what changed is written.
+
+        Usage: ``%checkpoint [MESSAGE] [--store DIR] [--exclude PATTERN ...]``.
+        """
+        args = parse_argstring(self.checkpoint, line)
+        shell = self.shell
+        store = _store(shell, args.store)
+        message = " ".join(args.message) or None
+        ident = checkpoint(
+            store, module=_user_module(shell), message=message, exclude=[*args.exclude, _is_shell_own(shell)]
+        )
+        print(_checkpoint_line(_find(store, ident), "Checkpoint"))
+
+    @magic_arguments()
+    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @line_magic
+    def checkpoints(self, line: str) -> None:
+        """List the checkpoints of this notebook's store, oldest first.
+
+        Usage: ``%checkpoints [--store DIR]``.
+        """
+        args = parse_argstring(self.checkpoints, line)
+        store = _store(self.shell, args.store)
+        items = _listed(store)
+        if not items:
+            print(f"No checkpoints in {store or 'the default store'}")
+            return
+        rows: list[tuple[str, ...]] = [("#", "id", "created", "variables", "size", "written", "message")]
+        rows += [
+            (
+                str(number),
+                item.id,
+                _when(item.created),
+                str(len(item.names)),
+                _format_size(item.bytes_total),
+                _format_size(item.bytes_written),
+                item.message or "",
+            )
+            for number, item in enumerate(items)
+        ]
+        print("\n".join(_table(rows, indent="")))
+
+    @magic_arguments()
+    @argument(
+        "id",
+        nargs="?",
+        default=None,
+        help="the checkpoint: its # in %%checkpoints (-1: the latest), its id, or the part after Z- (default: the latest)",
+    )
+    @argument("names", nargs="*", help="restore only these variables")
+    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @line_magic
+    def restore(self, line: str) -> None:
+        """Bring the notebook back to a checkpoint: all its variables, or some.
+
+        Usage: ``%restore [ID] [NAME ...] [--store DIR]``.  Variables the
+        checkpoint does not hold are left as they are.  Restoring runs code
+        from the store: only restore stores you trust.
+        """
+        args = parse_argstring(self.restore, line)
+        shell = self.shell
+        store = _store(shell, args.store)
+        item = _find(store, args.id)
+        names = _split_names(args.names) or list(item.names)
+        missing = [n for n in names if n not in item.names]
+        if missing:
+            raise UsageError(f"not in checkpoint {item.id}: {', '.join(missing)}")
+        kept = [n for n in names if not _is_shell_name(shell, n)]
+        if kept:
+            restore(store, id=item.id, module=_user_module(shell), names=kept)
+        print(f"Restored {_count(len(kept), 'variable')} from checkpoint {item.id}: {_names_line(sorted(kept))}")
+
+    @magic_arguments()
+    @argument("state", nargs="?", choices=("on", "off"), default=None, help="on or off (default: say which)")
+    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @line_magic
+    def autocheckpoint(self, line: str) -> None:
+        """Take a checkpoint after every cell that runs.
+
+        Usage: ``%autocheckpoint on|off [--store DIR]``.  Off by default.
+        A checkpoint writes only what changed; one that fails is reported
+        and never stops the cell's own output.
+        """
+        args = parse_argstring(self.autocheckpoint, line)
+        shell = self.shell
+        if args.state == "on":
+            store = _store(shell, args.store)
+            _AutoCheckpoint.start(shell, store)
+            print(f"Automatic checkpoints on, after every cell, in {store or 'the default store'}")
+        elif args.state == "off":
+            stopped = _AutoCheckpoint.stop(shell)
+            print("Automatic checkpoints off" if stopped else "Automatic checkpoints were not on")
+        else:
+            running = _AutoCheckpoint.running(shell)
+            print("Automatic checkpoints are " + ("on" if running else "off"))
+
+
+class _AutoCheckpoint:
+    """The ``post_run_cell`` hook of ``%autocheckpoint on``: one per shell."""
+
+    def __init__(self, shell, store):
+        self.shell = shell
+        self.store = store
+        self.failed: str | None = None  # the last failure's text: said once, not after every cell
+
+    @classmethod
+    def running(cls, shell) -> _AutoCheckpoint | None:
+        for callback in shell.events.callbacks["post_run_cell"]:
+            owner = getattr(callback, "__self__", None)
+            if isinstance(owner, cls):
+                return owner
+        return None
+
+    @classmethod
+    def start(cls, shell, store) -> None:
+        cls.stop(shell)
+        shell.events.register("post_run_cell", cls(shell, store).after_cell)
+
+    @classmethod
+    def stop(cls, shell) -> bool:
+        hook = cls.running(shell)
+        if hook is None:
+            return False
+        shell.events.unregister("post_run_cell", hook.after_cell)
+        return True
+
+    def after_cell(self, result) -> None:
+        cell = (getattr(result.info, "raw_cell", None) or "").strip()
+        if not cell or _is_checkpoint_magic(cell):
+            return  # nothing ran, or the cell managed checkpoints itself
+        first = cell.splitlines()[0][:60]
+        number = result.execution_count
+        message = f"after cell [{number}]: {first}" if number is not None else f"after cell: {first}"
+        shell = self.shell
+        import warnings
+
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                checkpoint(self.store, module=_user_module(shell), message=message, exclude=[_is_shell_own(shell)])
+        except Exception as exc:  # a failed checkpoint must not break the notebook
+            text = f"{type(exc).__name__}: {exc}"
+            if text != self.failed:
+                print(f"mason: automatic checkpoint failed: {text}", file=sys.stderr)
+            self.failed = text
+            return
+        self.failed = None
+        skipped = [str(w.message) for w in caught if issubclass(w.category, SkippedVariableWarning)]
+        if skipped:
+            print("mason: automatic checkpoint: " + "; ".join(skipped), file=sys.stderr)
+
+
+def _is_checkpoint_magic(cell: str) -> bool:
+    return re.match(r"%(auto)?checkpoints?\b|%restore\b", cell) is not None and "\n" not in cell
+
+
+def _find(store, ident: str | None):
+    """The checkpoint ``ident`` names: its position in ``%checkpoints`` (``-1``:
+    the latest), its id, a unique prefix of it, or its random tail (the part
+    after ``Z-``); None: the latest."""
+    items = _listed(store)
+    where = store or "the default store"
+    if not items:
+        raise UsageError(f"no checkpoints in {where}")
+    if ident is None:
+        return items[-1]
+    if re.fullmatch(r"-?\d{1,5}", ident):
+        position = int(ident)
+        if not -len(items) <= position < len(items):
+            raise UsageError(f"no checkpoint #{position} in {where} (it has {len(items)})")
+        return items[position]
+    found = [item for item in items if item.id == ident]
+    found = found or [item for item in items if item.id.startswith(ident) or item.id.endswith("-" + ident)]
+    if len(found) != 1:
+        what = "no checkpoint" if not found else f"{len(found)} checkpoints"
+        raise UsageError(f"{what} in {where} with id {ident!r}")
+    return found[0]
+
+
+def _listed(store) -> list:
+    """The checkpoints of ``store``; none for a notebook's store not made yet."""
+    if store is not None and not is_url(store) and not os.path.exists(store):
+        return []
+    return checkpoints(store)
+
+
+def _when(created) -> str:
+    text = created.isoformat(sep=" ", timespec="seconds") if hasattr(created, "isoformat") else str(created)
+    return text.replace("+00:00", "Z")
+
+
+def _checkpoint_line(item, what: str) -> str:
+    return (
+        f"{what} {item.id}: {_count(len(item.names), 'variable')}, {_format_size(item.bytes_total)}"
+        f" ({_format_size(item.bytes_written)} written)"
+    )
 
 
 def _read_index(path):
