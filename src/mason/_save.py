@@ -133,17 +133,19 @@ def _write_session(writer, module, entries, options: _SaveOptions) -> None:
             raw = buffer.raw()
         except BufferError:  # not contiguous: let pickle copy it in-band
             return True
-        with raw:
-            try:
-                blob_ids.append(writer.add_blob(raw))
-            except BaseException as exc:
-                write_failed = True
-                # The failed write's frames (the stream's among them) still
-                # hold views of ``raw``; without this, releasing it would
-                # raise BufferError and hide the real error.
-                traceback.clear_frames(exc.__traceback__)
-                raise
-            blob_sizes.append(raw.nbytes)
+        size = raw.nbytes
+        try:
+            blob_ids.append(writer.add_blob(raw))
+        except BaseException as exc:
+            write_failed = True
+            # The failed write's frames (the stream's among them) still
+            # hold views of ``raw``; without this, releasing it would
+            # raise BufferError and hide the real error.
+            traceback.clear_frames(exc.__traceback__)
+            raise
+        finally:
+            _release(raw)
+        blob_sizes.append(size)
         return False
 
     # Imported objects inside other variables are references too (the
@@ -228,6 +230,19 @@ def _write_session(writer, module, entries, options: _SaveOptions) -> None:
         "environment": _namespace.environment(e.value for e in entries),
     }
     writer.finish(meta)
+
+
+def _release(view: memoryview) -> None:
+    """Release ``view``, once a library that kept a view of it in a
+    reference cycle (an error it caught, with the frames that saw the view)
+    has let go: the cycle is collected first."""
+    try:
+        view.release()
+    except BufferError:
+        import gc
+
+        gc.collect()
+        view.release()
 
 
 class _LargeBytes:

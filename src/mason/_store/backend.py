@@ -241,9 +241,8 @@ class FsspecBackend:
         return f"{self.root}/{name}"
 
     def kind(self) -> str:
-        try:
-            info = self.fs.info(self.root)
-        except FileNotFoundError:
+        info = _unless_missing(lambda: self.fs.info(self.root), None)
+        if info is None:
             return "missing"
         return "directory" if info.get("type") == "directory" else "file"
 
@@ -263,27 +262,19 @@ class FsspecBackend:
         return self.fs.cat_file(path, start=0, end=limit + 1)
 
     def size(self, name: str) -> int | None:
-        try:
-            return int(self.fs.size(self.path(name)))
-        except FileNotFoundError:
-            return None
+        size = _unless_missing(lambda: self.fs.size(self.path(name)), None)
+        return None if size is None else int(size)
 
     def list(self, directory: str) -> list[str]:
         path = self.path(directory) if directory else self.root
         self.fs.invalidate_cache(path)  # listings must show what others wrote since
-        try:
-            found = self.fs.ls(path, detail=False)
-        except FileNotFoundError:
-            return []
+        found = _unless_missing(lambda: self.fs.ls(path, detail=False), [])
         return [item.rstrip("/").rsplit("/", 1)[-1] for item in found]
 
     def objects(self) -> Iterator[tuple[str, int]]:
         base = self.path(layout.OBJECTS)
         self.fs.invalidate_cache(base)
-        try:
-            found = self.fs.find(base, detail=True)
-        except FileNotFoundError:
-            return
+        found = _unless_missing(lambda: self.fs.find(base, detail=True), {})
         for path, info in found.items():
             if info.get("type", "file") == "file" and path.startswith(base + "/"):
                 yield layout.OBJECTS + path[len(base) :], int(info.get("size") or 0)
@@ -304,14 +295,25 @@ class FsspecBackend:
         pass  # a completed upload is durable
 
     def delete(self, name: str) -> bool:
-        try:
-            self.fs.rm_file(self.path(name))
-        except FileNotFoundError:
-            return False
-        return True
+        return _unless_missing(lambda: self.fs.rm_file(self.path(name)) or True, False)
 
     def clean_temps(self, older_than: float) -> int:
         return 0  # writes go straight to their names: nothing is left in tmp/
+
+
+def _unless_missing(call: Any, default: Any) -> Any:
+    """``call()``, or ``default`` when what it asks for is missing.
+
+    The caught error's traceback is dropped: fsspec keeps the error in a
+    reference cycle with its future, and the traceback's frames lead back
+    to the writer's, whose views of the caller's buffers would then stay
+    exported until the next garbage collection (the caller cannot release
+    its buffer: BufferError)."""
+    try:
+        return call()
+    except FileNotFoundError as exc:
+        exc.__traceback__ = None
+        return default
 
 
 def _unlink(path: str) -> int:
