@@ -1,0 +1,151 @@
+"""What mason asks of Dask: the only module of mason that imports dask or
+distributed.
+
+Every partition moves by Dask's own distributed scheduler: writes are
+tasks submitted with the future that holds the partition as their argument
+(and pinned to the workers that hold it), reads are tasks whose results stay
+on the workers.  Only small records (sizes, digests) and errors come back to
+the client.  Nothing here runs a scheduler or opens a connection of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import CorruptSessionError, UnpicklingError
+from .partition import PartitionFile, WriteTarget, read_partition, write_partition
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
+    from typing import Any
+
+
+def is_future(obj: Any) -> bool:
+    distributed = sys.modules.get("distributed")
+    future = getattr(distributed, "Future", None)
+    return future is not None and isinstance(obj, future)
+
+
+def current_client() -> Any:
+    """The running client a load restores onto, or None (distributed is
+    never imported for this: without it no client can be running)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed.client import _get_global_client
+
+    client = _get_global_client()
+    if client is None or client.status != "running":
+        return None
+    return client
+
+
+def scheduler_address(client: Any) -> str | None:
+    scheduler = getattr(client, "scheduler", None)
+    address = getattr(scheduler, "address", None)
+    return address if isinstance(address, str) else None
+
+
+def client_problem(future: Any) -> str:
+    """Why ``future``'s data can no longer be reached, or ""."""
+    client = future.client
+    if client.status not in ("running", "connecting", "newly-created"):
+        where = scheduler_address(client)
+        on = f" on the cluster at {where}" if where else ""
+        return (
+            f"the future {future.key!r} held its value{on} through a Client that is {client.status}: the data is"
+            " gone from mason's reach (save before closing the client, or compute() the value)"
+        )
+    if future.status in ("cancelled", "lost"):
+        return f"the future {future.key!r} is {future.status}: its value is no longer on the cluster"
+    return ""
+
+
+# ====================================================================== saving
+
+
+def submit_writes(items: list[tuple[Any, WriteTarget]]) -> list[Any]:
+    """One write task per (future, target): it runs on a worker that holds
+    the future's value (the scheduler's ``who_has``), which it receives as
+    its argument without the value leaving that worker."""
+    by_client: dict[int, tuple[Any, list]] = {}
+    for future, target in items:
+        by_client.setdefault(id(future.client), (future.client, []))[1].append((future, target))
+    writes: list[Any] = [None] * len(items)
+    position = {id(target): i for i, (_, target) in enumerate(items)}
+    for client, group in by_client.values():
+        holders = client.who_has([future for future, _ in group])
+        for future, target in group:
+            workers = list(holders.get(future.key, ()))
+            # A holder that dies: the value is recomputed (or copied) and
+            # written elsewhere rather than the save hanging.
+            placement = {"workers": workers, "allow_other_workers": True} if workers else {}
+            writes[position[id(target)]] = client.submit(
+                write_partition, future, target, key=f"mason-write-{target.token}", pure=False, **placement
+            )
+    return writes
+
+
+def outcomes(futures: list[Any]) -> list[tuple[bool, Any]]:
+    """(ok, result or error text) of each future, once all have finished."""
+    if not futures:
+        return []
+    from distributed import wait
+
+    wait(futures)
+    done = []
+    for future in futures:
+        if future.status == "finished":
+            done.append((True, future.result()))
+        else:
+            done.append((False, _failure(future)))
+    return done
+
+
+def _failure(future: Any) -> str:
+    try:
+        exc = future.exception()
+    except Exception as error:  # cancelled, or its client is gone: say so
+        return f"{type(error).__name__}: {error}"
+    if exc is None:
+        return f"the task ended {future.status}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def cancel(futures: list[Any]) -> None:
+    for future in futures:
+        if future is not None:
+            try:
+                future.cancel()
+            except Exception:  # a client already closed: nothing left to cancel
+                pass
+
+
+# ====================================================================== loading
+
+
+def read_futures(client: Any, parts: list[PartitionFile]) -> list[Any]:
+    """The partitions read by the workers of ``client``'s cluster, where they
+    stay (each under its file's key: the same file is read once), after all
+    reads finished; the first failure raises, naming its file."""
+    futures = [client.submit(read_partition, part, key=part.key, pure=False) for part in parts]
+    for part, (ok, failure) in zip(parts, outcomes(futures)):
+        if not ok:
+            # mason's own errors name the file already; anything else is told where it happened.
+            if failure.startswith("CorruptSessionError: "):
+                raise CorruptSessionError(f"a worker refused it: {failure.partition(': ')[2]}")
+            raise UnpicklingError(f"a worker could not read {part.describe()}: {failure}")
+    return futures
+
+
+def read_task(key: Any, part: PartitionFile) -> Any:
+    """A task that reads ``part`` when computed, under ``key``."""
+    from dask._task_spec import Task
+
+    return Task(key, read_partition, part)
+
+
+def read_delayed(part: PartitionFile) -> Any:
+    """A ``Delayed`` whose value is read from ``part`` when computed."""
+    from dask.delayed import Delayed
+
+    return Delayed(part.key, {part.key: read_task(part.key, part)})
