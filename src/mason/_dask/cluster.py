@@ -55,8 +55,10 @@ def client_problem(future: Any) -> str:
             f"the future {future.key!r} held its value{on} through a Client that is {client.status}: the data is"
             " gone from mason's reach (save before closing the client, or compute() the value)"
         )
-    if future.status in ("cancelled", "lost"):
-        return f"the future {future.key!r} is {future.status}: its value is no longer on the cluster"
+    # A "lost" future (its worker died) is not a problem yet: the write task
+    # asks for it, and the scheduler computes it again if it can.
+    if future.status == "cancelled":
+        return f"the future {future.key!r} is cancelled: its value is no longer on the cluster"
     return ""
 
 
