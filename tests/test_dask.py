@@ -113,11 +113,28 @@ def test_lazy_collections_are_saved_as_their_graphs(tmp_path):
     )
 
 
-PERSISTED = """
+# Everything a client gathers passes through here: a save may gather only
+# the workers' small records, a load nothing at all.
+GATHER_SPY = """
+    import distributed
+    GATHERED = []
+    _gather = distributed.Client._gather
+    async def _spy(self, futures, *args, **kwargs):
+        result = await _gather(self, futures, *args, **kwargs)
+        GATHERED.extend(result if isinstance(result, list) else [result])
+        return result
+    distributed.Client._gather = _spy
+"""
+
+PERSISTED = (
+    """
     import numpy as np, pandas as pd
     import dask, dask.array as da, dask.dataframe as dd, dask.bag as db
     import distributed
     import mason
+"""[1:]
+    + textwrap.indent(textwrap.dedent(GATHER_SPY), "    ")
+    + """
     client = distributed.Client({address!r})
     def double(v):
         return v * 2
@@ -141,8 +158,12 @@ PERSISTED = """
         x=x.compute(), xm=xm.compute(), df=df.compute(), unknown=unknown.compute(), evens=evens.compute(),
         b=b.compute(), total=total.compute(), scalar=scalar.compute(),
     )
+    GATHERED.clear()
     mason.dump_module({path!r})
+    assert len(GATHERED) == 31 and all(type(r) is dict and set(r) == {{"size", "digest"}} for r in GATHERED), GATHERED
+    del GATHERED, _gather, _spy  # not part of the session under test
 """
+)
 
 CHECK = """
     import numpy as np, pandas as pd
@@ -201,7 +222,9 @@ def test_persisted_collections_and_futures_round_trip(tmp_path, cluster):
                 n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
             )
             new = distributed.Client(cluster)
+            {textwrap.indent(textwrap.dedent(GATHER_SPY), "            ").strip()}
             mason.load_module({path!r})
+            assert GATHERED == []  # the workers read the partitions; nothing came here
             graph = dict(x.__dask_graph__())
             assert len(graph) == 12 and all(type(v) is distributed.Future and v.status == "finished" for v in graph.values())
             assert all(new.who_has(x).values())  # held by the new workers

@@ -87,19 +87,22 @@ def submit_writes(items: list[tuple[Any, WriteTarget]]) -> list[Any]:
     return writes
 
 
-def outcomes(futures: list[Any]) -> list[tuple[bool, Any]]:
-    """(ok, result or error text) of each future, once all have finished."""
+def outcomes(futures: list[Any], results: bool = True) -> list[tuple[bool, Any]]:
+    """(ok, result or error text) of each future, once all have finished.
+    ``results=False``: the results stay where they are (None instead)."""
     if not futures:
         return []
     from distributed import wait
 
     wait(futures)
-    done = []
+    done: list[tuple[bool, Any]] = []
     for future in futures:
-        if future.status == "finished":
-            done.append((True, future.result()))
-        else:
+        if future.status != "finished":
             done.append((False, _failure(future)))
+        elif results:
+            done.append((True, future.result()))  # small records (writes) only
+        else:
+            done.append((True, None))
     return done
 
 
@@ -130,7 +133,7 @@ def read_futures(client: Any, parts: list[PartitionFile]) -> list[Any]:
     stay (each under its file's key: the same file is read once), after all
     reads finished; the first failure raises, naming its file."""
     futures = [client.submit(read_partition, part, key=part.key, pure=False) for part in parts]
-    for part, (ok, failure) in zip(parts, outcomes(futures)):
+    for part, (ok, failure) in zip(parts, outcomes(futures, results=False)):
         if not ok:
             # mason's own errors name the file already; anything else is told where it happened.
             if failure.startswith("CorruptSessionError: "):

@@ -98,6 +98,11 @@ class _ContainerSum:
 
     def update(self, data: Any) -> None:
         self._hasher.update(data)
+        # A large update is summed on worker threads that hold views of
+        # ``data`` until digest(); the container writer releases each buffer
+        # right after writing it, so wait for them now (digest() only waits:
+        # more updates may follow).
+        self._hasher.digest()
 
     def hexdigest(self) -> str:
         return f"{self._hasher.digest():016x}"
