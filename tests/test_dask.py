@@ -159,9 +159,8 @@ PERSISTED = (
         b=b.compute(), total=total.compute(), scalar=scalar.compute(),
     )
     GATHERED.clear()
-    mason.dump_module({path!r})
+    mason.dump_module({path!r}, exclude=["GATHERED", "_gather", "_spy"])  # not part of the session under test
     assert len(GATHERED) == 31 and all(type(r) is dict and set(r) == {{"size", "digest"}} for r in GATHERED), GATHERED
-    del GATHERED, _gather, _spy  # not part of the session under test
 """
 )
 
@@ -224,7 +223,7 @@ def test_persisted_collections_and_futures_round_trip(tmp_path, cluster):
             new = distributed.Client(cluster)
             {textwrap.indent(textwrap.dedent(GATHER_SPY), "            ").strip()}
             mason.load_module({path!r})
-            assert GATHERED == []  # the workers read the partitions; nothing came here
+            assert GATHERED == [], GATHERED  # the workers read the partitions; nothing came here
             graph = dict(x.__dask_graph__())
             assert len(graph) == 12 and all(type(v) is distributed.Future and v.status == "finished" for v in graph.values())
             assert all(new.who_has(x).values())  # held by the new workers
