@@ -48,10 +48,10 @@ def client(cluster):
     client.close()
 
 
-def save(path, **variables) -> None:
+def save(path, options=None, **variables) -> None:
     notebook = types.ModuleType("notebook")
     vars(notebook).update(variables)
-    mason.dump_module(path, module=notebook)
+    mason.dump_module(path, module=notebook, **(options or {}))
 
 
 def folders(path) -> list[str]:
@@ -175,7 +175,6 @@ CHECK = """
     assert df.compute().c.dtype == "category" and list(df.compute().c.cat.categories) == ["u", "v", "w"]
     assert b.compute() == want["b"] and total.compute() == want["total"] == 870
     assert dl.compute() == 42 and scalar.compute() == want["scalar"] == 780
-    assert "client" not in globals()
 """
 
 
@@ -206,6 +205,7 @@ def test_persisted_collections_and_futures_round_trip(tmp_path, cluster):
         assert len(notes) == 1 and "client: a Client is a connection to the scheduler at {cluster.scheduler_address}" in notes[0], notes
         {textwrap.indent(textwrap.dedent(CHECK), "        ").strip()}
         from dask.delayed import Delayed
+        assert "client" not in globals()  # left out, with the note above
         assert type(fut) is Delayed and fut.compute() == 14
         assert [f.compute() for f in futs] == [0, 2, 4] and list(scattered.compute()) == [0, 1, 2, 3, 4]
         """,
@@ -220,20 +220,21 @@ def test_persisted_collections_and_futures_round_trip(tmp_path, cluster):
             cluster = distributed.LocalCluster(
                 n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
             )
-            new = distributed.Client(cluster)
+            client = mine = distributed.Client(cluster)
             {textwrap.indent(textwrap.dedent(GATHER_SPY), "            ").strip()}
             mason.load_module({path!r})
             assert GATHERED == [], GATHERED  # the workers read the partitions; nothing came here
+            assert client is mine  # the saved client was left out, not put over this one
             graph = dict(x.__dask_graph__())
             assert len(graph) == 12 and all(type(v) is distributed.Future and v.status == "finished" for v in graph.values())
-            assert all(new.who_has(x).values())  # held by the new workers
+            assert all(client.who_has(x).values())  # held by the new workers
             assert type(fut) is distributed.Future and fut.result() == 14
-            assert new.gather(futs) == [0, 2, 4] and list(scattered.result()) == [0, 1, 2, 3, 4]
+            assert client.gather(futs) == [0, 2, 4] and list(scattered.result()) == [0, 1, 2, 3, 4]
             {textwrap.indent(textwrap.dedent(CHECK), "            ").strip()}
             # each partition was read by a worker: the reads ran there
-            reads = new.run(lambda dask_worker: sum(str(k).startswith("mason-partition-") for k in dask_worker.data))
+            reads = client.run(lambda dask_worker: sum(str(k).startswith("mason-partition-") for k in dask_worker.data))
             assert sum(reads.values()) == 31, reads
-            new.close()
+            client.close()
             cluster.close()
         """,
         cwd=tmp_path,
@@ -267,6 +268,28 @@ def test_saving_twice_replaces_the_partitions_of_the_replaced_file(tmp_path, cli
     assert mason.load_module_asdict(path)["x"].sum().compute() == 9900
     save(path, y=1)  # nothing on a cluster any more: nothing left behind
     assert folders(path) == [] and "dask" not in _meta(path)
+
+
+def test_restored_partitions_are_written_again_by_the_workers(tmp_path, client):
+    path = tmp_path / "s.mason"
+    save(path, x=da.arange(100, chunks=50).persist())
+    (first,) = folders(path)
+    restored = mason.load_module_asdict(path)["x"]  # futures on this cluster
+    save(path, x=restored, y=restored + 1)
+    (second,) = folders(path)
+    assert second != first and len(_meta(path)["dask"]["partitions"]) == 2
+    loaded = mason.load_module_asdict(path)
+    assert loaded["x"].sum().compute() == 4950 and loaded["y"].sum().compute() == 5050
+
+
+def test_signed_sessions_sign_their_partitions(tmp_path, client):
+    path = tmp_path / "s.mason"
+    save(path, x=da.arange(10, chunks=5).persist())
+    with pytest.raises(ValueError, match="save the session again with key="):
+        mason.sign(path, key=b"k")  # a signature would not cover the partitions
+    save(path, {"key": b"k"}, x=da.arange(10, chunks=5).persist())
+    assert all(entry["digest"].startswith("sha256:") for entry in _meta(path)["dask"]["partitions"])
+    assert mason.load_module_asdict(path, key=b"k")["x"].sum().compute() == 45
 
 
 def test_a_failed_save_leaves_the_previous_file_and_its_partitions(tmp_path, client):

@@ -384,11 +384,27 @@ def sign(filename, key=None) -> None:
     if not isinstance(filename, (str, os.PathLike)):
         raise TypeError(f"sign() rewrites a file: filename must be a path, not {type(filename).__name__}")
     with _open_session(filename, _LoadOptions(key=False)) as session:
+        _check_partitions_signable(session.meta)
         with _output(filename) as stream:
             writer = ContainerWriter(stream, checksum=session.checksum_name, key=key)
             for kind, stored, compression, raw_length in session.records():
                 writer.copy_record(kind, stored, compression, raw_length)
             writer.finish(session.meta)
+
+
+def _check_partitions_signable(meta: dict) -> None:
+    """A signature must cover what loading reads: Dask partitions (outside
+    the file) are covered only by SHA-256 digests, which a save with a key
+    records; a session saved without one has checksums that anyone can forge."""
+    dask = meta.get("dask")
+    entries = dask.get("partitions") if isinstance(dask, dict) else None
+    if isinstance(entries, list) and any(
+        isinstance(entry, dict) and not str(entry.get("digest", "")).startswith("sha256:") for entry in entries
+    ):
+        raise ValueError(
+            "this session's Dask partitions are checked by checksums only, which a signature could not vouch"
+            " for: save the session again with key= (its partitions then get SHA-256 digests, which it signs)"
+        )
 
 
 def dump_session(filename=None, main=None, byref=False, **kwds) -> None:
