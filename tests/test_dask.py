@@ -10,6 +10,8 @@ process; its workers are processes of their own).
 
 from __future__ import annotations
 
+import copyreg
+import importlib.util
 import json
 import logging
 import os
@@ -22,16 +24,36 @@ from conftest import run_python
 import mason
 from mason.errors import CorruptSessionError, ForbiddenGlobalError, PicklingError, SkippedVariableWarning
 
-distributed = pytest.importorskip("distributed")
-dask = pytest.importorskip("dask")
 np = pytest.importorskip("numpy")
 pd = pytest.importorskip("pandas")
-da = pytest.importorskip("dask.array")
-dd = pytest.importorskip("dask.dataframe")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None, reason="needs mason[dask] (dask and distributed)"
+)
+# Imported by the fixture below, not when the module is collected.
+dask = da = dd = distributed = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _dask_imported_for_this_module_only():
+    """Importing dask installs tblib's pickling of tracebacks and exceptions
+    into copyreg, for the whole process.  Imported at collection, that would
+    change what every other test module in this process sees (test_catalog
+    checks that dill cannot pickle a traceback); so dask is imported here,
+    and copyreg's table is put back when this module is done."""
+    global dask, da, dd, distributed
+    saved = dict(copyreg.dispatch_table)
+    import dask
+    import dask.array as da
+    import dask.dataframe as dd
+    import distributed
+
+    yield
+    copyreg.dispatch_table.clear()
+    copyreg.dispatch_table.update(saved)
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(_dask_imported_for_this_module_only):
     # No retries: the test that kills a worker wants its write to fail at once.
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(
