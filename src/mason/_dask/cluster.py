@@ -68,23 +68,38 @@ def client_problem(future: Any) -> str:
 def submit_writes(items: list[tuple[Any, WriteTarget]]) -> list[Any]:
     """One write task per (future, target): it runs on a worker that holds
     the future's value (the scheduler's ``who_has``), which it receives as
-    its argument without the value leaving that worker."""
-    by_client: dict[int, tuple[Any, list]] = {}
-    for future, target in items:
-        by_client.setdefault(id(future.client), (future.client, []))[1].append((future, target))
+    its argument without the value leaving that worker.  Submitted in one
+    batch per client and set of holders (one graph update each, not one per
+    partition)."""
+    groups: dict[tuple, tuple[Any, list[int]]] = {}
+    for client_id, client, positions in _by_client(items):
+        holders = client.who_has([items[i][0] for i in positions])
+        for i in positions:
+            workers = tuple(sorted(holders.get(items[i][0].key, ())))
+            groups.setdefault((client_id, workers), (client, []))[1].append(i)
     writes: list[Any] = [None] * len(items)
-    position = {id(target): i for i, (_, target) in enumerate(items)}
-    for client, group in by_client.values():
-        holders = client.who_has([future for future, _ in group])
-        for future, target in group:
-            workers = list(holders.get(future.key, ()))
-            # A holder that dies: the value is recomputed (or copied) and
-            # written elsewhere rather than the save hanging.
-            placement = {"workers": workers, "allow_other_workers": True} if workers else {}
-            writes[position[id(target)]] = client.submit(
-                write_partition, future, target, key=f"mason-write-{target.token}", pure=False, **placement
-            )
+    for (_, workers), (client, positions) in groups.items():
+        # A holder that dies: the value is computed again (or copied) and
+        # written elsewhere rather than the save hanging.
+        placement = {"workers": list(workers), "allow_other_workers": True} if workers else {}
+        submitted = client.map(
+            write_partition,
+            [items[i][0] for i in positions],
+            [items[i][1] for i in positions],
+            key=[f"mason-write-{items[i][1].token}" for i in positions],
+            pure=False,
+            **placement,
+        )
+        for i, future in zip(positions, submitted):
+            writes[i] = future
     return writes
+
+
+def _by_client(items: list[tuple[Any, WriteTarget]]) -> list[tuple[int, Any, list[int]]]:
+    found: dict[int, tuple[Any, list[int]]] = {}
+    for i, (future, _) in enumerate(items):
+        found.setdefault(id(future.client), (future.client, []))[1].append(i)
+    return [(client_id, client, positions) for client_id, (client, positions) in found.items()]
 
 
 def outcomes(futures: list[Any], results: bool = True) -> list[tuple[bool, Any]]:
@@ -95,15 +110,19 @@ def outcomes(futures: list[Any], results: bool = True) -> list[tuple[bool, Any]]
     from distributed import wait
 
     wait(futures)
-    done: list[tuple[bool, Any]] = []
-    for future in futures:
-        if future.status != "finished":
-            done.append((False, _failure(future)))
-        elif results:
-            done.append((True, future.result()))  # small records (writes) only
-        else:
-            done.append((True, None))
-    return done
+    finished = [future for future in futures if future.status == "finished"]
+    values: dict[int, Any] = {}
+    if results:  # small records (a write's size and digest): one gather per client
+        by_client: dict[int, tuple[Any, list[Any]]] = {}
+        for future in finished:
+            by_client.setdefault(id(future.client), (future.client, []))[1].append(future)
+        for client, group in by_client.values():
+            for future, value in zip(group, client.gather(group)):
+                values[id(future)] = value
+    return [
+        (True, values.get(id(future))) if future.status == "finished" else (False, _failure(future))
+        for future in futures
+    ]
 
 
 def _failure(future: Any) -> str:
@@ -132,7 +151,7 @@ def read_futures(client: Any, parts: list[PartitionFile]) -> list[Any]:
     """The partitions read by the workers of ``client``'s cluster, where they
     stay (each under its file's key: the same file is read once), after all
     reads finished; the first failure raises, naming its file."""
-    futures = [client.submit(read_partition, part, key=part.key, pure=False) for part in parts]
+    futures = client.map(read_partition, parts, key=[part.key for part in parts], pure=False)
     for part, (ok, failure) in zip(parts, outcomes(futures, results=False)):
         if not ok:
             # mason's own errors name the file already; anything else is told where it happened.

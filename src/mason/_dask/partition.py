@@ -14,6 +14,7 @@ three on the bytes it read, then unpickles those very bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -28,7 +29,11 @@ from ..errors import CorruptSessionError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
-    from typing import Any
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
+
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 KIND = "mason.dask-partition"
 #: what a partition file is named inside its folder (the index in the session's table)
@@ -186,7 +191,7 @@ def write_partition(value: Any, target: WriteTarget) -> dict:
     if _remote.is_url(target.location):
         output = _remote.open_output(target.location, target.storage_options)
     else:
-        output = _local.atomic_write(target.location)
+        output = _new_file(target.location)
     with output as stream:
         digesting = _Digesting(stream, target.digest)
         writer = ContainerWriter(
@@ -209,6 +214,30 @@ def write_partition(value: Any, target: WriteTarget) -> dict:
         writer.add_segment(segment.getbuffer())
         writer.finish({"kind": KIND, "token": target.token})
     return {"size": digesting.size, "digest": digesting.digest()}
+
+
+@contextlib.contextmanager
+def _new_file(path: str) -> Iterator[BinaryIO]:
+    """A private file written whole or not at all, in a folder that only
+    this save writes to: a temporary name, fsync, rename, and the folder
+    fsynced, so the file is durable before any session refers to it.
+    (``atomic_write`` also looks for stale temporaries of crashed writers:
+    a listing of the folder per file, quadratic in a folder of thousands
+    of partitions, and nothing to find in a folder made by this save.)"""
+    temp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        # A write task run again (its worker died) writes the same bytes: the last rename wins.
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _local._fsync_directory(os.path.dirname(path))
 
 
 # ====================================================================== read
@@ -282,7 +311,9 @@ def read_partition(part: PartitionFile) -> Any:
         if part.allow is None:
             from .._unpickler import Unpickler
 
-            return Unpickler(stream, buffers=iter(buffers)).load()
+            # ignore=True: a class saved by value stays the saved one (as in a
+            # session), never rebound to a namesake in the reading process's __main__.
+            return Unpickler(stream, ignore=True, buffers=iter(buffers)).load()
         from .._api import load_restricted
 
         return load_restricted(stream, part.allow, buffers=iter(buffers))
