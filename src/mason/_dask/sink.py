@@ -364,7 +364,7 @@ def sink_for(target: Any, options: Any, signed: bool) -> PartitionSink | None:
         if session is None:
             return _NoFolderSink()
         root = session + ".dask"
-        if storage_options is None:
+        if storage_options is None and is_url(root):
             storage_options = options.storage_options
     else:
         root = _partition.absolute(root)
