@@ -20,12 +20,6 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
     from typing import Any
 
 
-def is_future(obj: Any) -> bool:
-    distributed = sys.modules.get("distributed")
-    future = getattr(distributed, "Future", None)
-    return future is not None and isinstance(obj, future)
-
-
 def current_client() -> Any:
     """The running client a load restores onto, or None (distributed is
     never imported for this: without it no client can be running)."""

@@ -37,9 +37,9 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
 
 
 _NO_SINK = (
-    "holds data that lives only on a Dask cluster (a distributed Future{what}); mason.dump/dumps would save"
-    " only its key: save it with mason.dump_module, whose workers write the data beside the session file,"
-    " or compute() it first"
+    "holds data that lives only on a Dask cluster (a distributed Future{what}), and only its key could be"
+    " saved here: mason.dump_module saves such data (the workers write it beside the session file);"
+    " elsewhere compute() it first"
 )
 
 
