@@ -26,7 +26,7 @@ def test_import_changes_nothing_outside_mason():
         assert {k: v for k, v in vars(pickle).items()} == pickle_attrs
         assert dict(vars(pickle.Pickler)) == pickler_attrs
         assert sys.path == path
-        assert not any(name.split('.')[0] in ('dill', 'cloudpickle', 'numpy', 'torch') for name in sys.modules)
+        assert not any(name.split('.')[0] in ('dill', 'cloudpickle', 'numpy', 'torch', 'dask', 'distributed') for name in sys.modules)
         """
     )
 

@@ -71,6 +71,10 @@ FROZEN = [
     "dill_delattr",
     "code_portable",
     "dataclass_setstate",
+    "dask_future",
+    "dask_graph",
+    "dask_partition_file",
+    "dask_cluster_note",
 ]
 
 

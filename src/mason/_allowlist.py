@@ -128,6 +128,12 @@ REBUILDERS = {
     "torch_parameter": "torch",
     "torch_tensor_setstate": "torch",
     "torch_typed_storage": "torch",
+    # Dask: partitions are read (with the load's allowlist enforced on each
+    # file) into futures or tasks; a client is only a note
+    "dask_future": "distributed",
+    "dask_graph": "dask",
+    "dask_partition_file": "dask",
+    "dask_cluster_note": "data",
     # dill's reconstructors, as _dillcompat.py maps them (see _vm.py for the
     # wrappers that judge what dill_import_module, dill_load_type,
     # dill_namedtuple and dill_setitems reach)

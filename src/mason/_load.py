@@ -31,12 +31,13 @@ from ._format import ContainerReader
 from ._format.signing import resolve_key
 from ._memo import UNKNOWN, StaticCall, StaticGlobal, may_read, memo_gets, segment_effects
 from ._sessionmeta import _Options, _options, check_session_meta
-from ._storage import default_session_path, open_for_read, open_input, peek
+from ._storage import default_session_path, is_url, open_for_read, open_input, peek
 from ._unpickler import Unpickler, check_map_location, translate_error
 from .errors import (
     CorruptSessionError,
     EnvironmentMismatchWarning,
     MasonError,
+    MasonWarning,
     SkippedVariableWarning,
     UnpicklingError,
 )
@@ -53,6 +54,7 @@ class _LoadOptions(_Options):
     storage_options: dict | None
     progress: bool | None
     map_location: object
+    dask_storage_options: dict | None
     DEFAULTS = dict(
         names=None,
         on_error="warn",
@@ -64,6 +66,7 @@ class _LoadOptions(_Options):
         storage_options=None,
         progress=None,
         map_location=None,
+        dask_storage_options=None,
     )
 
     @classmethod
@@ -101,6 +104,14 @@ def load_module(filename=None, module=None, **kwds):
     ``map_location`` puts torch tensors on other devices, as for
     ``torch.load`` (``'cpu'`` restores tensors saved on a GPU on a machine
     without one).
+
+    Dask: persisted collections and futures come back persisted on the
+    cluster of the running ``distributed.Client`` (its workers read the
+    partition files; the data does not pass through this process), or,
+    with no client running, as lazy collections that read the files when
+    computed.  ``dask_storage_options``: fsspec options for partitions at
+    URLs (default: ``storage_options``).  A saved ``Client`` is left out,
+    with a note naming its scheduler.  See docs/dask.md.
 
     ``key`` (bytes or str; default: the ``MASON_SIGNING_KEY`` environment
     variable when set): the file must carry a valid HMAC-SHA256 signature
@@ -226,7 +237,16 @@ def _open_plan(source, options: _LoadOptions):
                 )
                 return
         with _open_reader(opened, options) as reader:
-            yield _LoadPlan(reader, options)
+            yield _LoadPlan(reader, options, location=_location(source))
+
+
+def _location(source) -> str | None:
+    """Where a session was read from (absolute path or URL), or None for a stream."""
+    if isinstance(source, str) and is_url(source):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.abspath(os.fsdecode(source))
+    return None
 
 
 def is_pickle(head: bytes) -> bool:
@@ -303,7 +323,7 @@ class _LoadPlan:
     payloads that were checked are scanned, and later unpickled.
     """
 
-    def __init__(self, session: SessionReader, options: _LoadOptions):
+    def __init__(self, session: SessionReader, options: _LoadOptions, location: str | None = None):
         self.session = session
         self.options = options
         self.meta = meta = session.meta
@@ -324,6 +344,14 @@ class _LoadPlan:
                 self.refused = {
                     name: ", ".join(sorted(set(problems))) for name, problems in report.by_variable.items() if problems
                 }
+        self.partitions = None
+        if "dask" in meta:  # checked before anything is unpickled, like the rest of the index
+            from ._dask.source import PartitionSource
+
+            storage_options = options.dask_storage_options
+            if storage_options is None:
+                storage_options = options.storage_options
+            self.partitions = PartitionSource(meta["dask"], location, storage_options, self.allowlist)
 
     def restore(self, namespace: dict, module) -> dict:
         """Unpickle the saved variables into a new dict (the namespace is untouched)."""
@@ -339,10 +367,12 @@ class _LoadPlan:
             options.ignore,
             self.allowlist,
             options.map_location,
+            self.partitions,
         )
         wanted = self.wanted
         loaded: dict = {}
         failures: dict[str, str] = {}
+        left_out: dict[str, str] = {}
         total = sum(var.get("size", 0) for var in self.needed)
         progress = _progress.Progress("loading", len(self.needed), total_bytes=total, progress=options.progress)
         for position, var in progress.track(enumerate(self.needed), size=lambda item: item[1].get("size", 0)):
@@ -359,13 +389,21 @@ class _LoadPlan:
                 failures[var["name"]] = f"it refers to objects of {blocked!r}, which could not be restored"
                 continue
             try:
-                loaded[var["name"]] = loader.load(var)
+                value = loader.load(var)
             except Exception as exc:  # the variable's own reconstruction failed
                 if options.on_error == "raise" and var["name"] in wanted:
                     raise _load_error(var["name"], exc) from exc
                 failures[var["name"]] = f"{type(exc).__name__}: {exc}"
                 loader.recover(var, self.needed[:position])
+                continue
+            if isinstance(value, _rebuild._LeftOut):  # a connection, not a value (a Dask client)
+                left_out[var["name"]] = value.note
+            else:
+                loaded[var["name"]] = value
         _check_versions_after(self.unversioned)
+        notes = "".join(f"\n  {name}: {note}" for name, note in left_out.items() if name in wanted)
+        if notes:
+            warnings.warn(f"left out, not values:{notes}", MasonWarning, stacklevel=4)
         failures = {name: reason for name, reason in failures.items() if name in wanted}
         if failures:
             lines = "".join(f"\n  {name}: {reason}" for name, reason in failures.items())
@@ -451,11 +489,12 @@ class _SegmentLoader:
         ignore,
         allowlist=None,
         map_location=None,
+        partitions=None,
     ):
         self._payloads = payloads  # segment number -> its verified payload
         self._stream = _SegmentStream()
         self._buffers = _Buffers(session)
-        self._state = _rebuild._LoadState(namespace)
+        self._state = _rebuild._LoadState(namespace, partitions)
         self._restricted = allowlist is not None
         self._make: Callable[[], Any]
         if allowlist is not None:

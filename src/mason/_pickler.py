@@ -51,6 +51,9 @@ class Pickler(pickle.Pickler):
     ``imported``: ``{id(obj): (module, name)}`` for objects that are public
     attributes of other modules (a session's imported variables): saved as
     that reference wherever they occur, so ``[CC]`` holds ``sympy.CC`` too.
+    ``partitions``: a session's partition sink (``mason._dask.sink``): where
+    the values of Dask futures go.  Without one, data that lives only on a
+    Dask cluster raises PicklingError instead of being saved as bare keys.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Pickler(pickle.Pickler):
         by_value_modules=(),
         session_module=None,
         imported=None,
+        partitions=None,
         **kwds,
     ):
         protocol = _settings.option(protocol, "protocol")
@@ -100,6 +104,10 @@ class Pickler(pickle.Pickler):
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
         table.update(_stdlib.loaded_tables())
         table.update(loaded_tables(protocol))
+        if "dask" in sys.modules or "distributed" in sys.modules:
+            from ._reducers.dask import loaded_table as dask_table
+
+            table.update(dask_table(partitions))
         table.update(USER_TABLE)
         self.dispatch_table = table
 

@@ -42,13 +42,16 @@ class _LoadState:
     id (kept alive, so ids stay unique): only these may be given state.
     ``namespace``: the dict a session restores into, the one module
     namespace a load may write to.
+    ``partitions``: the session's Dask partition table (a
+    ``mason._dask.source.PartitionSource``), or None.
     """
 
-    __slots__ = ("made", "namespace")
+    __slots__ = ("made", "namespace", "partitions")
 
-    def __init__(self, namespace=None):
+    def __init__(self, namespace=None, partitions=None):
         self.made: dict[int, object] = {}
         self.namespace = namespace
+        self.partitions = partitions
 
 
 #: The _LoadState of the load running in this context (None: the data is being
@@ -1223,3 +1226,74 @@ def _is_field_name(name) -> bool:
     import keyword
 
     return _is_name(name) and not keyword.iskeyword(name)
+
+
+# ---------------------------------------------------------------- dask
+#
+# Data that lived on a Dask cluster is in partition files; the pickle holds
+# partition numbers, which the session's table (the load's ``partitions``)
+# turns into futures on the current cluster or, without a client, into
+# tasks that read the files (see mason._dask).
+
+
+class _LeftOut:
+    """Stands for an object that is not a value and is not restored (a
+    client's connection to a cluster).  A session variable holding one is
+    left out of the namespace, with a note saying why."""
+
+    __slots__ = ("note",)
+
+    def __init__(self, note: str):
+        self.note = note
+
+    def __repr__(self) -> str:
+        return f"<not restored by mason: {self.note}>"
+
+
+def _partition_table():
+    state = _LOAD.get()
+    source = None if state is None else state.partitions
+    if source is None:
+        raise UnpicklingError(
+            "damaged file: it refers to Dask partitions, but only a session file records where they are"
+        )
+    return source
+
+
+def dask_future(number):
+    """A ``distributed.Future`` a session saved: a future on the current
+    cluster whose value a worker read from its partition file, or, without a
+    running client, a ``dask.delayed`` value that reads it when computed."""
+    _check(type(number) is int, "a Dask partition number is not an int")
+    return _partition_table().future(number)
+
+
+def dask_graph(rest, partitions):
+    """The graph of a persisted collection: ``rest`` (its other tasks) and,
+    for each ``(key, number)`` of ``partitions``, the saved partition as a
+    future on the current cluster or a task reading its file."""
+    _check(
+        type(rest) is dict
+        and type(partitions) is list
+        and all(type(p) is tuple and len(p) == 2 and type(p[1]) is int for p in partitions),
+        "a Dask graph's partitions are malformed",
+    )
+    return _partition_table().graph(rest, partitions)
+
+
+def dask_partition_file(number):
+    """A partition file of the session (what a lazily restored task reads)."""
+    _check(type(number) is int, "a Dask partition number is not an int")
+    return _partition_table().file(number)
+
+
+def dask_cluster_note(kind, address):
+    """A Dask client or cluster: a connection, not a value; restored as a
+    note of the scheduler it reached (a session leaves it out)."""
+    _check(_is_name(kind) and (address is None or isinstance(address, str)), "a Dask client's record is malformed")
+    where = f" to the scheduler at {address}" if address else ""
+    again = f" (distributed.Client({address!r}))" if address else ""
+    return _LeftOut(
+        f"a {kind} is a connection{where}, not a value: connect again{again} before loading to restore"
+        " persisted collections onto that cluster"
+    )

@@ -43,6 +43,8 @@ class _SaveOptions(_Options):
     key: object
     storage_options: dict | None
     progress: bool | None
+    dask_storage: object
+    dask_storage_options: dict | None
     DEFAULTS = dict(
         exclude=None,
         include=None,
@@ -55,6 +57,8 @@ class _SaveOptions(_Options):
         key=None,
         storage_options=None,
         progress=None,
+        dask_storage=None,
+        dask_storage_options=None,
     )
 
     @classmethod
@@ -91,6 +95,14 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     a bar for large saves when someone watches stderr; True: always; False:
     never).
 
+    Data held on a Dask cluster (persisted collections, futures) is written
+    by the workers that hold it, one file per partition, into a new folder
+    under ``dask_storage`` (a path or URL that the workers and later readers
+    reach; default: ``<filename>.dask/`` beside the session file), with
+    ``dask_storage_options`` for a URL (default: ``storage_options``).  The
+    folders of the file being replaced are removed once the new file is in
+    place.  See docs/dask.md.
+
     A path is written atomically: to a private temporary file in the same
     directory, fsynced, then renamed over the target, so the previous file
     survives any failure.  So is a URL on S3, GCS or Azure, and on other
@@ -101,12 +113,20 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     module, entries = _collect(module, options, refimported)
     target = default_session_path() if filename is None else filename
     timer.lap(f"collected {len(entries)} variables")
-    with _output(target, options.storage_options) as stream:
-        writer = ContainerWriter(
-            stream, checksum=options.checksum, compression=options.compression, key=resolve_key(options.key)
-        )
-        _write_session(writer, module, entries, options)
-        timer.lap("pickled and written")
+    partitions = _partition_sink(target, options)
+    try:
+        with _output(target, options.storage_options) as stream:
+            writer = ContainerWriter(
+                stream, checksum=options.checksum, compression=options.compression, key=resolve_key(options.key)
+            )
+            _write_session(writer, module, entries, options, partitions)
+            timer.lap("pickled and written")
+    except BaseException:
+        if partitions is not None:
+            partitions.abort()  # the previous file and its partitions are as they were
+        raise
+    if partitions is not None:
+        partitions.commit()
     timer.lap("stored")
 
 
@@ -117,10 +137,27 @@ def _collect(module, options: _SaveOptions, refimported: bool):
     return module, _namespace.entries(module, keep, refimported)
 
 
-def _write_session(writer, module, entries, options: _SaveOptions) -> None:
+def _partition_sink(target, options: _SaveOptions):
+    """Where the workers write the session's Dask partitions, or None when
+    neither dask nor distributed is loaded (and no Dask object can exist),
+    unless the file being replaced has partitions to clean up."""
+    if "dask" not in sys.modules and "distributed" not in sys.modules:
+        if options.dask_storage is None and not _has_partition_folder(target):
+            return None
+    from ._dask.sink import sink_for
+
+    return sink_for(target, options, signed=resolve_key(options.key) is not None)
+
+
+def _has_partition_folder(target) -> bool:
+    return isinstance(target, (str, os.PathLike)) and os.path.isdir(os.fsdecode(target) + ".dask")
+
+
+def _write_session(writer, module, entries, options: _SaveOptions, partitions=None) -> None:
     """Pickle ``entries`` into ``writer``: anything with a container writer's
     ``add_segment``, ``add_blob`` and ``finish(meta)`` (a checkpoint store's
-    writer too)."""
+    writer too).  ``partitions``: where Dask futures' data goes (None: a
+    session holding futures cannot be saved)."""
     segment = io.BytesIO()
     blob_ids: list[int] = []
     blob_sizes: list[int] = []
@@ -156,7 +193,14 @@ def _write_session(writer, module, entries, options: _SaveOptions) -> None:
         if isinstance(entry.saved, _imported.ModuleAttributeRef)
     }
 
-    def make_pickler(file, callback=None):
+    # Pickling a failed variable again, to name the culprit, writes nothing.
+    dry = None
+    if partitions is not None:
+        from ._dask.sink import DrySink
+
+        dry = DrySink()
+
+    def make_pickler(file, callback=None, sink=None):
         return Pickler(
             file,
             _PROTOCOL,
@@ -167,9 +211,10 @@ def _write_session(writer, module, entries, options: _SaveOptions) -> None:
             by_value_modules=(module.__name__,),
             session_module=module,
             imported=imported,
+            partitions=dry if sink is None else sink,
         )
 
-    pickler = make_pickler(segment, on_buffer)
+    pickler = make_pickler(segment, on_buffer, partitions)
     variables, skipped = [], []
     memo_reset = False
     rollback = _MemoRollback()
@@ -179,8 +224,12 @@ def _write_session(writer, module, entries, options: _SaveOptions) -> None:
         value = entry.saved
         if type(value) in (bytes, bytearray) and len(value) >= _LargeBytes.THRESHOLD:
             value = _LargeBytes(value)
+        if partitions is not None:
+            partitions.begin(entry.name)
         try:
             pickler.dump(value)
+            if partitions is not None:
+                partitions.flush()  # the workers write this variable's partitions
         except Exception as exc:  # any failure skips (or raises for) this one variable
             if write_failed:
                 # The output failed (disk full, I/O error) halfway through a
@@ -229,6 +278,9 @@ def _write_session(writer, module, entries, options: _SaveOptions) -> None:
         "skipped": skipped,
         "environment": _namespace.environment(e.value for e in entries),
     }
+    dask = partitions.record() if partitions is not None else None
+    if dask is not None:
+        meta["dask"] = dask
     writer.finish(meta)
 
 
@@ -357,11 +409,27 @@ def sign(filename, key=None) -> None:
     if not isinstance(filename, (str, os.PathLike)):
         raise TypeError(f"sign() rewrites a file: filename must be a path, not {type(filename).__name__}")
     with _open_session(filename, _LoadOptions(key=False)) as session:
+        _check_partitions_signable(session.meta)
         with _output(filename) as stream:
             writer = ContainerWriter(stream, checksum=session.checksum_name, key=key)
             for kind, stored, compression, raw_length in session.records():
                 writer.copy_record(kind, stored, compression, raw_length)
             writer.finish(session.meta)
+
+
+def _check_partitions_signable(meta: dict) -> None:
+    """A signature must cover what loading reads: Dask partitions (outside
+    the file) are covered only by SHA-256 digests, which a save with a key
+    records; a session saved without one has checksums that anyone can forge."""
+    dask = meta.get("dask")
+    entries = dask.get("partitions") if isinstance(dask, dict) else None
+    if isinstance(entries, list) and any(
+        isinstance(entry, dict) and not str(entry.get("digest", "")).startswith("sha256:") for entry in entries
+    ):
+        raise ValueError(
+            "this session's Dask partitions are checked by checksums only, which a signature could not vouch"
+            " for: save the session again with key= (its partitions then get SHA-256 digests, which it signs)"
+        )
 
 
 def dump_session(filename=None, main=None, byref=False, **kwds) -> None:

@@ -123,6 +123,9 @@ class ContainerReader:
     otherwise).  The index signature is checked on opening, each record's
     MAC on its first access (blobs included, whatever ``verify_blobs`` says).
 
+    ``owned=True``: ``source`` is a bytearray the caller hands over (and
+    never changes again): blobs are writable views of it, not copies.
+
     ``private=True`` (implied by a key): nothing handed out is a view of the
     file.  The file is read, not memory-mapped, and each blob is read into
     memory of its own, checked there (checksum, and MAC with a key) and
@@ -140,6 +143,7 @@ class ContainerReader:
         verify_blobs: bool = True,
         key: bytes | None = None,
         private: bool = False,
+        owned: bool = False,
     ) -> None:
         self._file: BinaryIO | None = None  # a file we opened, to close
         self._source: Any = None
@@ -165,7 +169,10 @@ class ContainerReader:
                 # A private reader never maps the file: it copies anyway, and a
                 # file truncated under a map kills the process (SIGBUS) instead
                 # of raising.
-                self._source = self._make_source(source, mmap and not self._private)
+                if owned and isinstance(source, bytearray):
+                    self._source = BufferSource(source, owned=True, stable=True)
+                else:
+                    self._source = self._make_source(source, mmap and not self._private)
                 self._open_index()
         except BaseException:
             self.close()
@@ -180,13 +187,14 @@ class ContainerReader:
         verify_blobs: bool = True,
         key: bytes | None = None,
         private: bool = False,
+        owned: bool = False,
     ) -> ContainerReader:
         """Open a path, a binary file object, or a bytes-like object holding a container.
 
         A seekable file object is read from its current position to its end;
         a non-seekable one is read up to the end of one container.
         """
-        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key, private=private)
+        return cls(source, mmap=mmap, verify_blobs=verify_blobs, key=key, private=private, owned=owned)
 
     # -- public ------------------------------------------------------------------
 
