@@ -20,7 +20,7 @@ from ._format.signing import resolve_key
 from ._load import _LoadOptions, _open_session
 from ._memo import segment_effects
 from ._pickler import Pickler
-from ._sessionmeta import SESSION_KIND, _Options, _options, _output
+from ._sessionmeta import SESSION_KIND, _Options, _options, _output, pack_variables
 from ._storage import default_session_path
 from .errors import (
     MasonError,
@@ -215,7 +215,7 @@ def _write_session(stream, module, entries, options: _SaveOptions) -> None:
         "kind": SESSION_KIND,
         "module": module.__name__,
         "module_kind": _namespace.module_kind(module),
-        "variables": variables,
+        "variables": pack_variables(variables),
         "skipped": skipped,
         "environment": _namespace.environment(e.value for e in entries),
     }
@@ -323,9 +323,9 @@ def sign(filename, key=None) -> None:
 
     ``key``: bytes or str, default the ``MASON_SIGNING_KEY`` environment
     variable.  Every checksum is verified first: a damaged file is not
-    signed.  The records are copied byte for byte; only the header's minor
-    version and the index (which gains the signature) change.  An existing
-    signature is replaced.
+    signed.  The records are copied byte for byte; only the header's version
+    (a file of format 1 becomes one of the current format) and the index
+    (which gains the signature) change.  An existing signature is replaced.
     """
     key = resolve_key(key)
     if key is None:
@@ -335,9 +335,9 @@ def sign(filename, key=None) -> None:
     with _open_session(filename, _LoadOptions(key=False)) as session:
         with _output(filename) as stream:
             writer = ContainerWriter(stream, checksum=session.checksum_name, key=key)
-            for kind, stored, compression, raw_length in session.records():
-                writer.copy_record(kind, stored, compression, raw_length)
-            writer.finish(session.meta)
+            for record in session.records():
+                writer.copy_record(*record)
+            writer.finish({**session.meta, "variables": pack_variables(session.meta["variables"])})
 
 
 def dump_session(filename=None, main=None, byref=False, **kwds) -> None:
