@@ -605,3 +605,25 @@ def test_mason_load_with_allow_or_key_keeps_the_current_directory_off_sys_path(
     monkeypatch.delenv("MASON_SIGNING_KEY")
     status, text = _cli(capsys, "load", str(path))
     assert status == 0 and marker.exists(), text
+
+
+# -- segments ---------------------------------------------------------------------------
+
+
+def test_a_segment_whose_pickle_runs_on_into_the_next_stops_the_load(tmp_path):
+    """A plain load reads all segments from one stream; a segment without its
+    STOP (never written by a pickler) refuses the whole file, since what ran
+    of the next one is in the shared memo.  A restricted load's scan refuses
+    it before anything runs."""
+    unended = pickle.dumps([1, 2], protocol=5)[:-1]
+    out = io.BytesIO()
+    writer = ContainerWriter(out, checksum="crc32")
+    for segment in (pickle.dumps("first", protocol=5), unended, pickle.dumps("third", protocol=5)):
+        writer.add_segment(segment)
+    writer.finish(session_meta([("a", 0, []), ("b", 1, []), ("c", 2, [])]))
+    path = _write(tmp_path, out.getvalue())
+    for on_error in ("warn", "raise"):
+        with pytest.raises(CorruptSessionError, match="segment 1: its pickle does not end within the segment"):
+            mason.load_module_asdict(path, on_error=on_error)
+    with pytest.raises(mason.UnpicklingError, match="cannot be checked"):
+        mason.load_module_asdict(path, allow=[])

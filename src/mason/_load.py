@@ -22,6 +22,7 @@ import stat
 import sys
 import types
 import warnings
+from itertools import accumulate
 
 from . import _namespace, _progress, _rebuild
 from ._allowlist import Allowlist
@@ -328,28 +329,34 @@ class _LoadPlan:
         wanted = self.wanted
         loaded: dict = {}
         failures: dict[str, str] = {}
+        refused = self.refused
         total = sum(var.get("size", 0) for var in self.needed)
         progress = _progress.Progress("loading", len(self.needed), total_bytes=total, progress=options.progress)
-        for position, var in progress.track(enumerate(self.needed), size=lambda item: item[1].get("size", 0)):
-            if var.get("memo_reset"):
-                loader.reset()
-            refused = self.refused.get(var["name"])
-            if refused is not None:
-                loader.skip(var, self.needed[:position])
-                failures[var["name"]] = f"refused by the allowlist: it would use {refused}"
-                continue
-            blocked = loader.blocked_by(var)
-            if blocked is not None:
-                loader.skip(var, self.needed[:position])
-                failures[var["name"]] = f"it refers to objects of {blocked!r}, which could not be restored"
-                continue
-            try:
-                loaded[var["name"]] = loader.load(var)
-            except Exception as exc:  # the variable's own reconstruction failed
-                if options.on_error == "raise" and var["name"] in wanted:
-                    raise _load_error(var["name"], exc) from exc
-                failures[var["name"]] = f"{type(exc).__name__}: {exc}"
-                loader.recover(var, self.needed[:position])
+        # Thousands of variables: what runs per variable is kept to the few
+        # lookups and calls it needs.
+        with loader.running():
+            for position, var in progress.track(enumerate(self.needed), size=lambda item: item[1].get("size", 0)):
+                name = var["name"]
+                if var.get("memo_reset"):
+                    loader.reset()
+                if refused and name in refused:
+                    loader.skip(var, self.needed[:position])
+                    failures[name] = f"refused by the allowlist: it would use {refused[name]}"
+                    continue
+                blocked = loader.blocked_by(var) if loader.holes else None
+                if blocked is not None:
+                    loader.skip(var, self.needed[:position])
+                    failures[name] = f"it refers to objects of {blocked!r}, which could not be restored"
+                    continue
+                try:
+                    loaded[name] = loader.load(var)
+                except _Overrun:
+                    raise
+                except Exception as exc:  # the variable's own reconstruction failed
+                    if options.on_error == "raise" and name in wanted:
+                        raise _load_error(name, exc) from exc
+                    failures[name] = f"{type(exc).__name__}: {exc}"
+                    loader.recover(var, self.needed[:position])
         failures = {name: reason for name, reason in failures.items() if name in wanted}
         if failures:
             lines = "".join(f"\n  {name}: {reason}" for name, reason in failures.items())
@@ -381,19 +388,35 @@ def _load_error(name: str, exc: BaseException) -> UnpicklingError:
         return UnpicklingError(f"cannot restore variable {name!r}: {exc}")
 
 
-class _SegmentStream(io.BytesIO):
-    """A readable stream over one segment at a time, for one shared Unpickler.
+class _Overrun(CorruptSessionError):
+    """A segment's pickle read past the segment's end: the whole load stops."""
 
-    The unpickler binds the stream's methods once; switching copies the next
-    segment into the same BytesIO (segments are small), so every read the
-    unpickler makes is a C call, not a Python method.
+
+class _SegmentStream(io.BytesIO):
+    """A readable stream for one shared Unpickler, which binds the stream's
+    methods once, so that every read it makes is a C call, not a Python method.
+
+    It holds either every segment of a plain load back to back (``hold``:
+    moving to the next segment is then a ``seek``, since the unpickler
+    stops right after a pickle's STOP), or one piece of bytes at a time
+    (``switch``), copied in after the held segments, which stay.
     """
 
-    def switch(self, data) -> None:
+    _held = 0
+
+    def hold(self, pieces) -> list[int]:
+        """Hold ``pieces`` back to back; returns where each one ends."""
         self.seek(0)
         self.truncate()
+        ends = [self.write(piece) for piece in pieces]
+        self._held = self.tell()
+        return list(accumulate(ends))
+
+    def switch(self, data) -> None:
+        self.seek(self._held)
+        self.truncate()
         self.write(data)
-        self.seek(0)
+        self.seek(self._held)
 
 
 class _Buffers:
@@ -404,7 +427,8 @@ class _Buffers:
         self._pending: list[int] = []
 
     def switch(self, blob_ids) -> None:
-        self._pending = list(reversed(blob_ids))
+        if blob_ids or self._pending:
+            self._pending = list(reversed(blob_ids))
 
     def __iter__(self):
         return self
@@ -468,31 +492,51 @@ class _SegmentLoader:
                 load_state=self._state,
             )
         self._unpickler: Any = self._make()
-        self._holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
+        self.holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
+        # A plain load reads every segment from one stream: segment -> (start, end).
+        self._spans: dict[int, tuple[int, int]] = {}
+        if not self._restricted:
+            ends = self._stream.hold(payloads.values())
+            self._spans = dict(zip(payloads, zip([0, *ends], ends)))
+
+    def running(self):
+        """The context in which ``load`` runs, set once for all the variables."""
+        return contextlib.nullcontext() if self._restricted else self._unpickler.loading()
 
     def load(self, var):
-        data = self._payloads[var["segment"]]
-        self._stream.switch(data)
-        self._buffers.switch(var["blobs"])
         if self._restricted:
+            data = self._payloads[var["segment"]]
+            self._stream.switch(data)
+            self._buffers.switch(var["blobs"])
             self._unpickler.stream_bytes += len(data)
             self._unpickler.start_undo()
-        return self._unpickler.load()
+            return self._unpickler.load()
+        start, end = self._spans[var["segment"]]
+        self._stream.seek(start)
+        self._buffers.switch(var["blobs"])
+        try:
+            return self._unpickler.load_next()
+        finally:
+            if self._stream.tell() > end:
+                # Its pickle went on into the next segment (a pickler's segment
+                # always ends in STOP: the file is malformed).  What that ran
+                # is in the memo now, so no later variable can be trusted.
+                raise _Overrun(f"segment {var['segment']}: its pickle does not end within the segment")
 
     def reset(self) -> None:
         # A fresh unpickler: assigning ``memo`` does not reset the C
         # unpickler's count of memo entries, which MEMOIZE numbers from.
         self._unpickler = self._make()
-        self._holes.clear()
+        self.holes.clear()
 
     # -- recovery: only after a variable failed, so speed matters less ----
 
     def blocked_by(self, var):
         """The failed variable whose objects ``var`` would use, or None."""
-        if not self._holes:
+        if not self.holes:
             return None
         for index in memo_gets(self._payloads[var["segment"]]):
-            name = self._holes.get(index)
+            name = self.holes.get(index)
             if name is not None:
                 return name
         return None
@@ -525,10 +569,10 @@ class _SegmentLoader:
         for index, value in effects.writes.items():
             resolved = self._resolve_static(value)
             if resolved is UNKNOWN:
-                self._holes[index] = var["name"]
+                self.holes[index] = var["name"]
                 memo[index] = None
             else:
-                self._holes.pop(index, None)
+                self.holes.pop(index, None)
                 memo[index] = resolved
         if not self._restricted:
             self._unpickler = self._make()
