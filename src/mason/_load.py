@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # typing is not imported at run time
 
 import builtins
 import contextlib
+import gc
 import io
 import os
 import pickle
@@ -334,7 +335,7 @@ class _LoadPlan:
         progress = _progress.Progress("loading", len(self.needed), total_bytes=total, progress=options.progress)
         # Thousands of variables: what runs per variable is kept to the few
         # lookups and calls it needs.
-        with loader.running():
+        with loader.running(), _collector_paused():
             for position, var in progress.track(enumerate(self.needed), size=lambda item: item[1].get("size", 0)):
                 name = var["name"]
                 if var.get("memo_reset"):
@@ -363,6 +364,26 @@ class _LoadPlan:
             message = f"{len(failures)} of {len(wanted)} variables not restored:{lines}"
             warnings.warn(SkippedVariableWarning(message, failures), stacklevel=4)
         return {name: value for name, value in loaded.items() if name in wanted}
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """The cyclic garbage collector off while the block runs (unless it was off already).
+
+    Unpickling creates objects and frees almost none, which is the worst case
+    for a generational collector: it runs every few hundred allocations and,
+    as the survivors pile up, rescans them all again and again.  A session
+    of 200,000 small dicts loaded in 55 ms of CPU time with it on, 37 ms off;
+    the one collection that follows scans each new object once.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _wanted(variables, names) -> tuple[set, int]:
