@@ -138,7 +138,7 @@ def to_v1(data: bytes, compression: str | None = None) -> bytes:
         blobs = [bytes(reader.blob(i)) for i in range(reader.blob_count)]
         meta = dict(reader.meta)
     if isinstance(meta.get("variables"), dict):
-        meta["variables"] = unpack_variables(meta["variables"])
+        meta["variables"] = unpack_variables(meta["variables"], [len(s) for s in segments], [len(b) for b in blobs])
     records = []
     # Blobs first, as the writer puts them: they are written while their variable is pickled.
     for kind, payload in [(spec.BLOB, blob) for blob in blobs] + [(spec.SEGMENT, s) for s in segments]:

@@ -41,8 +41,8 @@ SHA256 = {
         "code-py311.mason": "b5663db471332b0ac4f83672dfec5612a22a1f1d7b95c2b821bcfa6c056526fa",
     },
     "v2": {
-        "data.mason": "72447800b0fb87802da5c7df67a24f4bb04a566877bbd10204cc13f01fe0f258",
-        "code-py311.mason": "15a9d2522706da9ae02a8d304d0bad881df3fa4c573ebb171acecc201e2ba177",
+        "data.mason": "637554556a26f7dc7595cbb6e6da6d001f56f62e046f8e8b6ba61e004c5bf5c1",
+        "code-py311.mason": "0ea03c7b3fb3318502c645d3d2e983fda738bcebdcbe4a9dea9c91da5d4c0a4c",
     },
 }
 

@@ -337,7 +337,9 @@ def sign(filename, key=None) -> None:
             writer = ContainerWriter(stream, checksum=session.checksum_name, key=key)
             for record in session.records():
                 writer.copy_record(*record)
-            writer.finish({**session.meta, "variables": pack_variables(session.meta["variables"])})
+            blobs = [session.blob_info(i)["raw_length"] for i in range(session.blob_count)]
+            variables = pack_variables(session.meta["variables"], session.segment_lengths, blobs)
+            writer.finish({**session.meta, "variables": variables})
 
 
 def dump_session(filename=None, main=None, byref=False, **kwds) -> None:

@@ -77,7 +77,11 @@ def check_session_meta(reader: ContainerReader) -> list[dict]:
     if problem:
         raise CorruptSessionError(f"index: the session metadata is malformed: {problem}")
     if type(meta["variables"]) is dict:
-        meta["variables"] = unpack_variables(meta["variables"])
+        blobs = meta["variables"]["blobs"]
+        blob_lengths = {
+            n: reader.blob_info(n)["raw_length"] for _, first, count in blobs for n in range(first, first + count)
+        }
+        meta["variables"] = unpack_variables(meta["variables"], reader.segment_lengths, blob_lengths)
     return meta["variables"]
 
 
@@ -88,18 +92,22 @@ def check_session_meta(reader: ContainerReader) -> list[dict]:
 #    "types":  [str, ...],          the type names, each once, in order of first use
 #    "stored": [int, ...],          index into "storage"
 #    "storage": [str, ...],         how variables are stored ("value", "reference")
-#    "size":   [int, ...],          bytes of its segment and blobs
 #    "blobs":  [[variable, first blob, count], ...]   only variables with blobs, in order
 #    "memo_reset": [variable, ...]}                    only where it is true, in order
+#
+# A variable's size (the raw bytes of its segment and blobs) is not stored:
+# the container's tables say it.
 
-_COLUMNS = ("blobs", "memo_reset", "name", "size", "storage", "stored", "type", "types")
+_COLUMNS = ("blobs", "memo_reset", "name", "storage", "stored", "type", "types")
 
 
-def pack_variables(variables: list[dict]) -> dict | list:
+def pack_variables(variables: list[dict], segment_lengths=None, blob_lengths=None) -> dict | list:
     """The variable records as the columns a file stores, or the records
     themselves where columns cannot say it (a variable whose segment is not
-    its position, or whose blobs are not consecutive: never in mason's own
-    sessions, but possible in a file it re-signs)."""
+    its position, or whose blobs are not consecutive, or whose size is not
+    what its segment and blobs make: never in mason's own sessions, but
+    possible in a file it re-signs).  ``blob_lengths``: raw length of each
+    blob (default: each variable's size is taken as right)."""
     blobs = []
     for number, var in enumerate(variables):
         numbers = var["blobs"]
@@ -107,6 +115,9 @@ def pack_variables(variables: list[dict]) -> dict | list:
             return variables
         if numbers:
             blobs.append([number, numbers[0], len(numbers)])
+        if segment_lengths is not None and blob_lengths is not None:
+            if var["size"] != segment_lengths[number] + sum(blob_lengths[n] for n in numbers):
+                return variables
     types: dict[str, int] = {}
     storage: dict[str, int] = {}
     return {
@@ -115,23 +126,26 @@ def pack_variables(variables: list[dict]) -> dict | list:
         "types": list(types),
         "stored": [storage.setdefault(var["stored"], len(storage)) for var in variables],
         "storage": list(storage),
-        "size": [var["size"] for var in variables],
         "blobs": blobs,
         "memo_reset": [number for number, var in enumerate(variables) if var.get("memo_reset")],
     }
 
 
-def unpack_variables(columns: dict) -> list[dict]:
-    """The variable records of columns that passed :func:`_columns_problem`."""
+def unpack_variables(columns: dict, segment_lengths, blob_lengths) -> list[dict]:
+    """The variable records of columns that passed :func:`_columns_problem`,
+    in a container whose segments and blobs have these raw lengths (a
+    sequence, and a mapping for the blobs the variables use)."""
     types, storage = columns["types"], columns["storage"]
     variables = [
         {"name": name, "type": types[type_], "stored": storage[stored], "size": size, "segment": number, "blobs": []}
         for number, (name, type_, stored, size) in enumerate(
-            zip(columns["name"], columns["type"], columns["stored"], columns["size"])
+            zip(columns["name"], columns["type"], columns["stored"], segment_lengths)
         )
     ]
     for number, first, count in columns["blobs"]:
-        variables[number]["blobs"] = list(range(first, first + count))
+        var = variables[number]
+        var["blobs"] = list(range(first, first + count))
+        var["size"] += sum(blob_lengths[n] for n in var["blobs"])
     for number in columns["memo_reset"]:
         variables[number]["memo_reset"] = True
     return variables
@@ -154,8 +168,6 @@ def _columns_problem(columns: dict, segments: int, blobs: int) -> str:
             return f"variables: {table} is not a list of strings"
         if not _is_numbers(values, len(names), len(labels)):
             return f"variables: {column} is not {len(names)} numbers below {len(labels)}"
-    if not _is_numbers(columns["size"], len(names), _MAX_COUNT):
-        return f"variables: size is not {len(names)} byte counts"
     ranges = columns["blobs"]
     if type(ranges) is not list:
         return "variables: blobs is not a list"

@@ -256,7 +256,7 @@ def _parse_json_index(payload: bytes, algo_name: str, index_offset: int) -> Tabl
         signature = _signing.JsonSignature(signature, len(tables[0]), len(tables[1]))
     segments = tables[0]
     return Tables(
-        index["meta"], segments, tables[1], [e.raw_length for e in segments], range(len(segments) + 1), signature
+        index["meta"], segments, tables[1], tuple(e.raw_length for e in segments), range(len(segments) + 1), signature
     )
 
 

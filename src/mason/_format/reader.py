@@ -216,6 +216,11 @@ class ContainerReader:
     def blob_count(self) -> int:
         return len(self._blobs)
 
+    @property
+    def segment_lengths(self) -> tuple[int, ...]:
+        """The raw length of every segment, in order."""
+        return self._tables.segment_lengths
+
     def segment(self, i: int) -> memoryview:
         """Payload of segment ``i`` (decompressed, read-only), its checksum verified.
 

@@ -90,6 +90,7 @@ class ContainerWriter:
 
     @property
     def bytes_written(self) -> int:
+        """Bytes written to the stream so far (segments waiting for their record not yet)."""
         return self._pos
 
     def add_blob(self, data: Any) -> int:
