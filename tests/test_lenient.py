@@ -126,3 +126,30 @@ def test_memo_entries_are_numbered_alike_after_failures(tmp_path):
         """,
         cwd=tmp_path,
     )
+
+
+def test_the_same_with_segments_copied_in_one_at_a_time(tmp_path):
+    # A plain load holds all its segments in one stream unless they are big;
+    # then each is copied in alone, as restricted loads do.
+    _saved(tmp_path)
+    run_python(
+        """
+        import warnings, mason
+        from mason import _load
+        expected = None
+        for hold in (_load._HOLD_BYTES, 0):
+            _load._HOLD_BYTES = hold
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ns = mason.load_module_asdict("s.mason")
+            [warning] = [w.message for w in caught if isinstance(w.message, mason.SkippedVariableWarning)]
+            assert set(warning.failures) == {"vanish", "Point", "p", "points"}, warning.failures
+            assert ns["double"](4) == 8 and ns["square"](3) == 9 and ns["o"].hi() == "hi"
+            assert ns["data"]["a"] == [1, 2] and ns["data"]["arr"].sum() == 3
+            assert ns["uses_np"](4) == 6
+            names = sorted(name for name in ns if not name.startswith("__"))
+            assert expected is None or names == expected
+            expected = names
+        """,
+        cwd=tmp_path,
+    )

@@ -409,6 +409,11 @@ def _load_error(name: str, exc: BaseException) -> UnpicklingError:
         return UnpicklingError(f"cannot restore variable {name!r}: {exc}")
 
 
+# The most segment bytes a plain load copies into its one stream: past this,
+# segments are copied in one at a time (a few hundred ns more per variable).
+_HOLD_BYTES = 64 << 20
+
+
 class _Overrun(CorruptSessionError):
     """A segment's pickle read past the segment's end: the whole load stops."""
 
@@ -514,9 +519,10 @@ class _SegmentLoader:
             )
         self._unpickler: Any = self._make()
         self.holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
-        # A plain load reads every segment from one stream: segment -> (start, end).
+        # A plain load reads its segments from one stream that holds them all
+        # (segment -> (start, end)), unless that copy would take too much memory.
         self._spans: dict[int, tuple[int, int]] = {}
-        if not self._restricted:
+        if not self._restricted and sum(map(len, payloads.values())) <= _HOLD_BYTES:
             ends = self._stream.hold(payloads.values())
             self._spans = dict(zip(payloads, zip([0, *ends], ends)))
 
@@ -525,14 +531,17 @@ class _SegmentLoader:
         return contextlib.nullcontext() if self._restricted else self._unpickler.loading()
 
     def load(self, var):
-        if self._restricted:
+        span = self._spans.get(var["segment"])
+        if span is None:  # the segment alone in the stream
             data = self._payloads[var["segment"]]
             self._stream.switch(data)
             self._buffers.switch(var["blobs"])
+            if not self._restricted:
+                return self._unpickler.load_next()
             self._unpickler.stream_bytes += len(data)
             self._unpickler.start_undo()
             return self._unpickler.load()
-        start, end = self._spans[var["segment"]]
+        start, end = span
         self._stream.seek(start)
         self._buffers.switch(var["blobs"])
         try:
