@@ -164,8 +164,8 @@ def _parse_binary_index(payload: bytes, index_offset: int) -> Tables:
         position = offset + length
     if position != index_offset:
         raise CorruptSessionError(f"records end at {position} but the index starts at {index_offset}")
-    segments_at = table_end + groups * 8
-    signature_at = segments_at + head.segments * 8
+    segments_at = table_end + groups * spec.TABLE_INT_SIZE
+    signature_at = segments_at + head.segments * spec.TABLE_INT_SIZE
     meta_at = signature_at + (head.records + 1) * spec.MAC_SIZE * bool(head.signature)
     if meta_at + head.meta_length != size:
         raise CorruptSessionError(

@@ -147,6 +147,7 @@ INDEX_HEAD = Layout(
     ),
 )  # 32 bytes
 TABLE_INT = "Q"  # the group and segment tables: little-endian u64 each
+TABLE_INT_SIZE = struct.calcsize("<" + TABLE_INT)
 SIGNATURE_IDS = {
     "hmac-sha256": 1,  # HMAC-SHA256 with the shared secret key
 }
