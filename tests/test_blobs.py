@@ -7,6 +7,7 @@ from conftest import run_python
 
 import mason
 import mason._format
+from mason._session import check_session_meta
 
 
 def run(tmp_path, code):
@@ -95,7 +96,7 @@ def test_big_bytes_variables_travel_out_of_band(tmp_path):
     )
     info = {v["name"]: v for v in mason.inspect(path).variables}
     with mason._format.ContainerReader.open(path) as reader:
-        meta = {v["name"]: v for v in reader.meta["variables"]}
+        meta = {v["name"]: v for v in check_session_meta(reader)}
         assert [reader.blob_info(b)["length"] for b in meta["raw"]["blobs"]] == [300_000]
         assert [reader.blob_info(b)["length"] for b in meta["buf"]["blobs"]] == [100_000]
         assert meta["small"]["blobs"] == [] and meta["nested"]["blobs"] == []

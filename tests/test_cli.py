@@ -15,7 +15,7 @@ import pytest
 from conftest import run_python
 
 import mason
-from mason._format import ContainerReader
+from mason._format import ContainerReader, spec
 from mason.cli import main
 
 MASON_SCRIPT = Path(sys.executable).parent / "mason"
@@ -130,7 +130,7 @@ def test_inspect_json(capsys, basic):
     assert {"x", "data", "double", "Point", "p", "arr", "math"} <= set(names)
     assert names == sorted(names)
     assert info["module"] == "__main__" and info["module_kind"] == "main"
-    assert info["format_version"] == "1.0"
+    assert info["format_version"] == f"{spec.FORMAT_MAJOR}.{spec.FORMAT_MINOR}"
     assert info["skipped"][0]["name"] == "gen"
     assert info["environment"]["python"][:2] == list(sys.version_info[:2])
     assert set(info["environment"]) >= {"platform", "mason", "packages", "created"}

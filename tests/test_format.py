@@ -12,12 +12,14 @@ import sys
 import zlib
 
 import pytest
+from hostile_files import V2, assemble
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mason._format import ContainerReader, ContainerWriter, spec
 from mason._format import checksum as checksum_mod
 from mason._format import compression as compression_mod
+from mason._format import writer as writer_mod
 from mason.errors import CorruptSessionError, UnsupportedFormatError
 
 np = pytest.importorskip("numpy")
@@ -268,18 +270,57 @@ def test_meta_cycle_and_non_dict():
 def test_compression_round_trip(name, mode, tmp_path):
     compressible = b"mason " * 5000
     incompressible = os.urandom(5000)
+    alone = os.urandom(writer_mod.ALONE_BYTES)  # a record of its own
     array = np.zeros(10_000)
-    data = build([compressible, b"tiny"], [compressible, incompressible, memoryview(array), b""], compression=name)
+    segments = [compressible, b"tiny", alone]
+    data = build(segments, [compressible, incompressible, memoryview(array), b""], compression=name)
     with open_as(mode, data, tmp_path) as reader:
-        assert contents(reader)[1:] == ([compressible, b"tiny"], [compressible, incompressible, array.tobytes(), b""])
+        assert contents(reader)[1:] == (segments, [compressible, incompressible, array.tobytes(), b""])
         assert reader.blob_info(0)["compression"] == name
         assert reader.blob_info(0)["length"] < reader.blob_info(0)["raw_length"] == len(compressible)
-        assert reader.segment_info(0)["compression"] == name
+        # The two small segments share a record: compressed together, with one checksum.
+        first, second = reader.segment_info(0), reader.segment_info(1)
+        assert first["compression"] == second["compression"] == name and first["checksum"] == second["checksum"]
+        assert first["offset"] == second["offset"] and first["length"] == second["length"] < len(compressible)
+        assert (first["raw_length"], second["raw_length"]) == (len(compressible), 4)
         # Storing bigger is pointless: such data stays raw (and mmap-able).
         assert reader.blob_info(1)["compression"] is None
-        assert reader.segment_info(1)["compression"] is None
+        assert reader.segment_info(2)["compression"] is None
         assert not reader.blob(0).readonly
         reader.verify()
+
+
+def test_small_segments_share_records_and_large_ones_have_their_own():
+    small = [b"%06d" % i * 80 for i in range(3000)]  # 480 bytes each, 1.4 MB in all
+    large = os.urandom(writer_mod.ALONE_BYTES)
+    segments = [*small[:2500], large, *small[2500:]]
+    data = build(segments, [b"blob"])
+    v2 = V2(data)
+    # A record fills up to GROUP_BYTES; a large segment ends the record before
+    # it and has its own; blobs go out at once, segments wait for their record.
+    full = writer_mod.GROUP_BYTES // 480
+    assert [row[0] for row in v2.rows] == [spec.SEGMENT, spec.SEGMENT, spec.SEGMENT, spec.BLOB, spec.SEGMENT]
+    assert v2.groups == [full, 2500 - full, 1, 500] and len(v2.lengths) == 3001
+    assert all(row[4] <= writer_mod.GROUP_BYTES for row in v2.rows if row[5] != len(large))
+    with ContainerReader.open(data) as reader:
+        assert reader.segments(range(3001)) == segments
+        for number in (0, full - 1, full, 2500, 2501, 3000):
+            info = reader.segment_info(number)
+            assert data[info["offset"] : info["offset"] + info["length"]] == segments[number]
+
+
+def test_records_copy_into_a_new_container_as_they_were():
+    data = build([b"a" * 100, b"b", b"c" * 50_000], [os.urandom(3000), b"z" * 4000], compression="zlib")
+    out = io.BytesIO()
+    writer = ContainerWriter(out)
+    with ContainerReader.open(data) as reader:
+        for record in reader.records():
+            writer.copy_record(*record)
+        writer.finish(reader.meta)
+    assert out.getvalue() == data
+    with pytest.raises(ValueError, match="do not make a record"):
+        writer = ContainerWriter(io.BytesIO())
+        writer.copy_record(spec.SEGMENT, b"abc", None, 3, (1, 1))
 
 
 @pytest.mark.parametrize("name", CODECS)
@@ -319,7 +360,7 @@ def test_missing_package_on_read_is_unsupported(monkeypatch):
 
 def test_checksum_default_and_missing_xxhash(monkeypatch):
     # crc32 by default, xxhash installed or not: such files open anywhere.
-    assert json.loads(_index_of(build())[0])["checksum"] == "crc32"
+    assert build()[14] == spec.CHECKSUM_IDS["crc32"]
     if checksum_mod._have_xxhash():
         data = build([b"s"], checksum="xxh3_64")
         monkeypatch.setitem(sys.modules, "xxhash", None)
@@ -334,8 +375,7 @@ def test_checksum_default_and_missing_xxhash(monkeypatch):
 # -- the pinned format ------------------------------------------------------------
 
 # Written by format 1.0 with checksum="crc32": segments b"seg0", b"seg1" and blob
-# b"blob-bytes", meta {"mason": "0.1.0", "names": ["a", "b"]}.  Must keep loading,
-# and the writer must keep producing exactly these bytes.
+# b"blob-bytes", meta {"mason": "0.1.0", "names": ["a", "b"]}.  Must keep loading.
 GOLDEN_V1_0 = base64.b64decode("""
 iU1BU09ODQoaCgEAAAABAFNFR00AAAAABAAAAAAAAAAEAAAAAAAAAGkUtxoAAAAAc2VnMEJMT0IALAAA
 CgAAAAAAAAAKAAAAAAAAAGuDpFUAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
@@ -348,6 +388,16 @@ OSIsImNvbXByZXNzaW9uIjpudWxsLCJsZW5ndGgiOjQsIm9mZnNldCI6NDgsInBhZCI6MCwicmF3X2xl
 bmd0aCI6NH0seyJjaGVja3N1bSI6IjAwMDAwMDAwNmRiMDI0ZmYiLCJjb21wcmVzc2lvbiI6bnVsbCwi
 bGVuZ3RoIjo0LCJvZmZzZXQiOjE3MCwicGFkIjowLCJyYXdfbGVuZ3RoIjo0fV19rgAAAAAAAAB+AQAA
 AAAAAHkeJkIAAAAAfAIAAAAAAAABAAAAAAAAAE1BU09ORU5E
+""")
+# The same written by format 2.0 (docs/format.md takes these bytes apart).  Must
+# keep loading, and the writer must keep producing exactly these bytes.
+GOLDEN_V2_0 = base64.b64decode("""
+iU1BU09ODQoaCgIAAAABAEJMT0IAEAAACgAAAAAAAAAKAAAAAAAAAGuDpFUAAAAAAAAAAAAAAAAAAAAA
+AAAAAGJsb2ItYnl0ZXNTRUdNAAAAAAgAAAAAAAAACAAAAAAAAADfVldmAAAAAHNlZzBzZWcxSU5EWAAA
+AACbAAAAAAAAAJsAAAAAAAAA1yB/PQAAAAACAAAAAAAAAAIAAAAAAAAAIwAAAAAAAAAAAAAAAAAAAEJM
+T0IAEAAACgAAAAAAAAAKAAAAAAAAAGuDpFUAAAAAU0VHTQAAAAAIAAAAAAAAAAgAAAAAAAAA31ZXZgAA
+AAACAAAAAAAAAAQAAAAAAAAABAAAAAAAAAB7Im1hc29uIjoiMC4xLjAiLCJuYW1lcyI6WyJhIiwiYiJd
+fXIAAAAAAAAAmwAAAAAAAADXIH89AAAAAF0BAAAAAAAAAQAAAAAAAABNQVNPTkVORA==
 """)
 GOLDEN_META = {"mason": "0.1.0", "names": ["a", "b"]}
 
@@ -362,16 +412,24 @@ def _golden_writer() -> bytes:
     return out.getvalue()
 
 
-def test_golden_v1_0_still_loads_and_is_still_written(tmp_path):
+@pytest.mark.parametrize("golden, version", [(GOLDEN_V1_0, (1, 0)), (GOLDEN_V2_0, (2, 0))], ids=["v1.0", "v2.0"])
+def test_golden_containers_still_load(golden, version, tmp_path):
     for mode in MODES:
-        with open_as(mode, GOLDEN_V1_0, tmp_path) as reader:
+        with open_as(mode, golden, tmp_path) as reader:
             assert contents(reader) == (GOLDEN_META, [b"seg0", b"seg1"], [b"blob-bytes"])
-    assert _golden_writer() == GOLDEN_V1_0
+            assert reader.version == version
+            reader.verify()
+
+
+def test_golden_v2_0_is_still_written():
+    assert (spec.FORMAT_MAJOR, spec.FORMAT_MINOR) == (2, 0)
+    assert _golden_writer() == GOLDEN_V2_0
 
 
 def test_layout_sizes_are_what_the_docs_say():
-    assert (spec.HEADER.size, spec.RECORD.size, spec.TRAILER.size) == (16, 32, 48)
-    assert GOLDEN_V1_0.startswith(spec.MAGIC) and GOLDEN_V1_0.endswith(spec.END_MAGIC)
+    assert (spec.HEADER.size, spec.RECORD.size, spec.TRAILER.size, spec.INDEX_HEAD.size) == (16, 32, 48, 32)
+    for golden in (GOLDEN_V1_0, GOLDEN_V2_0):
+        assert golden.startswith(spec.MAGIC) and golden.endswith(spec.END_MAGIC)
 
 
 # -- damage ------------------------------------------------------------------------
@@ -499,7 +557,20 @@ def test_path_names_the_file_in_errors(tmp_path):
 
 
 def test_segment_checksum_is_checked_on_access():
-    data = bytearray(build([b"segment-zero", b"segment-one"], checksum="crc32"))
+    big = b"segment-two" * (writer_mod.ALONE_BYTES // 10)  # a record of its own
+    data = bytearray(build([b"segment-zero", b"segment-one", big], checksum="crc32"))
+    data[data.index(b"segment-one")] ^= 0xFF
+    with ContainerReader.open(bytes(data)) as reader:  # the index is fine
+        assert bytes(reader.segment(2)) == big
+        # The first two share a record, and its checksum: damage to either refuses both.
+        for number in (1, 0):
+            with pytest.raises(CorruptSessionError, match=r"segments 0-1 \(offset 48\): checksum"):
+                reader.segment(number)
+
+
+def test_segment_checksum_is_checked_on_access_in_format_1():
+    # Format 1 has a record, and a checksum, per segment.
+    data = bytearray(assemble([(spec.SEGMENT, b"segment-zero", None, 12), (spec.SEGMENT, b"segment-one", None, 11)]))
     data[data.index(b"segment-one")] ^= 0xFF
     with ContainerReader.open(bytes(data)) as reader:  # the index is fine
         assert bytes(reader.segment(0)) == b"segment-zero"
@@ -545,19 +616,25 @@ def test_verify_blobs_false_defers_to_verify(mode, tmp_path):
     ],
 )
 def test_consistent_but_wrong_index_is_refused(edit, message):
-    data = with_index(build([b"seg"], [b"blob"], checksum="crc32"), edit)
+    # Format 1's JSON index (format 2's: tests/test_hostile_reader.py).
+    v1 = assemble([(spec.SEGMENT, b"seg", None, 3), (spec.BLOB, b"blob", None, 4)], {})
+    data = with_index(v1, edit)
     with pytest.raises(CorruptSessionError, match=message):
         read_everything(ContainerReader.open(data))
 
 
 def test_index_record_header_must_match_table():
-    data = build([b"seg"], [b"blob"], checksum="crc32")
+    v1 = assemble([(spec.SEGMENT, b"seg", None, 3), (spec.BLOB, b"blob", None, 4)], {})
 
     def lie(index):
         index["segments"][0]["checksum"] = "%016x" % (zlib.crc32(b"seg") ^ 1)
 
     with pytest.raises(CorruptSessionError, match="record header says checksum"):
-        ContainerReader.open(with_index(data, lie)).segment(0)
+        ContainerReader.open(with_index(v1, lie)).segment(0)
+    v2 = V2(build([b"seg"], [b"blob"], checksum="crc32"))
+    v2.rows[1][6] ^= 1  # the segment record's checksum, in the table only
+    with pytest.raises(CorruptSessionError, match=r"segment 0 \(offset \d+\): record header says checksum"):
+        ContainerReader.open(bytes(v2)).segment(0)
 
 
 @pytest.mark.parametrize(

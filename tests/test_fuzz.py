@@ -8,9 +8,13 @@ Two kinds of input:
   byte is checksummed, so these must load exactly as saved or raise
   CorruptSessionError.
 - *hostile*: a changed index whose checksums were recomputed, as someone
-  writing a file on purpose would (absurd lengths and indices in the JSON,
-  duplicated records that are listed).  These may load (loading runs the
-  file's code anyway) but must otherwise raise a MasonError subclass.
+  writing a file on purpose would (absurd lengths, counts and indices in the
+  tables and the JSON, duplicated records that are listed).  These may load
+  (loading runs the file's code anyway) but must otherwise raise a
+  MasonError subclass.
+
+The files are of the current format (2) and of format 1, which mason still
+reads.
 
 The normal run tries a few hundred cases; ``--runslow`` (or
 MASON_FUZZ_EXAMPLES=N for the normal test) runs at least 10,000.
@@ -29,6 +33,7 @@ import warnings
 
 import pytest
 from conftest import run_python
+from hostile_files import V2, to_v1
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -98,6 +103,8 @@ FILES = {
     str(compression): _dump(_scratch("fuzzmod", SOURCE, **_arrays()), compression)
     for compression in (None, "zlib", "lzma")
 }
+FILES["v1"] = to_v1(FILES["None"])
+FILES["v1-zlib"] = to_v1(FILES["None"], "zlib")
 DONORS = [*FILES.values(), _dump(_scratch("donor", DONOR_SOURCE, big=np.ones(50)), "zlib")]
 
 
@@ -127,14 +134,29 @@ NAMES = sorted(EXPECTED)
 # -------------------------------------------------------- container surgery
 
 
+def _is_v1(data: bytes) -> bool:
+    return data[10:12] == b"\x01\x00"
+
+
 def _layout(data: bytes):
-    """(trailer, index dict, [(kind, table, number, entry dict)]) of an intact container."""
+    """(trailer, index, [(kind, table, number, entry dict)]) of an intact container:
+    index is the JSON object of a format 1 file, or a V2 of a format 2 file;
+    the entries are the records (a format 2 SEGM record is "segments" of its
+    number in the SEGM records) with offset, length and pad."""
     trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)
-    start = trailer.index_offset + spec.RECORD.size
-    index = json.loads(data[start : start + trailer.index_length])
-    records = [(spec.SEGMENT, "segments", i, e) for i, e in enumerate(index["segments"])]
-    records += [(spec.BLOB, "blobs", i, e) for i, e in enumerate(index["blobs"])]
-    return trailer, index, records
+    if _is_v1(data):
+        start = trailer.index_offset + spec.RECORD.size
+        index = json.loads(data[start : start + trailer.index_length])
+        records = [(spec.SEGMENT, "segments", i, e) for i, e in enumerate(index["segments"])]
+        records += [(spec.BLOB, "blobs", i, e) for i, e in enumerate(index["blobs"])]
+        return trailer, index, records
+    records = []
+    with ContainerReader.open(data) as reader:
+        for table, entries in (("segments", reader._groups), ("blobs", reader._blobs)):
+            for entry in entries:
+                fields = {"offset": entry.offset, "length": entry.length, "pad": entry.pad}
+                records.append((entry.kind, table, entry.number, fields))
+    return trailer, V2(data), records
 
 
 def _record_start(entry: dict) -> int:
@@ -274,6 +296,27 @@ def mutations(draw):
         start, end = _record_start(entry), entry["offset"] + entry["length"]
         out[end:end] = data[start:end]
         what = f"{table}[{number}] record duplicated"
+    elif how == "index-edit" and not _is_v1(data):
+        what = _edit_v2_index(draw, index)
+        out = bytearray(bytes(index))
+    elif how == "index-duplicate" and not _is_v1(data):
+        # A copy of a record right after it, listed in the record table (offsets follow).
+        number = draw(st.integers(0, len(index.rows) - 1))
+        row = index.rows[number]
+        kind, table, kind_number, entry = next(
+            r for r in records if _record_start(r[3]) == _start_of_row(index, number)
+        )
+        start, end = _record_start(entry), entry["offset"] + entry["length"]
+        index.body = index.body[: end - spec.HEADER.size] + data[start:end] + index.body[end - spec.HEADER.size :]
+        index.rows.insert(number + 1, list(row))
+        if kind == spec.SEGMENT:
+            before = sum(1 for r in index.rows[: number + 1] if r[0] == spec.SEGMENT) - 1
+            first = sum(index.groups[:before])
+            index.groups.insert(before + 1, index.groups[before])
+            held = index.lengths[first : first + index.groups[before]]
+            index.lengths[first + len(held) : first + len(held)] = held
+        out = bytearray(bytes(index))
+        what = f"{table}[{kind_number}] record duplicated, listed in a resealed index"
     elif how == "index-edit":
         what = _edit_index(draw, index, records)
         out = bytearray(reseal(data[: trailer.index_offset], index))
@@ -304,8 +347,51 @@ def mutations(draw):
     return Mutation(how, what, bytes(out), hostile)
 
 
+def _start_of_row(index: V2, number: int) -> int:
+    """Where the record of row ``number`` starts (offsets follow from the rows)."""
+    position = spec.HEADER.size
+    for row in index.rows[:number]:
+        position += spec.RECORD.size + row[2] + row[4]
+    return position
+
+
+def _edit_v2_index(draw, index: V2) -> str:
+    """Change one number of a format 2 index (or one value of its metadata); describe it."""
+    target = draw(st.sampled_from(["row", "group", "length", "head", "column", "meta"]))
+    if target == "row":
+        number = draw(st.integers(0, len(index.rows) - 1))
+        field = draw(st.integers(1, 6))  # compression, pad, reserved, length, raw_length, checksum
+        value = draw(st.sampled_from(ABSURD_U64))
+        if draw(st.booleans()):
+            value = max(0, index.rows[number][field] + draw(st.sampled_from([-64, -1, 1, 64, 2**40])))
+        index.rows[number][field] = value % (256 if field in (1, 2) else 65536 if field == 3 else 2**64)
+        return f"rows[{number}][{field}] = {index.rows[number][field]}, resealed"
+    if target in ("group", "length"):
+        table = index.groups if target == "group" else index.lengths
+        number = draw(st.integers(0, len(table) - 1))
+        table[number] = max(0, table[number] + draw(st.sampled_from([-64, -1, 1, 64, 2**40, 2**63])))
+        return f"{target}s[{number}] = {table[number]}, resealed"
+    if target == "head":
+        field = draw(st.sampled_from(["records", "segments", "meta_length", "signature"]))
+        index.head[field] = draw(st.sampled_from(ABSURD_U64)) % (256 if field == "signature" else 2**64)
+        return f"head {field} = {index.head[field]}, resealed"
+    holder = index.meta["variables"] if target == "column" else index.meta
+    key = draw(st.sampled_from(sorted(holder)))
+    value = draw(st.sampled_from(WEIRD_JSON))
+    if target == "column" and draw(st.booleans()):
+        column = holder[key]
+        if column:
+            number = draw(st.integers(0, len(column) - 1))
+            column[number] = value
+            return f"variables {key}[{number}] = {value!r}, resealed"
+    if key == "module_kind":
+        value = "dynamic"  # without one a module is importable, which the loader imports
+    holder[key] = value
+    return f"{'variables ' if target == 'column' else 'meta '}{key} = {value!r}, resealed"
+
+
 def _edit_index(draw, index: dict, records) -> str:
-    """Change one value (or drop one key) in the index JSON; describe it."""
+    """Change one value (or drop one key) in a format 1 index's JSON; describe it."""
     variables = index["meta"]["variables"]
     target = draw(st.sampled_from(["entry", "variable", "meta", "top"]))
     if target == "entry":
@@ -481,9 +567,37 @@ def test_mutated_sessions_many(mutation, mode, directory):
 def _absurd_files() -> dict[str, tuple[bytes, str]]:
     """name -> (file, how to read it) for files whose numbers claim far more than they hold."""
     plain = _dump(_scratch("plainmod", "payload = list(range(2000)) * 3\nname = 'x' * 5000\n"), "zlib")
+    files = {}
+    for claim in (2**33, 2**40, 2**48):
+        # The record table claims a huge record (its end is not the index's start).
+        index = V2(plain)
+        index.rows[-1][4:6] = [claim, claim + 1]
+        files[f"table-length-{claim}"] = (bytes(index), "path")
+        # The table and the record header agree on a huge raw length for a
+        # compressed record: decompression must stay bounded by what the data gives.
+        index = V2(plain)
+        number, row = next((n, r) for n, r in enumerate(index.rows) if r[1])
+        row[5] = claim
+        at = _start_of_row(index, number) - spec.HEADER.size + 16
+        index.body = index.body[:at] + claim.to_bytes(8, "little") + index.body[at + 8 :]
+        files[f"table-raw-length-{claim}"] = (bytes(index), "path")
+        # Counts far beyond the index's length.
+        for field in ("records", "segments", "meta_length"):
+            index = V2(plain)
+            index.head[field] = claim
+            files[f"count-{field}-{claim}"] = (bytes(index), "path")
+        # A stream whose first record header claims a huge payload.
+        files[f"stream-length-v2-{claim}"] = (
+            plain[:24] + claim.to_bytes(8, "little") + claim.to_bytes(8, "little") + plain[40:],
+            "stream",
+        )
+    index = V2(plain)
+    index.meta_bytes = b"[" * 100_000 + b"]" * 100_000
+    files["deep-json-v2"] = (bytes(index), "path")
+    # Format 1.
+    plain = to_v1(plain, "zlib")
     trailer, index, records = _layout(plain)
     body = plain[: trailer.index_offset]
-    files = {}
     for claim in (2**33, 2**40, 2**48):
         # The index alone claims a huge record (tiling catches it).
         edited = json.loads(json.dumps(index))
@@ -612,10 +726,13 @@ def _trap_session(marker, late) -> bytes:
 def test_late_damage_means_nothing_is_rebuilt(damage, mode, tmp_path):
     marker = tmp_path / "rebuilt"
     data = bytearray(_trap_session(marker, [b"late data " * 50, np.arange(1000.0)]))
-    _, index, _ = _layout(bytes(data))
-    names = [v["name"] for v in index["meta"]["variables"]]
+    names = mason.inspect(io.BytesIO(bytes(data))).names()
     assert names.index("a_trap") < names.index("zz_late") == len(names) - 1
-    entry = index["segments"][-1] if damage == "last-segment" else index["blobs"][-1]
+    with ContainerReader.open(bytes(data)) as reader:
+        if damage == "last-segment":
+            entry = reader.segment_info(reader.segment_count - 1)
+        else:
+            entry = reader.blob_info(reader.blob_count - 1)
     data[entry["offset"] + entry["length"] // 2] ^= 0x10
     path = tmp_path / "damaged.mason"
     path.write_bytes(data)
@@ -633,13 +750,13 @@ def test_reading_the_index_never_unpickles(tmp_path):
     """inspect, verify and diff on files whose every segment would run code."""
     marker = tmp_path / "ran"
     honest = _trap_session(marker, "plain")
-    trailer, index, _ = _layout(honest)
-    for var in index["meta"]["variables"]:
-        var["type"] = "<script>"
-        var["size"] = 2**62
-    index["meta"]["skipped"] = [{"name": "zz", "type": "x", "reason": "\x1b[2J"}]
-    index["meta"]["environment"] = {"python": [9, 9], "packages": {"os": "0"}}
-    hostile = reseal(honest[: trailer.index_offset], index)
+    index = V2(honest)
+    columns = index.meta["variables"]
+    columns["types"] = ["<script>"]
+    columns["type"] = [0] * len(columns["type"])
+    index.meta["skipped"] = [{"name": "zz", "type": "x", "reason": "\x1b[2J"}]
+    index.meta["environment"] = {"python": [9, 9], "packages": {"os": "0"}}
+    hostile = bytes(index)
     paths = []
     for name, data in (("honest", honest), ("hostile", hostile)):
         path = tmp_path / f"{name}.mason"

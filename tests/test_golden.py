@@ -2,7 +2,8 @@
 
 tests/golden/v<major>/ holds files made by tests/golden/make_golden.py when
 that format version was current; they are never regenerated.  Each loads in a
-fresh interpreter with exactly the values make_golden.py gave them.
+fresh interpreter with exactly the values make_golden.py gave them (every
+test runs once per version directory).
 """
 
 from __future__ import annotations
@@ -26,18 +27,31 @@ import mason
 from mason._format import spec
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-V1 = GOLDEN / "v1"
-DATA = V1 / "data.mason"
-CODE = V1 / "code-py311.mason"
+VERSIONS = ("v1", "v2")  # a directory per format major version, the current one last
+DATA_NAME = "data.mason"
+CODE_NAME = "code-py311.mason"
 REPO = Path(__file__).resolve().parent.parent
 ON_PY311 = sys.version_info[:2] == (3, 11)
 
 # Pinned so that regenerating a golden file (which would hide a reader that
 # stopped understanding the old one) is a visible, deliberate change.
 SHA256 = {
-    "data.mason": "315c96b9641f68e4e2c555353a43c408b44b4057d0568407cc554f9f67422007",
-    "code-py311.mason": "b5663db471332b0ac4f83672dfec5612a22a1f1d7b95c2b821bcfa6c056526fa",
+    "v1": {
+        "data.mason": "315c96b9641f68e4e2c555353a43c408b44b4057d0568407cc554f9f67422007",
+        "code-py311.mason": "b5663db471332b0ac4f83672dfec5612a22a1f1d7b95c2b821bcfa6c056526fa",
+    },
+    "v2": {
+        "data.mason": "637554556a26f7dc7595cbb6e6da6d001f56f62e046f8e8b6ba61e004c5bf5c1",
+        "code-py311.mason": "0ea03c7b3fb3318502c645d3d2e983fda738bcebdcbe4a9dea9c91da5d4c0a4c",
+    },
 }
+
+
+@pytest.fixture(params=VERSIONS)
+def golden(request) -> Path:
+    """The directory of one format version's golden files."""
+    return GOLDEN / request.param
+
 
 # name -> (type as inspect reports it, how it was stored)
 DATA_VARIABLES = {
@@ -97,11 +111,15 @@ def _run(code: str, tmp_path, **kwds):
     return run_python(textwrap.dedent(code), cwd=tmp_path, **kwds)
 
 
-def test_golden_files_are_unchanged():
-    found = sorted(os.path.basename(p) for p in glob.glob(str(V1 / "*.mason")))
-    assert found == sorted(SHA256)
-    for name, digest in SHA256.items():
-        assert hashlib.sha256((V1 / name).read_bytes()).hexdigest() == digest, name
+def test_golden_files_are_unchanged(golden):
+    found = sorted(os.path.basename(p) for p in glob.glob(str(golden / "*.mason")))
+    assert found == sorted(SHA256[golden.name])
+    for name, digest in SHA256[golden.name].items():
+        assert hashlib.sha256((golden / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_every_version_directory_is_tested():
+    assert sorted(p.name for p in GOLDEN.glob("v*")) == sorted(VERSIONS) == sorted(SHA256)
 
 
 # ---------------------------------------------------------------- data.mason
@@ -163,10 +181,10 @@ def load(call):
 """
 
 
-def test_data_golden_loads_as_dict(tmp_path):
+def test_data_golden_loads_as_dict(tmp_path, golden):
     pytest.importorskip("numpy")
     _run(
-        f"PATH = {str(DATA)!r}\n"
+        f"PATH = {str(golden / DATA_NAME)!r}\n"
         + DATA_CHECK
         + f"""
 ns = load(lambda: mason.load_module_asdict(PATH))
@@ -184,11 +202,11 @@ assert again['arr'][0, 0] == 0.0
     )
 
 
-def test_data_golden_loads_into_main(tmp_path):
+def test_data_golden_loads_into_main(tmp_path, golden):
     pytest.importorskip("numpy")
-    before = DATA.read_bytes()
+    before = (golden / DATA_NAME).read_bytes()
     _run(
-        f"PATH = {str(DATA)!r}\n"
+        f"PATH = {str(golden / DATA_NAME)!r}\n"
         + DATA_CHECK
         + """
 assert load(lambda: mason.load_module(PATH)) is None
@@ -196,7 +214,7 @@ check(globals())
 """,
         tmp_path,
     )
-    assert DATA.read_bytes() == before
+    assert (golden / DATA_NAME).read_bytes() == before
 
 
 # ---------------------------------------------------------------- code-py311.mason
@@ -240,9 +258,9 @@ def check(ns):
 
 
 @needs_py311
-def test_code_golden_loads_as_dict(tmp_path):
+def test_code_golden_loads_as_dict(tmp_path, golden):
     _run(
-        f"PATH = {str(CODE)!r}\n"
+        f"PATH = {str(golden / CODE_NAME)!r}\n"
         + CODE_CHECK
         + f"""
 with warnings.catch_warnings():
@@ -260,9 +278,9 @@ assert ns['scaled'](2) == 14
 
 
 @needs_py311
-def test_code_golden_loads_into_main(tmp_path):
+def test_code_golden_loads_into_main(tmp_path, golden):
     _run(
-        f"PATH = {str(CODE)!r}\n"
+        f"PATH = {str(golden / CODE_NAME)!r}\n"
         + CODE_CHECK
         + """
 with warnings.catch_warnings():
@@ -279,11 +297,11 @@ assert isinstance(Point(0, 0), Point) and Color.RED.value == 1
 
 
 @needs_py311
-def test_code_golden_dataclass_fields(tmp_path):
+def test_code_golden_dataclass_fields(tmp_path, golden):
     _run(
         f"""
 import dataclasses, mason
-ns = mason.load_module_asdict({str(CODE)!r})
+ns = mason.load_module_asdict({str(golden / CODE_NAME)!r})
 Item, item = ns['Item'], ns['item']
 assert [f.name for f in dataclasses.fields(Item)] == ['name', 'qty']
 assert dataclasses.asdict(item) == {{'name': 'bolt', 'qty': 3}}
@@ -384,9 +402,9 @@ def _params(marks_by_version: dict) -> list:
     ]
 
 
-def _run_other(python: str, code: str, tmp_path) -> None:
+def _run_other(python: str, code: str, tmp_path, golden: Path) -> None:
     proc = subprocess.run(
-        [python, "-c", f"PATH = {str(CODE)!r}\n" + code],
+        [python, "-c", f"PATH = {str(golden / CODE_NAME)!r}\n" + code],
         cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
         capture_output=True,
@@ -397,30 +415,31 @@ def _run_other(python: str, code: str, tmp_path) -> None:
 
 
 @pytest.mark.skipif(ON_PY311, reason="this Python can run the file's code")
-def test_code_golden_on_this_other_python(tmp_path):
-    _run(f"PATH = {str(CODE)!r}\n" + OTHER_PYTHON_CHECK, tmp_path)
+def test_code_golden_on_this_other_python(tmp_path, golden):
+    _run(f"PATH = {str(golden / CODE_NAME)!r}\n" + OTHER_PYTHON_CHECK, tmp_path)
 
 
 @pytest.mark.parametrize("python", _params({}))
-def test_code_golden_on_other_installed_pythons(tmp_path, python):
-    _run_other(python, OTHER_PYTHON_CHECK, tmp_path)
+def test_code_golden_on_other_installed_pythons(tmp_path, python, golden):
+    _run_other(python, OTHER_PYTHON_CHECK, tmp_path, golden)
 
 
 @pytest.mark.parametrize("python", _params({}))
-def test_code_golden_lenient_load_on_other_installed_pythons(tmp_path, python):
-    _run_other(python, OTHER_PYTHON_LENIENT, tmp_path)
+def test_code_golden_lenient_load_on_other_installed_pythons(tmp_path, python, golden):
+    _run_other(python, OTHER_PYTHON_LENIENT, tmp_path, golden)
 
 
 # ---------------------------------------------------------------- inspect and format version
 
 
 @pytest.mark.parametrize(
-    "path, expected",
-    [(DATA, DATA_VARIABLES), (CODE, CODE_VARIABLES)],
+    "name, expected",
+    [(DATA_NAME, DATA_VARIABLES), (CODE_NAME, CODE_VARIABLES)],
     ids=["data", "code-py311"],
 )
-def test_inspect_golden(tmp_path, path, expected):
+def test_inspect_golden(tmp_path, golden, name, expected):
     # Reads only the index: works on any Python, and runs nothing.
+    path = golden / name
     proc = _run(
         f"""
 import json, sys, mason
@@ -443,7 +462,7 @@ assert 'numpy' not in sys.modules  # nothing was unpickled
     assert info["skipped"] == []
     assert info["python"][:2] == [3, 11]
     assert info["mason"] == "0.1.0"
-    assert info["format_version"] == [1, 0]
+    assert info["format_version"] == [int(golden.name[1:]), 0]
 
 
 def _documented_version() -> tuple[int, int]:
@@ -457,14 +476,15 @@ def _documented_version() -> tuple[int, int]:
     return from_title
 
 
-@pytest.mark.parametrize("path", [DATA, CODE], ids=["data", "code-py311"])
-def test_golden_format_version_is_the_documented_one(path):
-    documented = _documented_version()
+@pytest.mark.parametrize("name", [DATA_NAME, CODE_NAME], ids=["data", "code-py311"])
+def test_golden_format_version_is_the_documented_one(golden, name):
+    path = golden / name
     raw = path.read_bytes()
     assert raw[:10] == spec.MAGIC
     major, minor = struct.unpack_from("<HH", raw, 10)  # header: magic, major, minor
-    assert (major, minor) == documented
-    assert mason.inspect(path).format_version == documented
-    assert path.parent.name == f"v{major}"
-    # This mason still writes the documented version.
+    assert (major, minor) == (int(golden.name[1:]), 0)  # the version its directory says
+    assert mason.inspect(path).format_version == (major, minor)
+    # This mason writes the documented version, the newest directory's.
+    documented = _documented_version()
     assert (spec.FORMAT_MAJOR, spec.FORMAT_MINOR) == documented
+    assert f"v{documented[0]}" == VERSIONS[-1]

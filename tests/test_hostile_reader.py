@@ -4,9 +4,10 @@ problem, nothing is imported or run, and inspect, verify and diff finish
 quickly.
 
 The files are made by hand (tests/hostile_files.py assembles them from the
-format's struct layouts, with every checksum right) or by patching real ones.
-Decompression bombs, absurd lengths, deep JSON, malformed metadata, a package
-name that would import a file from the current directory.
+format's struct layouts, with every checksum right) or by patching real ones,
+of the current format (2) and of format 1, which mason still reads.
+Decompression bombs, absurd lengths and counts, deep JSON, malformed
+metadata, a package name that would import a file from the current directory.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tracemalloc
 import types
 
 import pytest
-from hostile_files import assemble, session_meta, with_index
+from hostile_files import V2, assemble, session_meta, to_v1, with_index, with_meta
 
 import mason
 from mason._format import ContainerReader, ContainerWriter, spec
@@ -210,9 +211,131 @@ def _real_file(tmp_path, **values) -> bytes:
         (lambda ix: ix["meta"]["variables"][-1].update(blobs=[10**30]), "blob .* is not one of the file's"),
     ],
 )
-def test_absurd_lengths_and_numbers_are_refused(edit, match, tmp_path, capsys):
-    path = _write(tmp_path, with_index(_real_file(tmp_path), edit))
+def test_absurd_lengths_and_numbers_are_refused_in_format_1(edit, match, tmp_path, capsys):
+    path = _write(tmp_path, with_index(to_v1(_real_file(tmp_path)), edit))
     _refused_everywhere(path, match, capsys)
+
+
+_FIELDS = [field for field, _, _ in spec.RECORD.fields]
+
+
+def _rows(of: bytes, number: int = 0, **fields):
+    """An edit setting ``fields`` of a record table row: the ``number``-th of kind ``of``."""
+
+    def edit(v2: V2) -> None:
+        row = [row for row in v2.rows if row[0] == of][number]
+        for field, value in fields.items():
+            row[_FIELDS.index(field)] = value
+
+    return edit
+
+
+def _set(attribute: str, value):
+    return lambda v2: setattr(v2, attribute, value)
+
+
+# Format 2: the record table's rows, the head's counts, the group and segment
+# tables, the variable columns.
+V2_ABSURD = [
+    (_rows(spec.SEGMENT, length=2**60, raw_length=2**60), "absurd length"),
+    (_rows(spec.SEGMENT, raw_length=2**63), "absurd length"),
+    (_rows(spec.BLOB, length=2**40, raw_length=2**40), "records end at .* but the index starts"),
+    (_rows(spec.SEGMENT, compression=1), "compressed length .* is not below raw length"),
+    (_rows(spec.SEGMENT, compression=1, raw_length=2**40), "more than the format allows"),
+    (lambda v2: v2.head.update(records=2**60), "a table of 1152921504606846976 records does not fit"),
+    (lambda v2: v2.head.update(records=len(v2.rows) + 1), "does not fit|is of kind|records end at"),
+    (lambda v2: v2.head.update(segments=2**60), "do not make the .* bytes it has"),
+    (lambda v2: v2.head.update(meta_length=2**62), "do not make the .* bytes it has"),
+    (lambda v2: v2.groups.__setitem__(0, 2**60), "the records hold .* segments, the head says"),
+    (lambda v2: v2.lengths.__setitem__(0, v2.lengths[0] + 2**50), "do not add up to its raw length"),
+    (lambda v2: v2.meta["variables"]["blobs"].__setitem__(0, [1, 10**30, 1]), r"blobs: .* is not \[variable"),
+    (lambda v2: v2.meta["variables"]["type"].__setitem__(0, 2**64), "type is not .* numbers below"),
+]
+
+
+@pytest.mark.parametrize("edit, match", V2_ABSURD)
+def test_absurd_lengths_and_numbers_are_refused(edit, match, tmp_path, capsys):
+    v2 = V2(_real_file(tmp_path))
+    edit(v2)
+    _refused_everywhere(_write(tmp_path, bytes(v2)), match, capsys)
+
+
+def _segments_file(tmp_path, count: int = 5, **options) -> bytes:
+    """A format 2 container of ``count`` small segments in one record, and a blob."""
+    out = io.BytesIO()
+    writer = ContainerWriter(out, checksum="crc32", **options)
+    for i in range(count):
+        writer.add_segment(b"segment %d" % i)
+    writer.add_blob(b"blob")
+    writer.finish({"k": 1})
+    return out.getvalue()
+
+
+# Damage to the binary index of a bare container (a blob, then a SEGM record
+# of five segments, 45 bytes), every checksum made right: the tables and the
+# records must agree in every count, length and offset.
+SEGM, BLOB = spec.SEGMENT, spec.BLOB
+V2_TABLES = [
+    (lambda v2: v2.rows.pop(), "records end at"),  # a record the table leaves out
+    (lambda v2: v2.rows.append(list(v2.rows[1])), "records end at"),  # one it invents
+    (lambda v2: v2.rows.reverse(), "not aligned"),  # the order
+    (_rows(BLOB, kind=b"INDX"), "is of kind b'INDX', not SEGM or BLOB"),
+    (_rows(SEGM, kind=bytes(4)), "not SEGM or BLOB"),
+    (_rows(SEGM, compression=9), "unknown compression id 9"),
+    (_rows(SEGM, pad=1), "pad 1 where none belongs"),
+    (_rows(BLOB, pad=0), "not aligned"),  # the blob would start in its own padding
+    (_rows(SEGM, reserved=1), "reserved bits set"),
+    (_rows(SEGM, length=46), "raw length .* differs"),
+    (_rows(SEGM, length=52, raw_length=52), "records end at"),  # runs into the index
+    (_rows(BLOB, length=5, raw_length=5), "records end at"),  # overlaps the next record
+    (_rows(SEGM, length=44, raw_length=44), "records end at"),  # leaves a gap
+    (_set("groups", [0]), "holds no segment|the records hold"),
+    (_set("groups", [4]), "the records hold 4 segments, the head says 5"),
+    (lambda v2: v2.groups.append(1), "do not make the .* bytes it has"),  # a table longer than its count
+    (lambda v2: (v2.lengths.pop(), v2.head.update(segments=5)), "do not make the .* bytes"),  # a table cut short
+    (lambda v2: (v2.lengths.pop(), v2.head.update(segments=4)), "the records hold 5 segments, the head says 4"),
+    (lambda v2: v2.lengths.__setitem__(0, v2.lengths[0] + 1), "do not add up"),
+    (_set("signature", 1), "do not make the .* bytes it has"),  # no MACs there
+    (lambda v2: (_set("signature", 2)(v2), _set("macs", bytes(32 * 3))(v2)), "unknown signature algorithm"),
+    (lambda v2: v2.head.update(reserved=b"\1" + bytes(6)), "reserved bits set"),
+    (_set("meta_bytes", b"[]"), "the metadata is not a JSON object"),
+    (_set("meta_bytes", b'{"k":1'), "metadata is not valid JSON"),
+    (_set("meta_bytes", b"[" * 64 + b"]" * 64), "metadata is nested deeper"),
+    (_set("meta_bytes", b"\xff"), "metadata is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("edit, match", V2_TABLES)
+@pytest.mark.parametrize("mode", ["bytes", "stream"])
+def test_a_binary_index_that_disagrees_with_the_file_is_refused(edit, match, mode, tmp_path):
+    from test_format import PipeIn
+
+    v2 = V2(_segments_file(tmp_path))
+    assert v2.groups == [5] and [row[0] for row in v2.rows] == [BLOB, SEGM] and v2.rows[1][4] == 45
+    edit(v2)
+    data = bytes(v2)
+    source = PipeIn(data) if mode == "stream" else data
+    with pytest.raises(CorruptSessionError, match=match):
+        with ContainerReader.open(source) as reader:
+            reader.segments(range(reader.segment_count))
+            reader.verify()
+
+
+def test_huge_counts_allocate_nothing(tmp_path):
+    """A head claiming billions of records or segments is refused from the
+    payload's length alone, before any table is read."""
+    for field in ("records", "segments", "meta_length"):
+        v2 = V2(_segments_file(tmp_path))
+        v2.head[field] = 2**61
+        data = bytes(v2)
+        tracemalloc.start()
+        try:
+            with pytest.raises(CorruptSessionError, match="does not fit|do not make"):
+                ContainerReader.open(data)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20, field
 
 
 def test_a_trailer_claiming_a_huge_index_is_refused(tmp_path, capsys):
@@ -296,12 +419,7 @@ MALFORMED = [
     (lambda m: m.update(module_kind="builtin"), "module_kind 'builtin' is not one of main, importable, dynamic"),
     (lambda m: m.update(module_kind=[]), r"module_kind \[\] is not one of"),
     (lambda m: m.update(module="os", module_kind="main"), "of kind main, which only __main__ is"),
-    (lambda m: m.update(variables={}), "variables is not a list"),
-    (lambda m: m["variables"].append(7), r"variable \d+: not an object"),
-    (lambda m: m["variables"][0].update(name=None), "variable 0: name is not a string"),
-    (lambda m: m["variables"][0].update(size=-1), "variable 0: size -1 is not a byte count"),
-    (lambda m: m["variables"][0].update(size=True), "variable 0: size True is not a byte count"),
-    (lambda m: m["variables"][0].update(memo_reset="yes"), "variable 0: memo_reset"),
+    (lambda m: m.update(variables="x"), "variables is not a list"),
     (lambda m: m.update(skipped=[{"name": "x", "reason": 5}]), "skipped 0: reason is not a string"),
     (lambda m: m.update(skipped="none"), "skipped is not a list"),
     (lambda m: m.update(environment=[]), "environment is not an object"),
@@ -321,9 +439,57 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize("edit, match", MALFORMED)
+# Format 1 files list the variables as records.
+MALFORMED_RECORDS = [
+    (lambda m: m.update(variables={}), "variables: no blobs"),  # a dict is read as columns
+    (lambda m: m["variables"].append(7), r"variable \d+: not an object"),
+    (lambda m: m["variables"][0].update(name=None), "variable 0: name is not a string"),
+    (lambda m: m["variables"][0].update(size=-1), "variable 0: size -1 is not a byte count"),
+    (lambda m: m["variables"][0].update(size=True), "variable 0: size True is not a byte count"),
+    (lambda m: m["variables"][0].update(memo_reset="yes"), "variable 0: memo_reset"),
+]
+
+
+def _columns(**changes):
+    return lambda m: m["variables"].update(changes)
+
+
+# Format 2 files store them as columns; _real_file's are __doc__, arr (blob 0) and x.
+MALFORMED_COLUMNS = [
+    (lambda m: m["variables"].pop("stored"), "variables: no stored"),
+    (_columns(name=None), "variables: name is not a list of strings"),
+    (_columns(name=[None, "x", "y"]), "variables: name is not a list of strings"),
+    (lambda m: m["variables"]["name"].pop(), r"variables: 2 names for the file's 3 segments"),
+    (_columns(types="int"), "variables: types is not a list of strings"),
+    (_columns(type=[0, 1]), "variables: type is not 3 numbers below 3"),
+    (_columns(type=[0, 1, -1]), "variables: type is not 3 numbers below"),
+    (_columns(type=[0, 1, 3]), "variables: type is not 3 numbers below"),
+    (_columns(type=[0, 1, True]), "variables: type is not 3 numbers below"),
+    (_columns(stored=[0, 0, 0.0]), "variables: stored is not 3 numbers below 1"),
+    (_columns(blobs={}), "variables: blobs is not a list"),
+    (_columns(blobs=[[0, 0, 1], [0, 0, 1]]), r"blobs: \[0, 0, 1\] is not \[variable, first blob, count\]"),
+    (_columns(blobs=[[1, 0, 0]]), r"blobs: \[1, 0, 0\] is not"),
+    (_columns(blobs=[[1, 0, 2]]), r"blobs: \[1, 0, 2\] is not .* of the file's 1 blobs"),
+    (_columns(blobs=[[3, 0, 1]]), r"blobs: \[3, 0, 1\] is not"),
+    (_columns(blobs=[[1, -1, 1]]), r"blobs: \[1, -1, 1\] is not"),
+    (_columns(blobs=[[1, 0]]), r"blobs: \[1, 0\] is not"),
+    (_columns(blobs=[[1, 0, True]]), r"blobs: \[1, 0, True\] is not"),
+    (_columns(memo_reset=[1, 0]), "variables: memo_reset is not a list of variable numbers in order"),
+    (_columns(memo_reset=[1, 1]), "variables: memo_reset is not"),
+    (_columns(memo_reset=[3]), "variables: memo_reset is not"),
+    (_columns(memo_reset=None), "variables: memo_reset is not"),
+]
+
+
+@pytest.mark.parametrize("edit, match", MALFORMED + MALFORMED_COLUMNS)
 def test_malformed_metadata_is_a_corrupt_session_naming_the_field(edit, match, tmp_path, capsys):
-    path = _write(tmp_path, with_index(_real_file(tmp_path), lambda index: edit(index["meta"])))
+    path = _write(tmp_path, with_meta(_real_file(tmp_path), edit))
+    _refused_everywhere(path, "session metadata is malformed: .*" + match, capsys)
+
+
+@pytest.mark.parametrize("edit, match", MALFORMED + MALFORMED_RECORDS)
+def test_malformed_metadata_is_refused_in_format_1(edit, match, tmp_path, capsys):
+    path = _write(tmp_path, with_index(to_v1(_real_file(tmp_path)), lambda index: edit(index["meta"])))
     _refused_everywhere(path, "session metadata is malformed: .*" + match, capsys)
 
 
@@ -331,8 +497,7 @@ def test_odd_but_well_typed_metadata_prints(tmp_path, capsys):
     """What passes the checks prints, as text and JSON, with nothing from the
     file reaching the terminal as a control character."""
 
-    def edit(index):
-        meta = index["meta"]
+    def edit(meta):
         meta.update(module="my-mod \x1b[2J", module_kind="dynamic")
         meta["environment"] = {
             "python": [3, 11],
@@ -340,10 +505,12 @@ def test_odd_but_well_typed_metadata_prints(tmp_path, capsys):
             "created": "",
             "platform": "\u202eevil",
         }
-        meta["variables"][0].update(name="x\x1b[31m", type="\n\r", size=2**63 - 1)
+        columns = meta["variables"]
+        columns["name"][0] = "x\x1b[31m"
+        columns["types"][columns["type"][0]] = "\n\r"
         meta["skipped"] = [{"name": "\x00", "reason": "line\nbreak"}]
 
-    path = _write(tmp_path, with_index(_real_file(tmp_path), edit))
+    path = _write(tmp_path, with_meta(_real_file(tmp_path), edit))
     info = mason.inspect(path)
     assert info.module == "my-mod \x1b[2J" and info.environment["python"] == [3, 11]
     for argv in (["inspect", str(path)], ["inspect", "--json", str(path)]):
@@ -383,7 +550,7 @@ def trap_in_cwd(tmp_path, monkeypatch):
 
 def test_a_package_named_in_the_environment_is_never_imported(trap_in_cwd, tmp_path, capsys):
     work, marker = trap_in_cwd
-    data = with_index(_real_file(tmp_path), lambda ix: ix["meta"]["environment"]["packages"].update(hostile_trap="1.0"))
+    data = with_meta(_real_file(tmp_path), lambda meta: meta["environment"]["packages"].update(hostile_trap="1.0"))
     path = _write(tmp_path, data)
     start = time.monotonic()
     assert mason.inspect(path).environment["packages"] == {"hostile_trap": "1.0"}
@@ -434,3 +601,25 @@ def test_mason_load_with_allow_or_key_keeps_the_current_directory_off_sys_path(
     monkeypatch.delenv("MASON_SIGNING_KEY")
     status, text = _cli(capsys, "load", str(path))
     assert status == 0 and marker.exists(), text
+
+
+# -- segments ---------------------------------------------------------------------------
+
+
+def test_a_segment_whose_pickle_runs_on_into_the_next_stops_the_load(tmp_path):
+    """A plain load reads all segments from one stream; a segment without its
+    STOP (never written by a pickler) refuses the whole file, since what ran
+    of the next one is in the shared memo.  A restricted load's scan refuses
+    it before anything runs."""
+    unended = pickle.dumps([1, 2], protocol=5)[:-1]
+    out = io.BytesIO()
+    writer = ContainerWriter(out, checksum="crc32")
+    for segment in (pickle.dumps("first", protocol=5), unended, pickle.dumps("third", protocol=5)):
+        writer.add_segment(segment)
+    writer.finish(session_meta([("a", 0, []), ("b", 1, []), ("c", 2, [])]))
+    path = _write(tmp_path, out.getvalue())
+    for on_error in ("warn", "raise"):
+        with pytest.raises(CorruptSessionError, match="segment 1: its pickle does not end within the segment"):
+            mason.load_module_asdict(path, on_error=on_error)
+    with pytest.raises(mason.UnpicklingError, match="cannot be checked"):
+        mason.load_module_asdict(path, allow=[])

@@ -137,6 +137,7 @@ def test_the_byte_search_never_misses_a_memo_read():
     import mason
     from mason import _memo
     from mason._format import ContainerReader
+    from mason._sessionmeta import check_session_meta
 
     shared = [f"s{i}" for i in range(400)]
     module = type(textwrap)("lenient_bytes")
@@ -148,7 +149,7 @@ def test_the_byte_search_never_misses_a_memo_read():
     reader = ContainerReader.open(buffer)
     rng = random.Random(3)
     checked = long = 0
-    for var in reader.meta["variables"]:
+    for var in check_session_meta(reader):
         data = bytes(reader.segment(var["segment"]))
         reads = _memo.memo_gets(data)
         for index in reads:
@@ -159,3 +160,30 @@ def test_the_byte_search_never_misses_a_memo_read():
         for index in rng.sample(unread, 20):
             _memo.may_read(data, {index})  # may be a false alarm, never an error
     assert checked > 300 and long > 50  # LONG_BINGET as well as BINGET
+
+
+def test_the_same_with_segments_copied_in_one_at_a_time(tmp_path):
+    # A plain load holds all its segments in one stream unless they are big;
+    # then each is copied in alone, as restricted loads do.
+    _saved(tmp_path)
+    run_python(
+        """
+        import warnings, mason
+        from mason import _load
+        expected = None
+        for hold in (_load._HOLD_BYTES, 0):
+            _load._HOLD_BYTES = hold
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ns = mason.load_module_asdict("s.mason")
+            [warning] = [w.message for w in caught if isinstance(w.message, mason.SkippedVariableWarning)]
+            assert set(warning.failures) == {"vanish", "Point", "p", "points"}, warning.failures
+            assert ns["double"](4) == 8 and ns["square"](3) == 9 and ns["o"].hi() == "hi"
+            assert ns["data"]["a"] == [1, 2] and ns["data"]["arr"].sum() == 3
+            assert ns["uses_np"](4) == 6
+            names = sorted(name for name in ns if not name.startswith("__"))
+            assert expected is None or names == expected
+            expected = names
+        """,
+        cwd=tmp_path,
+    )

@@ -15,6 +15,7 @@ import zlib
 
 import pytest
 from conftest import run_python
+from hostile_files import V2, assemble, crc_preserving_patch, to_v1
 
 import mason
 from mason import ForbiddenGlobalError, SignatureError
@@ -110,43 +111,15 @@ def test_refused_signature_leaves_the_module_unchanged(tmp_path):
     assert "refused:" in proc.stdout
 
 
-def _index(data: bytes):
-    trailer = spec.TRAILER.unpack(data, len(data) - spec.TRAILER.size)
-    start = trailer.index_offset + spec.RECORD.size
-    return trailer, json.loads(data[start : start + trailer.index_length])
-
-
-def _rebuild_index(data: bytes, index: dict) -> bytes:
-    """The container with a new index (checksums made right, as a forger would)."""
-    trailer, _ = _index(data)
-    payload = json.dumps(index, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    crc = zlib.crc32(payload)
-    record = spec.RECORD.pack(
-        kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc
-    )
-    head = data[: trailer.index_offset] + record + payload
-    tail = spec.TRAILER.pack(
-        index_offset=trailer.index_offset,
-        index_length=len(payload),
-        index_checksum=crc,
-        container_length=len(head) + spec.TRAILER.size,
-        checksum_id=trailer.checksum_id,
-        reserved=bytes(7),
-        end_magic=spec.END_MAGIC,
-    )
-    return head + tail
-
-
 def test_edited_metadata_with_fixed_checksums_is_refused(tmp_path):
     """Renaming variables in the index (swap what 'double' and 'p' hold) and
     fixing every checksum passes verification without a key, not with one."""
     path = save(tmp_path, args="key='k1', checksum='crc32'")
-    data = path.read_bytes()
-    _, index = _index(data)
-    for var in index["meta"]["variables"]:
-        var["name"] = {"double": "p", "p": "double"}.get(var["name"], var["name"])
+    index = V2(path.read_bytes())  # the signature's bytes stay as they were
+    names = index.meta["variables"]["name"]
+    names[:] = [{"double": "p", "p": "double"}.get(name, name) for name in names]
     forged = tmp_path / "forged.mason"
-    forged.write_bytes(_rebuild_index(data, index))
+    forged.write_bytes(bytes(index))
     with ContainerReader.open(forged) as reader:
         reader.verify()  # every checksum is right
     assert callable(mason.load_module_asdict(forged)["p"])  # and the swap took effect
@@ -219,7 +192,7 @@ def test_sign_an_existing_file_then_verify_it_from_the_command_line(tmp_path, ca
     key_file.write_text("file-key\n")
     assert cli(["sign", str(path), "--key-file", str(key_file)]) == 0
     after = mason.inspect(path)
-    assert after.signed and after.format_version == (1, 1) and after.variables == before.variables
+    assert after.signed and after.format_version == (2, 0) and after.variables == before.variables
     assert cli(["verify", str(path), "--key-file", str(key_file)]) == 0
     assert "signature verified" in capsys.readouterr().out
     assert cli(["verify", str(path), "--key", "nope"]) == 1
@@ -397,8 +370,11 @@ def test_inspect_of_a_hostile_file_runs_nothing(evil_file):
     assert not marker.exists()
 
 
+PINNED_SIGNED_SHA256 = "9d66203b5627ee33546481fb2463f7aefe3547e445fc463570a3365f0924becb"
+
+
 def test_the_signature_format_is_pinned():
-    """A signed container's bytes (format 1.1) are fixed for fixed inputs, so
+    """A signed container's bytes (format 2.0) are fixed for fixed inputs, so
     files signed today keep verifying; and the layout is the documented one."""
     import hashlib
     import hmac
@@ -413,11 +389,54 @@ def test_the_signature_format_is_pinned():
     writer.add_segment(b"seg1")
     writer.finish({"mason": "0.1.0"})
     data = buffer.getvalue()
-    assert hashlib.sha256(data).hexdigest() == "a14fcca5ecb696c68b984d535ca8a9d54e177a0f9504d67e6a3712e8f6ccbf84"
-    _, index = _index(data)
-    signature = index["signature"]
-    assert signature["segments"] == [hmac.new(b"golden-key", s, "sha256").hexdigest() for s in (b"seg0", b"seg1")]
-    assert signature["blobs"] == [hmac.new(b"golden-key", b"blob-bytes", "sha256").hexdigest()]
+    assert hashlib.sha256(data).hexdigest() == PINNED_SIGNED_SHA256
+    index = V2(data)
+    assert index.signature == spec.SIGNATURE_IDS["hmac-sha256"] == 1
+    # A MAC per record in file order (the blob, then the record of both
+    # segments), then the index MAC, over the header and the index with its
+    # own 32 bytes as zeros.
+    records = [hmac.new(b"golden-key", payload, "sha256").digest() for payload in (b"blob-bytes", b"seg0seg1")]
+    assert index.macs[:64] == b"".join(records)
+    payload = index.index_payload()
+    at = len(payload) - len(b'{"mason":"0.1.0"}') - 32
+    assert payload[at : at + 32] == index.macs[64:]
+    zeroed = payload[:at] + bytes(32) + payload[at + 32 :]
+    assert index.macs[64:] == hmac.new(b"golden-key", b"mason signature v2\0" + data[:16] + zeroed, "sha256").digest()
     with ContainerReader.open(data, key=b"golden-key") as reader:
         reader.verify()
+        assert reader.version == (2, 0)
+
+
+def test_signed_format_1_files_still_verify():
+    """Format 1.1 kept hex MACs in the JSON index; mason checks them as it did."""
+    segment = b"segment one, with room for a forger"
+    records = [(spec.SEGMENT, b"seg0", None, 4), (spec.BLOB, b"blob-bytes", None, 10)]
+    records.append((spec.SEGMENT, segment, None, len(segment)))
+    data = assemble(records, {"mason": "0.1.0"}, key=b"golden-key")
+    assert data[10:14] == b"\x01\x00\x01\x00"  # version 1.1
+    with ContainerReader.open(data, key=b"golden-key") as reader:
+        reader.verify()
+        assert [bytes(reader.segment(i)) for i in range(2)] == [b"seg0", segment]
         assert reader.version == (1, 1)
+    with pytest.raises(SignatureError, match="another key"):
+        ContainerReader.open(data, key=b"other-key")
+    at = data.index(segment)
+    forged = data[:at] + crc_preserving_patch(segment, 0, b"S", len(segment) - 4) + data[at + len(segment) :]
+    with ContainerReader.open(forged) as reader:
+        reader.verify()  # the checksum still matches
+    with pytest.raises(SignatureError, match="segment 1 does not match its signature"):
+        ContainerReader.open(forged, key=b"golden-key").segment(1)
+
+
+def test_sign_a_format_1_file(tmp_path):
+    """Signing copies the records as they are and writes a format 2 index."""
+    path = save(tmp_path)
+    path.write_bytes(to_v1(path.read_bytes()))
+    before = mason.inspect(path)
+    assert before.format_version == (1, 0) and not before.signed
+    mason.sign(path, key="k1")
+    after = mason.inspect(path)
+    assert after.format_version == (2, 0) and after.signed and after.variables == before.variables
+    check_session(mason.load_module_asdict(path, key="k1"))
+    with pytest.raises(SignatureError):
+        mason.load_module_asdict(path, key="k2")

@@ -19,6 +19,7 @@ import pytest
 from conftest import run_python
 
 import mason
+from mason._format import spec
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and pipes")
 
@@ -105,7 +106,7 @@ start = source.tell() if {rewind} else None
 
 info = mason.inspect(source)
 assert info.names() == {SAVED_NAMES!r}, info.names()
-assert info.module == '__main__' and info.format_version[0] == 1
+assert info.module == '__main__' and info.format_version[0] == {spec.FORMAT_MAJOR}
 if {rewind}:
     source.seek(start)
 

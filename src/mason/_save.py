@@ -20,7 +20,7 @@ from ._format.signing import resolve_key
 from ._load import _LoadOptions, _open_session
 from ._memo import segment_effects
 from ._pickler import Pickler
-from ._sessionmeta import SESSION_KIND, _Options, _options, _output
+from ._sessionmeta import SESSION_KIND, _Options, _options, _output, pack_variables
 from ._storage import default_session_path
 from .errors import (
     MasonError,
@@ -274,7 +274,7 @@ def _write_session(writer, module, entries, options: _SaveOptions, partitions=No
         "kind": SESSION_KIND,
         "module": module.__name__,
         "module_kind": _namespace.module_kind(module),
-        "variables": variables,
+        "variables": pack_variables(variables),
         "skipped": skipped,
         "environment": _namespace.environment(e.value for e in entries),
     }
@@ -399,9 +399,9 @@ def sign(filename, key=None) -> None:
 
     ``key``: bytes or str, default the ``MASON_SIGNING_KEY`` environment
     variable.  Every checksum is verified first: a damaged file is not
-    signed.  The records are copied byte for byte; only the header's minor
-    version and the index (which gains the signature) change.  An existing
-    signature is replaced.
+    signed.  The records are copied byte for byte; only the header's version
+    (a file of format 1 becomes one of the current format) and the index
+    (which gains the signature) change.  An existing signature is replaced.
     """
     key = resolve_key(key)
     if key is None:
@@ -412,9 +412,11 @@ def sign(filename, key=None) -> None:
         _check_partitions_signable(session.meta)
         with _output(filename) as stream:
             writer = ContainerWriter(stream, checksum=session.checksum_name, key=key)
-            for kind, stored, compression, raw_length in session.records():
-                writer.copy_record(kind, stored, compression, raw_length)
-            writer.finish(session.meta)
+            for record in session.records():
+                writer.copy_record(*record)
+            blobs = [session.blob_info(i)["raw_length"] for i in range(session.blob_count)]
+            variables = pack_variables(session.meta["variables"], session.segment_lengths, blobs)
+            writer.finish({**session.meta, "variables": variables})
 
 
 def _check_partitions_signable(meta: dict) -> None:

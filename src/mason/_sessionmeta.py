@@ -1,5 +1,14 @@
 """What every session file says about itself: its metadata, checked before
-anything else reads it, and the keyword options shared by saves and loads."""
+anything else reads it, and the keyword options shared by saves and loads.
+
+In memory, ``meta["variables"]`` is a list of records, one dict per saved
+variable: name, type, stored ("value" or "reference"), size, segment (its
+pickle segment), blobs (its out-of-band buffers), and memo_reset when true.
+A file stores them as columns (see :func:`pack_variables`): a list of
+hundreds of thousands of small JSON objects took longer to parse and check
+than the variables took to unpickle.  Files written before columns hold the
+list itself, which is read as it is.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +38,9 @@ if TYPE_CHECKING:  # typing is not imported at run time
         def segment(self, i: int) -> memoryview: ...
         def segments(self, numbers: Any) -> list[memoryview]: ...
         def blob(self, i: int) -> memoryview: ...
+        @property
+        def segment_lengths(self) -> Any: ...
+        def blob_info(self, i: int) -> dict[str, Any]: ...
         def verify_records(self, segments: Any, blobs: Any) -> None: ...
         def close(self) -> None: ...
 
@@ -79,14 +91,138 @@ def _output(target, storage_options=None):
 
 def check_session_meta(reader: SessionReader) -> list[dict]:
     """The index's variable records, after checking that the session
-    metadata fits the file (see :func:`session_meta_problem`)."""
+    metadata fits the file (see :func:`session_meta_problem`); columns read
+    from the file are replaced by the records in ``reader.meta``."""
     meta = reader.meta
     if meta.get("kind") != SESSION_KIND:
         raise CorruptSessionError("this mason file holds no session (no session metadata in its index)")
     problem = session_meta_problem(meta, reader.segment_count, reader.blob_count)
     if problem:
         raise CorruptSessionError(f"index: the session metadata is malformed: {problem}")
+    if type(meta["variables"]) is dict:
+        blobs = meta["variables"]["blobs"]
+        blob_lengths = {
+            n: reader.blob_info(n)["raw_length"] for _, first, count in blobs for n in range(first, first + count)
+        }
+        meta["variables"] = unpack_variables(meta["variables"], reader.segment_lengths, blob_lengths)
     return meta["variables"]
+
+
+# -- the variable columns ----------------------------------------------------------
+#
+#   {"name":   [str, ...],          one per variable; variable i is segment i
+#    "type":   [int, ...],          index into "types"
+#    "types":  [str, ...],          the type names, each once, in order of first use
+#    "stored": [int, ...],          index into "storage"
+#    "storage": [str, ...],         how variables are stored ("value", "reference")
+#    "blobs":  [[variable, first blob, count], ...]   only variables with blobs, in order
+#    "memo_reset": [variable, ...]}                    only where it is true, in order
+#
+# A variable's size (the raw bytes of its segment and blobs) is not stored:
+# the container's tables say it.
+
+_COLUMNS = ("blobs", "memo_reset", "name", "storage", "stored", "type", "types")
+
+
+def pack_variables(variables: list[dict], segment_lengths=None, blob_lengths=None) -> dict | list:
+    """The variable records as the columns a file stores, or the records
+    themselves where columns cannot say it (a variable whose segment is not
+    its position, or whose blobs are not consecutive, or whose size is not
+    what its segment and blobs make: never in mason's own sessions, but
+    possible in a file it re-signs).  ``blob_lengths``: raw length of each
+    blob (default: each variable's size is taken as right)."""
+    blobs = []
+    for number, var in enumerate(variables):
+        numbers = var["blobs"]
+        if var["segment"] != number or numbers != list(range(numbers[0], numbers[0] + len(numbers)) if numbers else []):
+            return variables
+        if numbers:
+            blobs.append([number, numbers[0], len(numbers)])
+        if segment_lengths is not None and blob_lengths is not None:
+            if var["size"] != segment_lengths[number] + sum(blob_lengths[n] for n in numbers):
+                return variables
+    types: dict[str, int] = {}
+    storage: dict[str, int] = {}
+    return {
+        "name": [var["name"] for var in variables],
+        "type": [types.setdefault(var["type"], len(types)) for var in variables],
+        "types": list(types),
+        "stored": [storage.setdefault(var["stored"], len(storage)) for var in variables],
+        "storage": list(storage),
+        "blobs": blobs,
+        "memo_reset": [number for number, var in enumerate(variables) if var.get("memo_reset")],
+    }
+
+
+def unpack_variables(columns: dict, segment_lengths, blob_lengths) -> list[dict]:
+    """The variable records of columns that passed :func:`_columns_problem`,
+    in a container whose segments and blobs have these raw lengths (a
+    sequence, and a mapping for the blobs the variables use)."""
+    types, storage = columns["types"], columns["storage"]
+    variables = [
+        {"name": name, "type": types[type_], "stored": storage[stored], "size": size, "segment": number, "blobs": []}
+        for number, (name, type_, stored, size) in enumerate(
+            zip(columns["name"], columns["type"], columns["stored"], segment_lengths)
+        )
+    ]
+    for number, first, count in columns["blobs"]:
+        var = variables[number]
+        var["blobs"] = list(range(first, first + count))
+        var["size"] += sum(blob_lengths[n] for n in var["blobs"])
+    for number in columns["memo_reset"]:
+        variables[number]["memo_reset"] = True
+    return variables
+
+
+def _columns_problem(columns: dict, segments: int, blobs: int) -> str:
+    """What is wrong with variable columns, or "" (each column is checked
+    whole by builtins, so that a million variables cost milliseconds)."""
+    missing = [key for key in _COLUMNS if key not in columns]
+    if missing:
+        return f"variables: no {', '.join(missing)}"
+    names = columns["name"]
+    if type(names) is not list or not _all_of(names, str):
+        return "variables: name is not a list of strings"
+    if len(names) != segments:
+        return f"variables: {len(names)} names for the file's {segments} segments"
+    for column, table in (("type", "types"), ("stored", "storage")):
+        values, labels = columns[column], columns[table]
+        if type(labels) is not list or not _all_of(labels, str):
+            return f"variables: {table} is not a list of strings"
+        if not _is_numbers(values, len(names), len(labels)):
+            return f"variables: {column} is not {len(names)} numbers below {len(labels)}"
+    ranges = columns["blobs"]
+    if type(ranges) is not list:
+        return "variables: blobs is not a list"
+    after = after_blob = 0  # variables and blobs come in order, each range after the last
+    for item in ranges:
+        if not (
+            type(item) is list
+            and len(item) == 3
+            and _all_of(item, int)
+            and after <= item[0] < len(names)
+            and after_blob <= item[1]
+            and 1 <= item[2] <= blobs - item[1]
+        ):
+            return f"variables: blobs: {_brief(item)} is not [variable, first blob, count] of the file's {blobs} blobs"
+        after, after_blob = item[0] + 1, item[1] + item[2]
+    resets = columns["memo_reset"]
+    if type(resets) is not list or not _is_numbers(resets, len(resets), len(names)) or resets != sorted(set(resets)):
+        return "variables: memo_reset is not a list of variable numbers in order"
+    return ""
+
+
+def _all_of(values: list, kind: type) -> bool:
+    return not values or set(map(type, values)) == {kind}
+
+
+def _is_numbers(values, count: int, below: int) -> bool:
+    """Whether ``values`` is a list of ``count`` ints in 0 .. below - 1."""
+    return (
+        type(values) is list
+        and len(values) == count
+        and (not values or (_all_of(values, int) and min(values) >= 0 and max(values) < below))
+    )
 
 
 def session_meta_problem(meta: dict, segments: int, blobs: int) -> str:
@@ -101,7 +237,12 @@ def session_meta_problem(meta: dict, segments: int, blobs: int) -> str:
     if problem:
         return problem
     variables = meta.get("variables")
-    if type(variables) is not list:
+    if type(variables) is dict:
+        problem = _columns_problem(variables, segments, blobs)
+        if problem:
+            return problem
+        variables = ()
+    elif type(variables) is not list:
         return "variables is not a list"
     # Sessions have hundreds of thousands of variables: one inline test per
     # record, and the field is only looked for once one fails.

@@ -7,8 +7,13 @@ Loading a pickle runs code named in it.  Only load data you trust.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time
+    from collections.abc import Iterator
 
 from . import _rebuild, _settings
 from ._allowlist import Allowlist
@@ -77,21 +82,36 @@ class Unpickler(pickle.Unpickler):
         return sys.modules["__main__"].__dict__
 
     def load(self):
-        # Rebuilders are module-level functions: the load's options reach
-        # them through a context variable, set only while this load runs.
         if self._allow is not None:
             from ._api import load_restricted
 
             obj = load_restricted(self._file, self._allow, self._kwds.get("buffers"), self._map_location)
-        else:
-            tokens = (_rebuild._MAP_LOCATION.set(self._map_location), _rebuild._LOAD.set(self._load_state))
-            try:
-                obj = super().load()
-            except (EOFError, pickle.UnpicklingError) as exc:
-                raise translate_error(exc) from None
-            finally:
-                _rebuild._LOAD.reset(tokens[1])
-                _rebuild._MAP_LOCATION.reset(tokens[0])
+            if not self._ignore:
+                _rebind_to_main(obj)
+            return obj
+        with self.loading():
+            return self.load_next()
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """The load's options, for the rebuilders while the block runs.
+
+        Rebuilders are module-level functions: the options reach them through
+        context variables, set only while a load runs.  A session sets them
+        once around all its variables (``load_next`` each)."""
+        tokens = (_rebuild._MAP_LOCATION.set(self._map_location), _rebuild._LOAD.set(self._load_state))
+        try:
+            yield
+        finally:
+            _rebuild._LOAD.reset(tokens[1])
+            _rebuild._MAP_LOCATION.reset(tokens[0])
+
+    def load_next(self):
+        """The next pickle of the stream, inside ``loading()`` (plain loads only)."""
+        try:
+            obj = pickle.Unpickler.load(self)
+        except (EOFError, pickle.UnpicklingError) as exc:
+            raise translate_error(exc) from None
         if not self._ignore:
             _rebind_to_main(obj)
         return obj

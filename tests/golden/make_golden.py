@@ -5,7 +5,7 @@ file looks like, so a reader change that stops loading them fails
 tests/test_golden.py.  Never regenerate the files of an existing version to
 make a test pass.
 
-    python tests/golden/make_golden.py            # writes tests/golden/v1/
+    python tests/golden/make_golden.py            # writes tests/golden/v<current major>/
     python tests/golden/make_golden.py OUTDIR     # elsewhere, to compare
 
 Each session is built as ``__main__`` of its own fresh interpreter (so the
@@ -25,7 +25,6 @@ import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VERSION_DIR = HERE / "v1"
 
 # Plain data only: no function or class saved by value, so this file loads on
 # any Python version.
@@ -141,7 +140,10 @@ def write_session(source: str, path: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]).resolve() if argv else VERSION_DIR
+    # The mason that runs this is the one the sessions are saved with.
+    from mason._format import spec
+
+    out = Path(argv[0]).resolve() if argv else HERE / f"v{spec.FORMAT_MAJOR}"
     out.mkdir(exist_ok=True)
     write_session(DATA_SESSION, out / "data.mason")
     py = f"py{sys.version_info[0]}{sys.version_info[1]}"

@@ -6,11 +6,15 @@ against the others (records must tile the file exactly), and every record
 header against its table entry when the record is read.  Damage raises
 CorruptSessionError saying what is wrong and where.  Nothing here unpickles.
 
+A SEGM record holds one or more segments (always one in version 1): the
+first request for any of them checks the whole record once and splits it;
+its segments are then slices of that one checked copy.
+
 Sources (sources.py): a path or real file is memory-mapped (or read with
 seek/read); a seekable file object is read with seek/read; a non-seekable
 stream is read once, front to back, into memory, checking each record as it
-arrives, and left positioned just after the container.  The checks of the
-header, record shapes and index are in index.py.
+arrives, and left positioned just after the container (stream.py).  The
+checks of the header, record shapes and index are in index.py.
 
 Check, then use the very bytes checked: another process may rewrite the file
 while it is read.  So the index, every segment, compressed blobs, and (with a
@@ -26,85 +30,33 @@ from __future__ import annotations
 import io
 import mmap as _mmap
 import os
+from bisect import bisect_right
+from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
+from itertools import accumulate
 
 from .._storage import open_for_read
 from ..errors import CorruptSessionError, SignatureError
 from . import checksum as _checksum
-from . import compression as _compression
 from . import signing as _signing
 from . import spec
-from .index import Entry, check_magic, parse_header, parse_index, shape_problem
+from .index import Entry, Tables, parse_header, parse_index
 from .sources import CHUNK, BufferSource, FileSource
+from .stream import scan_stream
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any, BinaryIO
 
 
-def _scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[int]]:
-    """Read one container off a non-seekable stream, checking records as they arrive.
-
-    Returns its bytes and the payload offsets already checksummed.  Memory
-    grows only with bytes actually read, so a damaged length cannot make us
-    allocate more than the stream holds.
-    """
-    buf = bytearray()
-    verified: set[int] = set()
-
-    def take(n: int, what: str, hasher: Any = None) -> None:
-        end = len(buf) + n
-        while len(buf) < end:
-            chunk = stream.read(min(end - len(buf), CHUNK))
-            if not chunk:
-                raise CorruptSessionError(f"truncated: the stream ends inside {what} at offset {len(buf)}")
-            if hasher is not None:
-                hasher.update(chunk)
-            buf.extend(chunk)
-
-    def small(n: int, what: str) -> bytes:
-        take(n, what)
-        return bytes(buf[len(buf) - n :])
-
-    try:
-        head = small(spec.HEADER.size, "the header")
-    except CorruptSessionError:
-        check_magic(bytes(buf))  # a short stream that is not mason at all says so
-        raise
-    header = parse_header(head)
-    algo = _checksum.by_id(header.checksum_id)
-    counts = {kind: 0 for kind in spec.RECORD_KINDS}
-    while True:
-        at = len(buf)
-        record = spec.RECORD.unpack(small(spec.RECORD.size, "a record header"))
-        if record.kind not in spec.RECORD_KINDS:
-            raise CorruptSessionError(f"unknown record kind {record.kind!r} at offset {at}")
-        name = f"{spec.RECORD_KINDS[record.kind]} {counts[record.kind]} (offset {at})"
-        counts[record.kind] += 1
-        codec = _compression.by_id(record.compression)
-        offset = at + spec.RECORD.size + record.pad
-        problem = shape_problem(record.kind, offset, record.pad, record.length, record.raw_length, codec)
-        if record.reserved:
-            problem = "reserved bits set"
-        if problem:
-            raise CorruptSessionError(f"{name}: {problem}")
-        if any(small(record.pad, "padding")):
-            raise CorruptSessionError(f"{name}: padding is not zero")
-        check = record.kind != spec.BLOB or verify_blobs or codec is not None
-        hasher = algo.new() if check else None
-        take(record.length, name, hasher)
-        if hasher is not None:
-            if hasher.digest() != record.checksum:
-                raise CorruptSessionError(f"{name}: checksum mismatch, the data is damaged")
-            verified.add(offset)
-        if record.kind == spec.INDEX:
-            break
-    take(spec.TRAILER.size, "the trailer")
-    return buf, verified
-
-
 # -- The reader ----------------------------------------------------------------------
+
+Record = namedtuple("Record", "kind payload compression raw_length segments")
+Record.__doc__ = """One record as stored (``records()``): kind, stored payload, compression
+name or None, raw length, and for a SEGM record the raw lengths of the
+segments it holds (else ())."""
 
 
 class ContainerReader:
@@ -152,9 +104,12 @@ class ContainerReader:
         # the file, which a reader that is not private trusts.
         self._verified: set[int] = set()
         self._authenticated: set[int] = set()
-        # Checked private copies by payload offset: segments (decompressed) for
-        # as long as the reader is open, blobs until blob() hands them out.
+        # Checked private copies by payload offset: SEGM records (decompressed)
+        # for as long as the reader is open, blobs until blob() hands them out.
         self._payloads: dict[int, memoryview] = {}
+        # Slices of those copies, by segment number: the segments checked so far.
+        self._segment_views: dict[int, memoryview] = {}
+        self._tables: Tables
         self._verify_blobs = verify_blobs
         self._key = key
         self._private = private or key is not None
@@ -200,23 +155,32 @@ class ContainerReader:
 
     @property
     def segment_count(self) -> int:
-        return len(self._segments)
+        return len(self._tables.segment_lengths)
 
     @property
     def blob_count(self) -> int:
         return len(self._blobs)
+
+    @property
+    def segment_lengths(self) -> tuple[int, ...]:
+        """The raw length of every segment, in order."""
+        return self._tables.segment_lengths
 
     def segment(self, i: int) -> memoryview:
         """Payload of segment ``i`` (decompressed, read-only), its checksum verified.
 
         The file is read once: later calls return the same checked bytes.
         """
-        entry = self._entry(self._segments, i, "segment")
+        view = self._segment_views.get(i)
+        if view is not None:
+            return view
+        entry = self._group(i)
         try:  # not `with self._named()`: this runs once per variable of a session
-            return self._checked_copy(entry)
+            self._split(entry)
         except (CorruptSessionError, SignatureError) as exc:
             self._add_name(exc)
             raise
+        return self._segment_views[i]
 
     def segments(self, numbers: Any) -> list[memoryview]:
         """Payloads of the segments ``numbers`` (decompressed), in that order.
@@ -225,9 +189,15 @@ class ContainerReader:
         before any is returned, so a caller that unpickles them afterwards
         never starts on a file that turns out damaged or altered further on.
         """
-        entries = [self._entry(self._segments, i, "segment") for i in numbers]
-        with self._named():
-            return [self._checked_copy(entry) for entry in entries]
+        self._check_open()
+        numbers = list(numbers)
+        views = self._segment_views
+        missing = [i for i in numbers if i not in views]
+        if missing:
+            with self._named():
+                for entry in self._groups_of(missing):
+                    self._split(entry)
+        return [views[i] for i in numbers]
 
     def blob(self, i: int) -> memoryview:
         """Writable view of blob ``i`` (decompressed); writing to it never changes the file.
@@ -238,7 +208,7 @@ class ContainerReader:
         of private memory, checked (and authenticated) there, which the
         caller then owns: asked for again, the blob is read and checked again.
         """
-        entry = self._entry(self._blobs, i, "blob")
+        entry = self._blob(i)
         with self._named():
             if self._copies(entry):
                 # Handed over, not kept: the caller owns it (and may write to it).
@@ -250,29 +220,42 @@ class ContainerReader:
                 self._check_sum(entry, stored)
             return stored
 
-    def records(self) -> Iterator[tuple[bytes, Any, str | None, int]]:
-        """Every segment and blob in file order, as stored and checksum-verified:
-        (kind, stored payload, compression name, raw length).
+    def records(self) -> Iterator[Record]:
+        """Every record in file order, as stored and checksum-verified
+        (``Record``: what ``ContainerWriter.copy_record`` takes).
 
         Each payload is a private copy (one record at a time), checked as it
         is handed out."""
         self._check_open()
-        for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
+        lengths = self._tables.segment_lengths
+        for entry in self._all_records():
             with self._named():
                 self._check_header(entry)
                 stored = self._source.copy(entry.offset, entry.length)
                 self._check_sum(entry, stored, mark=self._source.stable)
-            yield entry.kind, stored, entry.codec and entry.codec.name, entry.raw_length
+            held = () if entry.segments is None else tuple(lengths[entry.segments.start : entry.segments.stop])
+            yield Record(entry.kind, stored, entry.codec and entry.codec.name, entry.raw_length, held)
 
     @property
     def checksum_name(self) -> str:
         return self._algo.name
 
     def segment_info(self, i: int) -> dict[str, Any]:
-        return _info(self._entry(self._segments, i, "segment"))
+        """Where segment ``i`` lies: offset and length of its bytes in the file,
+        raw_length, and its record's compression and checksum.  A segment in a
+        compressed record has no bytes of its own in the file: offset and
+        length are then the whole record's payload's."""
+        entry = self._group(i)
+        info = _info(entry)
+        if entry.codec is None:
+            lengths = self._tables.segment_lengths
+            info["offset"] += sum(lengths[entry.segments.start : i])
+            info["length"] = lengths[i]
+        info["raw_length"] = self._tables.segment_lengths[i]
+        return info
 
     def blob_info(self, i: int) -> dict[str, Any]:
-        return _info(self._entry(self._blobs, i, "blob"))
+        return _info(self._blob(i))
 
     def verify_records(self, segments: Iterable[int], blobs: Iterable[int]) -> None:
         """Check these segments and blobs now, as ``segment()`` and ``blob()`` would.
@@ -286,15 +269,14 @@ class ContainerReader:
         checked in the file, which it trusts from then on.
         """
         self._check_open()
-        entries = [self._entry(self._segments, i, "segment") for i in segments]
-        entries += [
-            entry
-            for entry in (self._entry(self._blobs, i, "blob") for i in blobs)
-            if self._copies(entry) or self._verify_blobs
-        ]
+        views = self._segment_views
+        entries = set(self._groups_of([i for i in segments if i not in views]))
+        entries.update(entry for entry in (self._blob(i) for i in blobs) if self._copies(entry) or self._verify_blobs)
         with self._named():
-            for entry in sorted(set(entries), key=lambda e: e.offset):
-                if self._copies(entry):
+            for entry in sorted(entries, key=lambda e: e.offset):
+                if entry.segments is not None:
+                    self._split(entry)
+                elif self._copies(entry):
                     self._checked_copy(entry)
                 else:
                     self._check_in_place(entry, mark=True)
@@ -308,13 +290,14 @@ class ContainerReader:
         """
         self._check_open()
         with self._named():
-            for entry in sorted(self._segments + self._blobs, key=lambda e: e.offset):
+            for entry in self._all_records():
                 if entry.offset in self._payloads:
                     continue  # a checked private copy already
                 self._check_in_place(entry, mark=self._source.stable or not self._copies(entry))
 
     def close(self) -> None:
         self._payloads.clear()
+        self._segment_views.clear()
         if self._source is not None:
             self._source.close()
             self._source = None
@@ -342,7 +325,7 @@ class ContainerReader:
         seekable = getattr(fileobj, "seekable", None)
         if seekable is None or not seekable():
             self._from_stream = True
-            buf, self._verified = _scan_stream(fileobj, self._verify_blobs)
+            buf, self._verified = scan_stream(fileobj, self._verify_blobs)
             return BufferSource(buf, owned=True, stable=True)
         base = fileobj.tell()
         if use_mmap:
@@ -390,20 +373,23 @@ class ContainerReader:
             None,
             trailer.index_checksum,
             0,
+            None,
         )
         self._check_header(index)
         # Copied once: the checksum, the JSON parser and the signature check
         # all read this copy, never the file again.
         payload = bytes(source.read(index.offset, index.length))
         self._check_sum(index, payload, mark=False)
-        self.meta, self._segments, self._blobs, self.signature = parse_index(payload, self._algo.name, index_offset)
+        self._tables = parse_index(payload, header.major, self._algo.name, index_offset)
+        self.meta, self._groups, self._blobs = self._tables.meta, self._tables.groups, self._tables.blobs
+        self.signature = self._tables.signature
         if self._key is not None:
             if self.signature is None:
                 raise SignatureError("the file is not signed, and a signing key was given")
             self.signature.verify_index(self._key, head, payload)
         if self._from_stream:
             # Came off a stream: everything is in memory, so finish checking now.
-            for entry in self._segments + self._blobs:
+            for entry in self._groups + self._blobs:
                 self._check_header(entry)
 
     # -- records -----------------------------------------------------------------
@@ -412,11 +398,48 @@ class ContainerReader:
         if self._source is None:
             raise ValueError("reader is closed")
 
-    def _entry(self, table: list[Entry], i: int, what: str) -> Entry:
+    def _group(self, i: int) -> Entry:
+        """The SEGM record that holds segment ``i``."""
         self._check_open()
-        if not 0 <= i < len(table):
-            raise IndexError(f"{what} {i} out of range ({len(table)} {what}s)")
-        return table[i]
+        count = len(self._tables.segment_lengths)
+        if not 0 <= i < count:
+            raise IndexError(f"segment {i} out of range ({count} segments)")
+        return self._groups[bisect_right(self._tables.group_first, i) - 1]
+
+    def _groups_of(self, numbers: list[int]) -> list[Entry]:
+        """The SEGM records that hold these segments, in file order (``_group``
+        for many: a few C calls, whatever their number)."""
+        self._check_open()
+        if not numbers:
+            return []
+        count = len(self._tables.segment_lengths)
+        low, high = min(numbers), max(numbers)
+        if low < 0 or high >= count:
+            raise IndexError(f"segment {low if low < 0 else high} out of range ({count} segments)")
+        positions = set(map(partial(bisect_right, self._tables.group_first), numbers))
+        return [self._groups[position - 1] for position in sorted(positions)]
+
+    def _blob(self, i: int) -> Entry:
+        self._check_open()
+        if not 0 <= i < len(self._blobs):
+            raise IndexError(f"blob {i} out of range ({len(self._blobs)} blobs)")
+        return self._blobs[i]
+
+    def _all_records(self) -> list[Entry]:
+        return sorted(self._groups + self._blobs, key=lambda e: e.offset)
+
+    def _split(self, entry: Entry) -> None:
+        """Check a SEGM record (once) and file its segments as slices of the checked copy."""
+        held = entry.segments
+        if held.start in self._segment_views:
+            return
+        payload = self._checked_copy(entry)
+        views = self._segment_views
+        if len(held) == 1:
+            views[held.start] = payload
+            return
+        ends = list(accumulate(self._tables.segment_lengths[held.start : held.stop]))
+        views.update(zip(held, map(payload.__getitem__, map(slice, [0, *ends], ends))))
 
     def _copies(self, entry: Entry) -> bool:
         """Whether the record is handed out as a private copy (else as a view of the file)."""
@@ -426,7 +449,7 @@ class ContainerReader:
         """The record header and padding in the file must say what the index says."""
         start = entry.offset - entry.pad - spec.RECORD.size
         head = self._source.read(start, spec.RECORD.size + entry.pad)
-        # The fast path (thousands of segments): one tuple comparison.
+        # The fast path (thousands of records): one tuple comparison.
         if spec.RECORD.struct.unpack_from(head) == (
             entry.kind,
             entry.codec.id if entry.codec else 0,
@@ -498,7 +521,7 @@ class ContainerReader:
             if mark:
                 self._verified.add(entry.offset)
         if macer is not None:
-            self._record_signed(entry, macer.hexdigest())
+            self._record_signed(entry, macer.digest())
             if mark:
                 self._authenticated.add(entry.offset)
 
@@ -515,9 +538,10 @@ class ContainerReader:
                 f" {value:016x}), the data is damaged"
             )
 
-    def _record_signed(self, entry: Entry, mac: str) -> None:
+    def _record_signed(self, entry: Entry, mac: bytes) -> None:
         assert self.signature is not None  # a key was given: opening checked there is one
-        self.signature.verify_record(spec.RECORD_KINDS[entry.kind], entry.number, mac)
+        what = entry.label if entry.segments is None or len(entry.segments) == 1 else f"the record of {entry.label}"
+        self.signature.verify_record(spec.RECORD_KINDS[entry.kind], entry.number, mac, what)
 
     def _decompress(self, entry: Entry, stored: Any) -> bytearray:
         try:

@@ -1,21 +1,24 @@
 """Signatures: who made this file (HMAC-SHA256 with a shared secret key).
 
-A signed container (format 1.1) has a ``"signature"`` key in its index:
+Every record (segments and blobs) has a MAC of its stored payload, and the
+index has one over the header and the index itself, which holds every
+record's MAC, offset, length and checksum: so the one index MAC binds the
+metadata, the tables and (with the record MACs, which are cryptographic
+where the checksums are not) every byte of every pickle segment and blob.
+Per-record MACs let a reader check a record before it unpickles it and a
+blob when it is first used, so memory-mapped loading stays lazy.
+
+Version 2 stores the MACs as raw bytes in the binary index (the index MAC
+last, computed with its own 32 bytes read as zeros).  Version 1 (read only)
+stored them as hex in a ``"signature"`` key of the JSON index:
 
     {"algorithm": "hmac-sha256",
      "segments": [hex MAC of each segment's stored payload, in table order],
      "blobs":    [hex MAC of each blob's stored payload, in table order],
      "value":    hex MAC of the header bytes followed by the index payload}
 
-``value`` is computed over the index payload as written, with its own 64 hex
-digits replaced by zeros; the index also holds every record's offset,
-length and checksum, so the one MAC binds the metadata, the table and (with
-the per-record MACs, which are cryptographic where the checksums are not)
-every byte of every pickle segment and blob.  Per-record MACs let a reader
-check each segment before unpickling it and each blob when it is first
-used, so memory-mapped loading stays lazy.
-
-Unsigned files are plain format 1.0; readers of 1.0 ignore the key.
+with ``value`` computed over the payload as written, its own 64 hex digits
+replaced by zeros.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
     from typing import Any
 
 from ..errors import CorruptSessionError, SignatureError
+from . import spec
 
-__all__ = ["ALGORITHM", "ENV_VAR", "resolve_key", "record_mac", "seal", "Signature"]
+__all__ = ["ALGORITHM", "ENV_VAR", "resolve_key", "record_mac", "index_mac", "Signature", "JsonSignature"]
 
 ALGORITHM = "hmac-sha256"
 #: environment variable holding the signing key (UTF-8 text) when no key= is given
@@ -37,7 +41,9 @@ ENV_VAR = "MASON_SIGNING_KEY"
 _DIGITS = 64
 _PLACEHOLDER = b'"value":"' + b"0" * _DIGITS + b'"'
 _MAC_HEX = re.compile(f"[0-9a-f]{{{_DIGITS}}}")
-_DOMAIN = b"mason signature v1\0"  # a MAC of a mason index is never a MAC of anything else
+# A MAC of a mason index is never a MAC of anything else, nor of the other version's index.
+_DOMAIN_V1 = b"mason signature v1\0"
+_DOMAIN = b"mason signature v2\0"
 
 
 def resolve_key(key: Any) -> bytes | None:
@@ -60,43 +66,72 @@ def resolve_key(key: Any) -> bytes | None:
     return key
 
 
-def record_mac(key: bytes, payload: Any) -> str:
+def record_mac(key: bytes, payload: Any) -> bytes:
+    """The MAC of one record's stored payload (32 bytes)."""
     import hashlib
     import hmac  # both only when signing: they add milliseconds to `import mason`
 
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+    return hmac.new(key, payload, hashlib.sha256).digest()
 
 
-def placeholder(segment_macs: list[str], blob_macs: list[str]) -> dict[str, Any]:
-    """The signature object to put in the index before sealing it."""
-    return {"algorithm": ALGORITHM, "blobs": blob_macs, "segments": segment_macs, "value": "0" * _DIGITS}
+def new_record_mac(key: bytes) -> Any:
+    """An incremental :func:`record_mac` (``update``, then ``digest``)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
-def _index_mac(key: bytes, header: bytes, zeroed_payload: bytes) -> bytes:
+def index_mac(key: bytes, header: bytes, zeroed_payload: Any) -> bytes:
+    """The MAC of a version 2 index: the header bytes, then the index payload
+    with the 32 bytes of this MAC read as zeros."""
     import hashlib
     import hmac
 
     mac = hmac.new(key, _DOMAIN, hashlib.sha256)
     mac.update(header)
     mac.update(zeroed_payload)
-    return mac.hexdigest().encode("ascii")
-
-
-def seal(payload: bytes, header: bytes, key: bytes) -> bytes:
-    """The index payload with the placeholder ``value`` replaced by the MAC."""
-    if payload.count(_PLACEHOLDER) != 1:
-        raise ValueError("the index must hold exactly one signature placeholder")
-    value = _index_mac(key, header, payload)
-    return payload.replace(_PLACEHOLDER, b'"value":"' + value + b'"')
+    return mac.digest()
 
 
 class Signature:
-    """A parsed ``"signature"`` index entry; ``verify`` checks it with a key."""
+    """The MACs a signed container carries: one per SEGM record (``segments``,
+    in file order) and one per blob (``blobs``), each 32 bytes, and the index
+    MAC (``value``), 32 bytes at ``value_at`` in the index payload."""
+
+    def __init__(self, segments: list[bytes], blobs: list[bytes], value: bytes, value_at: int) -> None:
+        self.algorithm: Any = ALGORITHM  # version 1: whatever the file says, refused if not this
+        self.segments = segments
+        self.blobs = blobs
+        self.value = value
+        self.value_at = value_at
+
+    def verify_index(self, key: bytes, header: bytes, payload: bytes) -> None:
+        import hmac
+
+        at = self.value_at
+        zeroed = b"".join((payload[:at], bytes(spec.MAC_SIZE), payload[at + spec.MAC_SIZE :]))
+        if not hmac.compare_digest(index_mac(key, header, zeroed), self.value):
+            raise SignatureError(
+                "the signature does not match: the file was altered after signing, or signed with another key"
+            )
+
+    def verify_record(self, kind: str, number: int, mac: bytes, what: str) -> None:
+        """``mac``: :func:`record_mac` of the stored payload of record ``number``
+        of its table (``kind``: "segment" or "blob"); ``what`` names it."""
+        import hmac
+
+        expected = (self.segments if kind == "segment" else self.blobs)[number]
+        if not hmac.compare_digest(mac, expected):
+            raise SignatureError(f"{what} does not match its signature: the file was altered after signing")
+
+
+class JsonSignature(Signature):
+    """The ``"signature"`` key of a version 1 index, checked for shape."""
 
     def __init__(self, obj: Any, segments: int, blobs: int) -> None:
         if not isinstance(obj, dict):
             raise CorruptSessionError("index: signature is not an object")
-        self.algorithm = obj.get("algorithm")
         tables = []
         for key, count in (("segments", segments), ("blobs", blobs)):
             macs = obj.get(key)
@@ -106,39 +141,27 @@ class Signature:
                 or not all(isinstance(m, str) and _MAC_HEX.fullmatch(m) for m in macs)
             ):
                 raise CorruptSessionError(f"index: signature {key} is not {count} MACs")
-            tables.append(macs)
+            tables.append([bytes.fromhex(m) for m in macs])
         value = obj.get("value")
         if not isinstance(value, str) or not _MAC_HEX.fullmatch(value):
             raise CorruptSessionError("index: signature value is not a MAC")
-        self.segments, self.blobs = tables
-        self.value = value
+        super().__init__(tables[0], tables[1], bytes.fromhex(value), -1)
+        self.algorithm = obj.get("algorithm")
+        self._hex = value
 
     def verify_index(self, key: bytes, header: bytes, payload: bytes) -> None:
         if self.algorithm != ALGORITHM:
             raise SignatureError(f"signed with {self.algorithm!r}, which this mason cannot check")
-        stored = b'"value":"' + self.value.encode("ascii") + b'"'
+        stored = b'"value":"' + self._hex.encode("ascii") + b'"'
         if payload.count(stored) != 1:
             raise SignatureError("the signature cannot be located in the index: the file was altered")
+        import hashlib
         import hmac
 
-        computed = _index_mac(key, header, payload.replace(stored, _PLACEHOLDER))
-        if not hmac.compare_digest(computed, self.value.encode("ascii")):
+        mac = hmac.new(key, _DOMAIN_V1, hashlib.sha256)
+        mac.update(header)
+        mac.update(payload.replace(stored, _PLACEHOLDER))
+        if not hmac.compare_digest(mac.hexdigest().encode("ascii"), self._hex.encode("ascii")):
             raise SignatureError(
                 "the signature does not match: the file was altered after signing, or signed with another key"
             )
-
-    def verify_record(self, kind: str, number: int, mac: str) -> None:
-        """``mac``: :func:`record_mac` of the stored payload of that record."""
-        import hmac
-
-        expected = (self.segments if kind == "segment" else self.blobs)[number]
-        if not hmac.compare_digest(mac, expected):
-            raise SignatureError(f"{kind} {number} does not match its signature: the file was altered after signing")
-
-
-def new_record_mac(key: bytes) -> Any:
-    """An incremental :func:`record_mac` (``update``, then ``hexdigest``)."""
-    import hashlib
-    import hmac
-
-    return hmac.new(key, digestmod=hashlib.sha256)

@@ -1,4 +1,4 @@
-"""The mason container format, version 1, written down as data.
+"""The mason container format, versions 2 (written) and 1 (read), written down as data.
 
 The writer and the reader both build and check bytes from the tables here, so
 this module is the one place where the format is defined; docs/format.md
@@ -10,6 +10,11 @@ new major version.
 A record is a fixed header, 0..63 zero bytes of padding, then the payload.
 Padding exists only so that blob payloads start at a multiple of ALIGNMENT
 from the start of the container and can be memory-mapped in place.
+
+Version 2 differs from version 1 in two places only: a SEGM record holds one
+or more pickle segments back to back (one header and one checksum for many
+small variables), and the index is binary tables followed by the JSON
+metadata, where version 1's index is one JSON object.
 """
 
 from __future__ import annotations
@@ -47,9 +52,9 @@ class Layout:
 MAGIC = b"\x89MASON\r\n\x1a\n"
 END_MAGIC = b"MASONEND"  # last 8 bytes of every container
 
-FORMAT_MAJOR = 1  # readers refuse a newer major version
-FORMAT_MINOR = 0  # minor versions only add optional index keys; readers accept any
-SIGNED_MINOR = 1  # 1.1 adds the optional "signature" index key (written only when signing)
+FORMAT_MAJOR = 2  # what the writer writes; readers refuse a major version not in READ_MAJORS
+FORMAT_MINOR = 0  # a reader accepts any minor version of a major it reads
+READ_MAJORS = (1, 2)  # version 1: the JSON index (read only, see "Version 1" below)
 ALIGNMENT = 64  # blob payloads start at a multiple of this (cache line, >= any SIMD load)
 
 # -- Fixed layouts -------------------------------------------------------------
@@ -93,9 +98,9 @@ TRAILER = Layout(
 
 # -- Record kinds ----------------------------------------------------------------
 
-SEGMENT = b"SEGM"  # one pickle segment (one saved variable); pad is 0
+SEGMENT = b"SEGM"  # pickle segments back to back (version 1: exactly one); pad is 0
 BLOB = b"BLOB"  # one protocol-5 out-of-band buffer; payload offset % ALIGNMENT == 0
-INDEX = b"INDX"  # UTF-8 JSON index, uncompressed, pad 0; last record, then the trailer
+INDEX = b"INDX"  # the index, uncompressed, pad 0; last record, then the trailer
 RECORD_KINDS = {SEGMENT: "segment", BLOB: "blob", INDEX: "index"}
 
 # -- Algorithm ids (stored in the file; never renumber, only append) -----------
@@ -114,22 +119,61 @@ COMPRESSION_IDS = {
 CHECKSUM_NAMES = {v: k for k, v in CHECKSUM_IDS.items()}
 COMPRESSION_NAMES = {v: k for k, v in COMPRESSION_IDS.items()}
 
-# -- The index -------------------------------------------------------------------
+# -- The index (version 2) -----------------------------------------------------------
+#
+# The payload of the INDX record, in this order, with nothing between or after:
+#
+#   INDEX_HEAD                        32 bytes
+#   record table   records x 32       each record's header, byte for byte, in file order
+#   group table    groups x u64       segments held by each SEGM record (groups = SEGM rows)
+#   segment table  segments x u64     raw length of each segment, in segment order
+#   signature      (records + 1) x 32 only when signed: each record's MAC, then the index MAC
+#   meta           meta_length bytes  UTF-8 JSON object, the caller's metadata
+#
+# Record offsets are not stored: records lie back to back from byte 16, each
+# header followed by its padding (0 for SEGM, the fewest bytes that align a
+# BLOB payload) and its payload, so the table's lengths give every offset.
+# Segment i is the i-th segment in the SEGM records taken in file order; the
+# raw payload of a SEGM record is its segments' bytes back to back.
 
-# Keys of the index object; every one is required.  Keys a reader does not know
-# are ignored, which is what lets a minor version add some.
+INDEX_HEAD = Layout(
+    "IndexHead",
+    (
+        ("records", "Q", "records before the index (SEGM and BLOB), rows of the record table"),
+        ("segments", "Q", "pickle segments, rows of the segment table"),
+        ("meta_length", "Q", "length of the JSON metadata, the last part of the index"),
+        ("signature", "B", "signature algorithm (SIGNATURE_IDS), 0 when unsigned"),
+        ("reserved", "7s", "zero"),
+    ),
+)  # 32 bytes
+TABLE_INT = "Q"  # the group and segment tables: little-endian u64 each
+TABLE_INT_SIZE = struct.calcsize("<" + TABLE_INT)
+SIGNATURE_IDS = {
+    "hmac-sha256": 1,  # HMAC-SHA256 with the shared secret key
+}
+SIGNATURE_NAMES = {v: k for k, v in SIGNATURE_IDS.items()}
+MAC_SIZE = 32  # bytes of one HMAC-SHA256
+
+# -- The index (version 1, read only) ---------------------------------------------
+#
+# One JSON object.  Keys of the index object; every one is required.  Keys a
+# reader does not know are ignored, which is what let a minor version add some.
 INDEX_KEYS = ("blobs", "checksum", "meta", "segments")
 # Keys of one entry in "segments" and "blobs", in file order of the records.
 ENTRY_KEYS = ("checksum", "compression", "length", "offset", "pad", "raw_length")
 # "checksum" in an entry is 16 lowercase hex digits (JSON numbers lose precision
 # above 2**53 in many languages).
 CHECKSUM_HEX_DIGITS = 16
+V1_SIGNED_MINOR = 1  # 1.1 added the optional "signature" index key
 
 # -- Sanity limits the reader enforces before trusting a number -----------------
 
 MAX_LENGTH = 1 << 48  # any payload, stored or raw (256 TiB)
-MAX_INDEX_LENGTH = 1 << 32  # the JSON index (4 GiB; millions of variables)
-MAX_INDEX_DEPTH = 64  # nesting of the JSON index, its own object included (mason's is 5 deep)
+MAX_INDEX_LENGTH = 1 << 32  # the index payload (4 GiB; millions of variables)
+# Nesting of JSON, counted from the version 1 index object (level 1), which
+# holds meta (level 2).  Version 2's meta is counted the same way, as level 2,
+# so that metadata one version accepts the other accepts too.
+MAX_INDEX_DEPTH = 64
 
 # A compressed record may declare at most RATIO_CAP * length + RATIO_FLOOR raw
 # bytes.  The raw length is what a reader must be ready to hold, so without
@@ -146,4 +190,5 @@ def max_raw_length(length: int) -> int:
     return RATIO_CAP * length + RATIO_FLOOR
 
 
-MIN_CONTAINER = HEADER.size + RECORD.size + 2 + TRAILER.size  # "{}" is the smallest JSON object
+# The smallest index: "{}" (version 1); the head and "{}" (version 2).
+MIN_CONTAINER = HEADER.size + RECORD.size + 2 + TRAILER.size

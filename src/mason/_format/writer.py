@@ -1,8 +1,14 @@
 """Write a container to any binary stream that has ``write``, seekable or not.
 
-The writer never seeks: it counts the bytes it writes, keeps the segment and
-blob tables in memory, and puts them in the index at the end, followed by the
-fixed-size trailer that lets a seeking reader find the index.
+The writer never seeks: it counts the bytes it writes, keeps the record and
+segment tables in memory, and puts them in the index at the end, followed by
+the fixed-size trailer that lets a seeking reader find the index.
+
+Small segments are gathered: they wait in memory until about GROUP_BYTES of
+them make one SEGM record (one header, one checksum, one row of the record
+table for all of them), so a session of thousands of small variables costs
+a few records, not thousands.  A large segment gets a record of its own,
+written straight from the caller's buffer.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
@@ -22,18 +29,26 @@ from . import spec
 
 _ZLIB = _compression.CODECS["zlib"]
 
+# Segments wait until this many bytes of them fill a record.  A record is
+# checked (and decompressed) whole when any of its segments is first used, so
+# this bounds what a selective load reads beyond what it needs (a millisecond
+# at memory speed), and what the writer holds.
+GROUP_BYTES = 1 << 20
+# A segment of this size or more is written at once, as a record of its own.
+ALONE_BYTES = 1 << 18
+
 
 class ContainerWriter:
     """Writes the header on construction, then records, then (``finish``) index and trailer.
 
     ``checksum`` is "crc32" (the default: every Python reads it) or
     "xxh3_64" (faster, needs the xxhash package to read); ``compression`` is None, "zlib", "lzma", "zstd" or "lz4",
-    applied to every segment and blob that it makes smaller, at ``level``
-    (default: a fast level of that codec); a record it would shrink beyond
-    the format's ratio rule (``spec.RATIO_CAP``) is compressed with zlib
-    instead, or stored raw.  ``key`` (bytes): sign the
-    container with HMAC-SHA256 (format 1.1, see ``signing``).  The writer does
-    not close or seek ``fileobj``.
+    applied to every record (a blob, or a group of segments) that it makes
+    smaller, at ``level`` (default: a fast level of that codec); a record it
+    would shrink beyond the format's ratio rule (``spec.RATIO_CAP``) is
+    compressed with zlib instead, or stored raw.  ``key`` (bytes): sign the
+    container with HMAC-SHA256 (see ``signing``).  The writer does not close
+    or seek ``fileobj``.
     """
 
     def __init__(
@@ -47,7 +62,6 @@ class ContainerWriter:
     ) -> None:
         self._file = fileobj
         self._key = key
-        self._macs: dict[bytes, list[str]] = {spec.SEGMENT: [], spec.BLOB: []}
         self._algo = _checksum.by_name(checksum)
         self._codec = _compression.by_name(compression)
         if self._codec is None:
@@ -57,12 +71,18 @@ class ContainerWriter:
         else:
             self._level = self._codec.check_level(level)
         self._pos = 0
-        self._tables: dict[bytes, list[dict[str, Any]]] = {spec.SEGMENT: [], spec.BLOB: []}
+        self._records: list[bytes] = []  # each record's header, in file order: the record table
+        self._macs: list[bytes] = []  # with a key: each record's MAC, in file order
+        self._group_sizes: list[int] = []  # segments held by each SEGM record
+        self._segment_lengths: list[int] = []  # raw length of each segment
+        self._blob_count = 0
+        self._pending = bytearray()  # segments waiting for their record
+        self._pending_count = 0
         self._finished = False
         self._header = spec.HEADER.pack(
             magic=spec.MAGIC,
             major=spec.FORMAT_MAJOR,
-            minor=spec.SIGNED_MINOR if key else spec.FORMAT_MINOR,
+            minor=spec.FORMAT_MINOR,
             checksum_id=self._algo.id,
             reserved=0,
         )
@@ -70,15 +90,35 @@ class ContainerWriter:
 
     @property
     def bytes_written(self) -> int:
+        """Bytes written to the stream so far (segments waiting for their record not yet)."""
         return self._pos
 
     def add_blob(self, data: Any) -> int:
         """Store one buffer (C- or Fortran-contiguous); returns its blob index 0, 1, 2, ..."""
-        return self._add(spec.BLOB, data)
+        self._check_open()
+        with _flat(data) as view:
+            self._write_record(spec.BLOB, view, self._codec)
+        self._blob_count += 1
+        return self._blob_count - 1
 
     def add_segment(self, data: Any) -> int:
-        """Store one pickle segment (bytes-like); returns its segment index 0, 1, 2, ..."""
-        return self._add(spec.SEGMENT, data)
+        """Store one pickle segment (bytes-like); returns its segment index 0, 1, 2, ...
+
+        A small segment is copied, to be written with the next ones."""
+        self._check_open()
+        with _flat(data) as view:
+            length = view.nbytes
+            if length >= ALONE_BYTES:
+                self._flush()
+                self._write_record(spec.SEGMENT, view, self._codec)
+                self._group_sizes.append(1)
+            else:
+                if len(self._pending) + length > GROUP_BYTES:
+                    self._flush()
+                self._pending += view
+                self._pending_count += 1
+        self._segment_lengths.append(length)
+        return len(self._segment_lengths) - 1
 
     def finish(self, meta: dict[str, Any]) -> None:
         """Write the index (with ``meta``, which must be JSON-serialisable) and the trailer."""
@@ -94,29 +134,41 @@ class ContainerWriter:
             # json.dumps would turn non-str keys into strings; refuse instead, so
             # that meta reads back equal to what was given.
             raise TypeError(problem)
-        index = {
-            "blobs": self._tables[spec.BLOB],
-            "checksum": self._algo.name,
-            "meta": meta,
-            "segments": self._tables[spec.SEGMENT],
-        }
-        if self._key:
-            index["signature"] = _signing.placeholder(self._macs[spec.SEGMENT], self._macs[spec.BLOB])
+        self._flush()
         # Sorted keys: the same session gives the same bytes.
-        payload = json.dumps(index, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
+        text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        meta_bytes = text.encode("utf-8")
+        records, segments = len(self._records), len(self._segment_lengths)
+        parts = [
+            spec.INDEX_HEAD.pack(
+                records=records,
+                segments=segments,
+                meta_length=len(meta_bytes),
+                signature=spec.SIGNATURE_IDS[_signing.ALGORITHM] if self._key else 0,
+                reserved=bytes(7),
+            ),
+            *self._records,
+            _u64s(self._group_sizes),
+            _u64s(self._segment_lengths),
+        ]
         if self._key:
-            payload = _signing.seal(payload, self._header, self._key)
+            parts += self._macs
+            parts.append(bytes(spec.MAC_SIZE))  # the index MAC, computed with these zeros in its place
+        parts.append(meta_bytes)
+        payload = b"".join(parts)
+        if self._key:
+            at = len(payload) - len(meta_bytes) - spec.MAC_SIZE
+            mac = _signing.index_mac(self._key, self._header, payload)
+            payload = b"".join((payload[:at], mac, payload[at + spec.MAC_SIZE :]))
         if len(payload) > spec.MAX_INDEX_LENGTH:
             raise ValueError(f"index of {len(payload)} bytes is over the format's limit")
         index_offset = self._pos
-        index_checksum = self._write_record(spec.INDEX, payload, None)["checksum"]
+        index_checksum = self._emit(spec.INDEX, payload, None, len(payload))
         self._write(
             spec.TRAILER.pack(
                 index_offset=index_offset,
                 index_length=len(payload),
-                index_checksum=int(index_checksum, 16),
+                index_checksum=index_checksum,
                 container_length=self._pos + spec.TRAILER.size,
                 checksum_id=self._algo.id,
                 reserved=bytes(7),
@@ -134,31 +186,44 @@ class ContainerWriter:
         if self._finished:
             raise ValueError("container is already finished")
 
-    def _add(self, kind: bytes, data: Any) -> int:
-        self._check_open()
-        # PickleBuffer gives a flat byte view of any contiguous buffer without
-        # copying, whatever its item format or shape.
-        buffer = pickle.PickleBuffer(data)
-        try:
-            with buffer.raw() as view:
-                entry = self._write_record(kind, view, self._codec)
-        finally:
-            # Let go of the caller's buffer now (a BytesIO cannot be resized while
-            # exported), not whenever a traceback holding this frame dies.
-            buffer.release()
-        table = self._tables[kind]
-        table.append(entry)
-        return len(table) - 1
-
-    def copy_record(self, kind: bytes, payload: Any, compression: str | None, raw_length: int) -> int:
+    def copy_record(
+        self,
+        kind: bytes,
+        payload: Any,
+        compression: str | None,
+        raw_length: int,
+        segments: Any = None,
+    ) -> int:
         """Store a record's payload exactly as another container stored it
-        (already compressed with ``compression``); returns its table index."""
+        (already compressed with ``compression``), as ``records()`` hands it
+        out; ``segments``: for a SEGM record, the raw lengths of the segments
+        it holds (default: one segment).  Returns the number of the blob, or
+        of the record's first segment."""
         self._check_open()
-        table = self._tables[kind]
-        table.append(self._emit(kind, memoryview(payload).cast("B"), compression, raw_length))
-        return len(table) - 1
+        if kind == spec.SEGMENT:
+            lengths = [raw_length] if segments is None else list(segments)
+            if not lengths or sum(lengths) != raw_length:
+                raise ValueError(f"segment lengths {lengths} do not make a record of {raw_length} bytes")
+            self._flush()
+            self._emit(kind, memoryview(payload).cast("B"), compression, raw_length)
+            self._group_sizes.append(len(lengths))
+            self._segment_lengths += lengths
+            return len(self._segment_lengths) - len(lengths)
+        if kind != spec.BLOB:
+            raise ValueError(f"not a record kind to copy: {kind!r}")
+        self._emit(kind, memoryview(payload).cast("B"), compression, raw_length)
+        self._blob_count += 1
+        return self._blob_count - 1
 
-    def _write_record(self, kind: bytes, view: Any, codec: Any) -> dict[str, Any]:
+    def _flush(self) -> None:
+        """Write the waiting segments as one SEGM record."""
+        if self._pending_count:
+            self._write_record(spec.SEGMENT, memoryview(self._pending), self._codec)
+            self._group_sizes.append(self._pending_count)
+            self._pending = bytearray()
+            self._pending_count = 0
+
+    def _write_record(self, kind: bytes, view: Any, codec: Any) -> None:
         raw_length = len(view)
         payload, codec_name = view, None
         if codec is not None and raw_length:
@@ -172,35 +237,28 @@ class ContainerWriter:
             # raw: no decompression cost, and a raw blob can be memory-mapped.
             if len(packed) < raw_length <= spec.max_raw_length(len(packed)):
                 payload, codec_name = packed, codec.name
-        return self._emit(kind, payload, codec_name, raw_length)
+        self._emit(kind, payload, codec_name, raw_length)
 
-    def _emit(self, kind: bytes, payload: Any, codec_name: str | None, raw_length: int) -> dict[str, Any]:
+    def _emit(self, kind: bytes, payload: Any, codec_name: str | None, raw_length: int) -> int:
+        """Write one record; returns its checksum."""
         pad = (-(self._pos + spec.RECORD.size)) % spec.ALIGNMENT if kind == spec.BLOB else 0
         value = self._algo.compute(payload)
-        if self._key and kind != spec.INDEX:
-            self._macs[kind].append(_signing.record_mac(self._key, payload))
-        self._write(
-            spec.RECORD.pack(
-                kind=kind,
-                compression=spec.COMPRESSION_IDS[codec_name],
-                pad=pad,
-                reserved=0,
-                length=len(payload),
-                raw_length=raw_length,
-                checksum=value,
-            )
-            + bytes(pad)
+        header = spec.RECORD.pack(
+            kind=kind,
+            compression=spec.COMPRESSION_IDS[codec_name],
+            pad=pad,
+            reserved=0,
+            length=len(payload),
+            raw_length=raw_length,
+            checksum=value,
         )
-        offset = self._pos
+        if kind != spec.INDEX:
+            self._records.append(header)
+            if self._key:
+                self._macs.append(_signing.record_mac(self._key, payload))
+        self._write(header + bytes(pad))
         self._write(payload)
-        return {
-            "checksum": f"{value:0{spec.CHECKSUM_HEX_DIGITS}x}",
-            "compression": codec_name,
-            "length": len(payload),
-            "offset": offset,
-            "pad": pad,
-            "raw_length": raw_length,
-        }
+        return value
 
     def _write(self, data: Any) -> None:
         view = memoryview(data)
@@ -214,6 +272,31 @@ class ContainerWriter:
                 raise OSError(f"stream accepted no bytes at offset {self._pos}")
             self._pos += n
             view = view[n:]
+
+
+class _flat:
+    """``with _flat(data) as view``: a flat byte view of any contiguous buffer,
+    whatever its item format or shape, without copying (PickleBuffer.raw)."""
+
+    __slots__ = ("_buffer", "_view")
+
+    def __init__(self, data: Any) -> None:
+        self._buffer = pickle.PickleBuffer(data)
+
+    def __enter__(self) -> memoryview:
+        self._view = self._buffer.raw()
+        return self._view
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Let go of the caller's buffer now (a BytesIO cannot be resized while
+        # exported), not whenever a traceback holding this frame dies.
+        self._view.release()
+        self._buffer.release()
+
+
+def _u64s(values: list[int]) -> bytes:
+    """A table of little-endian u64 (spec.TABLE_INT)."""
+    return struct.pack(f"<{len(values)}{spec.TABLE_INT}", *values)
 
 
 def _unserialisable(obj: Any, path: str, active: set[int], depth: int) -> str:

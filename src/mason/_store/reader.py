@@ -67,6 +67,17 @@ class StoreReader:
     def blob_count(self) -> int:
         return len(self.manifest.blobs)
 
+    @property
+    def segment_lengths(self) -> list[int]:
+        """The raw length of each segment (a session's variable columns need them)."""
+        pieces = self.manifest.pieces
+        return [sum(pieces[p][3] for p in numbers) for numbers in self.manifest.segments]
+
+    def blob_info(self, i: int) -> dict[str, Any]:
+        """``{"raw_length": ...}`` of blob ``i``, as a container's reader says it."""
+        pieces = self.manifest.pieces
+        return {"raw_length": sum(pieces[p][3] for p in _item(self.manifest.blobs, i, "blob"))}
+
     def segment(self, i: int) -> memoryview:
         """Segment ``i`` (read-only), every piece checked; kept for later calls."""
         self._check_open()

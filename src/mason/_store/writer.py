@@ -22,6 +22,7 @@ import os
 import pickle
 
 from .._format import compression as _compression
+from .._sessionmeta import unpack_variables
 from . import hashing, layout, manifest, objects
 
 TYPE_CHECKING = False
@@ -139,6 +140,8 @@ class StoreWriter:
         self._backend.sync()  # objects and manifest durable before the entry names them
         self._lock.confirm()
         variables = meta["variables"]
+        if isinstance(variables, dict):  # the columns a session file stores (see _sessionmeta)
+            variables = unpack_variables(variables, self._lengths(self._segments), self._lengths(self._blobs))
         entry = {
             "bytes_total": sum(v["size"] for v in variables),
             "bytes_written": 0,
@@ -158,6 +161,10 @@ class StoreWriter:
         self._written = entry["bytes_written"]
         self._finished = True
         self.entry = entry
+
+    def _lengths(self, items: list[list[int]]) -> list[int]:
+        pieces = self._pieces
+        return [sum(pieces[p][3] for p in numbers) for numbers in items]
 
     def index(self) -> Index:
         """This checkpoint's pieces, for the next checkpoint to reuse."""
