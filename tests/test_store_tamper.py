@@ -154,8 +154,23 @@ def _forge_manifest(store, checkpoint_id, change) -> None:
     catalog._ENTRIES.clear()  # this process read the entry before: entries never change, except here
 
 
+def _records(manifest) -> list:
+    """The manifest's variables as records (a session stores them as columns)."""
+    from mason._sessionmeta import unpack_variables
+
+    variables = manifest["meta"]["variables"]
+    if type(variables) is not dict:
+        return variables
+    pieces = manifest["pieces"]
+
+    def lengths(items):
+        return [sum(pieces[p][3] for p in numbers) for numbers in items]
+
+    return unpack_variables(variables, lengths(manifest["segments"]), dict(enumerate(lengths(manifest["blobs"]))))
+
+
 def _drop_variable(manifest):
-    manifest["meta"]["variables"] = [v for v in manifest["meta"]["variables"] if v["name"] != "small"]
+    manifest["meta"]["variables"] = [v for v in _records(manifest) if v["name"] != "small"]
 
 
 def test_a_forged_manifest_passes_without_a_key_and_is_refused_with_one(store):
@@ -209,7 +224,9 @@ def test_hostile_manifests_are_refused_before_use(store):
         "not a list of piece numbers": lambda m: m["blobs"].__setitem__(0, [10**6]),
         "nested deeper": lambda m: m["meta"].__setitem__("deep", json.loads("[" * 80 + "]" * 80)),
         "is not \\[name, length\\]": lambda m: m["objects"].__setitem__(0, ["zz", 1]),
-        "malformed": lambda m: m["meta"]["variables"][0].__setitem__("segment", 10**6),
+        "malformed": lambda m: (
+            m["meta"].__setitem__("variables", _records(m)) or m["meta"]["variables"][0].__setitem__("segment", 10**6)
+        ),
     }
     for match, change in cases.items():
         _forge_manifest(store, checkpoint_id, change)

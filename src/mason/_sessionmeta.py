@@ -154,6 +154,12 @@ def pack_variables(variables: list[dict], segment_lengths=None, blob_lengths=Non
     }
 
 
+def variable_names(meta: dict) -> list[str]:
+    """The names of a session's variables, in either form of ``meta["variables"]``."""
+    variables = meta["variables"]
+    return list(variables["name"]) if type(variables) is dict else [var["name"] for var in variables]
+
+
 def unpack_variables(columns: dict, segment_lengths, blob_lengths) -> list[dict]:
     """The variable records of columns that passed :func:`_columns_problem`,
     in a container whose segments and blobs have these raw lengths (a

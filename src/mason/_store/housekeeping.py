@@ -58,7 +58,7 @@ def prune(store: Store, keep: int, report: Any) -> Any:
 
 def verify(store: Store, key: bytes | None, report: Any) -> Any:
     """Check every listed checkpoint's entry, manifest and objects, each object once."""
-    from .._sessionmeta import SESSION_KIND, session_meta_problem
+    from .._sessionmeta import SESSION_KIND, session_meta_problem, variable_names
 
     problems: list[str] = []
     wanted: dict[str, list[Any]] = {}  # object -> [raw length, {(piece name, offset, length)}]
@@ -89,7 +89,7 @@ def verify(store: Store, key: bytes | None, report: Any) -> Any:
         if not problem and (
             listed.parent != manifest.parent
             or listed.message != manifest.message
-            or list(listed.names) != [v["name"] for v in meta["variables"]]
+            or list(listed.names) != variable_names(meta)
         ):
             problems.append(f"{where}: the catalog entry does not say what its manifest says")
         signed = manifest.macs or [None] * len(manifest.pieces)

@@ -15,12 +15,14 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def open_reader(store: Any, ident: Any, options: Any):
     """The StoreReader of checkpoint ``ident`` (as :func:`mason.restore` takes it)."""
+    from .._sessionmeta import check_session_meta
     from . import api
     from .reader import StoreReader
 
     opened, entry = api._open_entry(store, ident, options)
     reader = StoreReader(opened, entry, key=resolve_key(options.key), mmap=options.mmap)
     try:
+        check_session_meta(reader)
         yield reader
     finally:
         reader.close()
@@ -30,19 +32,19 @@ def fingerprints(store: Any, ident: Any, storage_options: dict | None = None) ->
     """variable -> the names of the pieces it is stored as (its segment's and
     its blobs'): equal fingerprints, equal stored bytes.  Reads the manifest only."""
     from .._load import _LoadOptions
-    from . import api
 
-    opened, entry = api._open_entry(store, ident, _LoadOptions(mmap=False, key=False, storage_options=storage_options))
-    manifest = opened.manifest(entry)
-    pieces = manifest.pieces
+    options = _LoadOptions(mmap=False, key=False, storage_options=storage_options)
+    with open_reader(store, ident, options) as reader:  # checks the session metadata
+        manifest = reader.manifest
+        pieces = manifest.pieces
 
-    def names(numbers: list[int]) -> tuple:
-        return tuple(pieces[n][0] for n in numbers)
+        def names(numbers: list[int]) -> tuple:
+            return tuple(pieces[n][0] for n in numbers)
 
-    return {
-        var["name"]: (names(manifest.segments[var["segment"]]), *(names(manifest.blobs[b]) for b in var["blobs"]))
-        for var in manifest.meta["variables"]
-    }
+        return {
+            var["name"]: (names(manifest.segments[var["segment"]]), *(names(manifest.blobs[b]) for b in var["blobs"]))
+            for var in reader.meta["variables"]
+        }
 
 
 def export(store: Any, ident: Any, target: Any, *, key: Any = None, storage_options: dict | None = None) -> None:
