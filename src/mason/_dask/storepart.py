@@ -118,8 +118,8 @@ class StorePartition:
         self.storage_options = storage_options
         self.allow = allow
         self.variable = variable
-        # The same bytes, the same key: a partition restored twice is read once.
-        self.token = hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+        # The same bytes in the same store, the same key: a partition restored twice is read once.
+        self.token = hashlib.sha256(repr((location, parts)).encode()).hexdigest()[:32]
 
     def __reduce__(self):
         return StorePartition, (
