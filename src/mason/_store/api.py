@@ -89,6 +89,10 @@ def checkpoint(store=None, module=None, message=None, **save_options) -> str:
     appears whole, or (killed, failed) not at all.  With ``key`` (or
     ``MASON_SIGNING_KEY``) it is signed: an HMAC-SHA256 of every piece and
     of its manifest, which restores check.
+
+    Dask futures and persisted collections: the workers write their data into
+    the store as objects, deduplicated like the rest (docs/dask.md); signed
+    checkpoints leave such variables out, named.
     """
     timer = _progress.Timer("checkpoint")
     refimported = save_options.pop("refimported", False)
