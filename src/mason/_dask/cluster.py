@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import CorruptSessionError, UnpicklingError
+from ..errors import CorruptSessionError, CorruptStoreError, UnpicklingError
 from .partition import PartitionFile, WriteTarget, read_partition, write_partition
 
 TYPE_CHECKING = False
@@ -77,7 +77,7 @@ def submit_writes(items: list[tuple[Any, WriteTarget]]) -> list[Any]:
         # written elsewhere rather than the save hanging.
         placement = {"workers": list(workers), "allow_other_workers": True} if workers else {}
         submitted = client.map(
-            write_partition,
+            write_partition if type(items[positions[0]][1]) is WriteTarget else _store_writer(),
             [items[i][0] for i in positions],
             [items[i][1] for i in positions],
             key=[f"mason-write-{items[i][1].token}" for i in positions],
@@ -87,6 +87,12 @@ def submit_writes(items: list[tuple[Any, WriteTarget]]) -> list[Any]:
         for i, future in zip(positions, submitted):
             writes[i] = future
     return writes
+
+
+def _store_writer() -> Any:
+    from .storepart import write_store_partition
+
+    return write_store_partition
 
 
 def _by_client(items: list[tuple[Any, WriteTarget]]) -> list[tuple[int, Any, list[int]]]:
@@ -151,6 +157,8 @@ def read_futures(client: Any, parts: list[PartitionFile]) -> list[Any]:
             # mason's own errors name the file already; anything else is told where it happened.
             if failure.startswith("CorruptSessionError: "):
                 raise CorruptSessionError(f"a worker refused it: {failure.partition(': ')[2]}")
+            if failure.startswith("CorruptStoreError: "):
+                raise CorruptStoreError(f"a worker refused it: {failure.partition(': ')[2]}")
             raise UnpicklingError(f"a worker could not read {part.describe()}: {failure}")
     return futures
 

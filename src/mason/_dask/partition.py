@@ -292,7 +292,12 @@ class PartitionFile:
 
 
 def read_partition(part: PartitionFile) -> Any:
-    """The value in a partition file, after checking its size, digest and token."""
+    """The value in a partition file, after checking its size, digest and token
+    (or, for a partition in a checkpoint store, every piece against its name)."""
+    if type(part) is not PartitionFile:
+        from .storepart import read_store_partition
+
+        return read_store_partition(part)  # type: ignore[arg-type]  # a StorePartition
     data = _read_all(part)
     if part.digest.partition(":")[0] not in DIGESTS:
         raise CorruptSessionError(f"{part.describe()}: unknown digest {part.digest!r}")

@@ -38,8 +38,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fast
     from typing import Any
 
-#: the version of the ``dask`` metadata a session file carries
-VERSION = 1
+#: the newest version of the ``dask`` metadata this mason reads: 1 (partition
+#: files in folders), 2 (partitions as objects of a checkpoint store)
+VERSION = 2
+FOLDER_VERSION = 1
+STORE_VERSION = 2
 #: a file in every folder a save creates: which session it was made for
 MARKER = "MASON-PARTITIONS.json"
 
@@ -241,6 +244,11 @@ class FolderSink(PartitionSink):
         }
 
     def _file_entry(self, part: PartitionFile) -> dict:
+        if type(part) is not PartitionFile:
+            raise PicklingError(
+                f"reads {part.describe()}: a session file cannot refer to a checkpoint's partitions;"
+                " persist() or compute() it first, or checkpoint it instead"
+            )
         folder, name = _partition.split(part.location)
         return {
             "dir": self._folder_number(folder),
@@ -253,7 +261,7 @@ class FolderSink(PartitionSink):
 
     def _record(self) -> dict:
         return {
-            "version": VERSION,
+            "version": FOLDER_VERSION,
             "scheduler": self.scheduler,
             "directories": [self._relative(folder) for folder in self._folders],
             "partitions": self._entries,
@@ -304,6 +312,92 @@ class FolderSink(PartitionSink):
         for folder in self.previous:
             if folder not in keep and folder != self.location:
                 _remove_folder(folder, self.storage_options, self.session, quiet=False)
+
+
+class StoreSink(PartitionSink):
+    """Partitions as content-addressed objects of a checkpoint store, written
+    by the workers (``storepart.write_store_partition``) while the
+    checkpoint's writer holds the store's checkpoint lock.  Each partition's
+    pieces are added to the checkpoint's manifest (``writer.add_external``),
+    so prune and verify_store treat them as any other object.  Nothing to
+    undo or clean up: objects of a checkpoint never listed are orphans, which
+    the next prune removes.
+
+    ``location``: the store as the workers reach it (absolute path or URL).
+    """
+
+    def __init__(self, writer: Any, location: str, storage_options: dict | None, compression: str | None) -> None:
+        super().__init__()
+        store = writer.store
+        self._writer = writer
+        self.store_location = location
+        self.storage_options = storage_options
+        self.hash_name = store.hash.name
+        self.chunk_size = store.config.chunk_size
+        self.compression = compression
+        self.location = f"checkpoint store {store.label}"
+
+    def _target(self, number: int) -> Any:
+        from .storepart import StoreTarget
+
+        return StoreTarget(
+            self.store_location,
+            self.storage_options,
+            self.hash_name,
+            self.chunk_size,
+            self.compression,
+            None,
+            os.urandom(8).hex(),
+        )
+
+    def _entry(self, number: int, target: Any, result: dict) -> dict:
+        self._writer.add_external(result["parts"], result["written"])
+        return {"parts": result["parts"], "size": result["size"], "variable": self._variable}
+
+    def add_file(self, part: Any) -> int:
+        """A partition of a checkpoint of this store that a lazily restored
+        collection still reads: its objects are referred to again."""
+        from .storepart import StorePartition
+
+        if type(part) is not StorePartition or part.location != self.store_location or part.hash_name != self.hash_name:
+            where = "another checkpoint store" if type(part) is StorePartition else "a session file's partition folder"
+            raise PicklingError(
+                f"reads {part.describe()}, in {where}: a checkpoint refers only to its own store's objects;"
+                " persist() or compute() it first"
+            )
+        known = self._by_key.get(("file", part.token))
+        if known is not None:
+            return known
+        self._writer.add_external(part.parts, 0, check=True)
+        number = self._new_number(("file", part.token))
+        self._entries[number] = {"parts": part.parts, "size": part.size, "variable": self._variable}
+        return number
+
+    def _record(self) -> dict:
+        return {
+            "version": STORE_VERSION,
+            "kind": "store",
+            "hash": self.hash_name,
+            "scheduler": self.scheduler,
+            "directories": [],
+            "partitions": self._entries,
+        }
+
+
+class SignedStoreSink(PartitionSink):
+    """A signed checkpoint: Dask partitions are refused (not signed yet)."""
+
+    def add(self, future: Any) -> int:
+        raise PicklingError(
+            f"the future {future.key!r} holds its value on a Dask cluster, and signed checkpoints (key=) cannot"
+            " hold Dask partitions yet: checkpoint without key=, or save with mason.dump_module(..., key=)"
+        )
+
+    def add_file(self, part: Any) -> int:
+        raise PicklingError(f"reads {part.describe()}, and signed checkpoints (key=) cannot hold Dask partitions yet")
+
+    def _record(self) -> dict:
+        raise AssertionError("no partitions")
 
 
 def _is_url(location: str) -> bool:

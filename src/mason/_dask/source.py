@@ -97,11 +97,23 @@ class PartitionSource:
         entries = dask.get("partitions")
         if type(entries) is not list or len(entries) > _MAX_PARTITIONS:
             raise _malformed("partitions is not a list")
+        self._hash: str | None = None  # partitions in a checkpoint store: its hash
+        digits = 0
+        if dask.get("kind") == "store":
+            if dask["version"] < 2 or folders:
+                raise _malformed("a store's partition table has directories")
+            if session is None:
+                raise CorruptSessionError("a checkpoint's Dask partitions can only be restored from its store")
+            from .._store import hashing
+
+            self._hash = dask.get("hash")
+            digits = hashing.by_name(self._hash, "the session's Dask partition table").hex_digits
         for number, entry in enumerate(entries):
-            problem = _entry_problem(entry, len(folders))
+            problem = _store_entry_problem(entry, digits) if self._hash else _entry_problem(entry, len(folders))
             if problem:
                 raise _malformed(f"partition {number}: {problem}")
         self._folders = [_resolve(folder, session) for folder in folders]
+        self._store = session
         self._entries = entries
         self._storage_options = storage_options
         self._allowlist = allowlist
@@ -110,10 +122,21 @@ class PartitionSource:
 
     # -- what the rebuilders ask -------------------------------------------------
 
-    def file(self, number: Any) -> PartitionFile:
+    def file(self, number: Any) -> Any:
         if type(number) is not int or not 0 <= number < len(self._entries) or self._entries[number] is None:
             raise CorruptSessionError(f"damaged file: Dask partition {number!r} is not in the session's table")
         entry = self._entries[number]
+        if self._hash is not None:
+            from .storepart import StorePartition
+
+            return StorePartition(
+                self._store,
+                self._hash,
+                entry["parts"],
+                self._storage_options,
+                self._allowlist,
+                entry.get("variable", ""),
+            )
         folder = self._folders[entry["dir"]]
         if folder is None:
             raise CorruptSessionError(
@@ -203,7 +226,37 @@ def _entry_problem(entry: Any, folders: int) -> str:
     return ""
 
 
-def _check_present(parts: list[PartitionFile]) -> None:
+def _store_entry_problem(entry: Any, digits: int) -> str:
+    from .._store import layout
+
+    if entry is None:
+        return ""
+    if type(entry) is not dict:
+        return "not an object"
+    parts = entry.get("parts")
+    if (
+        type(parts) is not list
+        or not parts
+        or not all(
+            type(pieces) is list
+            and all(
+                type(p) is list
+                and len(p) == 2
+                and layout.is_digest(p[0], digits)
+                and type(p[1]) is int
+                and 0 < p[1] < 1 << 48
+                for p in pieces
+            )
+            for pieces in parts
+        )
+    ):
+        return "parts is not a list of [object, length] lists"
+    if type(entry.get("size")) is not int or type(entry.get("variable", "")) is not str:
+        return "size or variable is malformed"
+    return ""
+
+
+def _check_present(parts: list[Any]) -> None:
     """Each file is there with its recorded size (one listing per folder for
     URLs): a lazily restored collection fails at load, naming the variable,
     not when computed hours later.  Its bytes are checked when read."""
@@ -211,6 +264,13 @@ def _check_present(parts: list[PartitionFile]) -> None:
 
     listings: dict[str, dict[str, int]] = {}
     for part in parts:
+        if type(part) is not PartitionFile:  # in a checkpoint store: its objects are there
+            missing = part.missing()
+            if missing:
+                from ..errors import CorruptStoreError
+
+                raise CorruptStoreError(f"{part.describe()}: object {missing} is missing")
+            continue
         folder, name = _partition.split(part.location)
         if is_url(part.location):
             if folder not in listings:

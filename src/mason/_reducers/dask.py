@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
 
 _NO_SINK = (
     "holds data that lives only on a Dask cluster (a distributed Future{what}), and only its key could be"
-    " saved here: mason.dump_module saves such data (the workers write it beside the session file);"
+    " saved here: mason.dump_module and mason.checkpoint save such data (the workers write it);"
     " elsewhere compute() it first"
 )
 

@@ -89,6 +89,10 @@ def checkpoint(store=None, module=None, message=None, **save_options) -> str:
     appears whole, or (killed, failed) not at all.  With ``key`` (or
     ``MASON_SIGNING_KEY``) it is signed: an HMAC-SHA256 of every piece and
     of its manifest, which restores check.
+
+    Dask futures and persisted collections: the workers write their data into
+    the store as objects, deduplicated like the rest (docs/dask.md); signed
+    checkpoints leave such variables out, named.
     """
     timer = _progress.Timer("checkpoint")
     refimported = save_options.pop("refimported", False)
@@ -122,8 +126,13 @@ def checkpoint(store=None, module=None, message=None, **save_options) -> str:
             compression=options.compression,
             key=key,
         )
+        partitions = _partition_sink(writer, opened, store, options, key)
         try:
-            _write_session(writer, module, entries, options)
+            _write_session(writer, module, entries, options, partitions)
+        except BaseException:
+            if partitions is not None:
+                partitions.abort()  # cancels writes still running; their objects are orphans for prune
+            raise
         finally:
             writer.close()
         timer.lap(f"pickled and stored ({writer.bytes_written} bytes written)")
@@ -166,7 +175,7 @@ def restore(store=None, id=None, module=None, names=None, **load_options):
         load_options["names"] = names
     options = _LoadOptions.from_kwds(load_options, "restore")
     opened, entry = _open_entry(store, id, options)
-    with _plan(opened, entry, options) as plan:
+    with _plan(opened, entry, options, store) as plan:
         timer.lap("opened and checked")
         result = _module_from_plan(plan, module, timer)
         _LAST[(opened.backend.key, plan.meta["module"])] = entry.id
@@ -186,7 +195,7 @@ def restore_asdict(store=None, id=None, update=False, names=None, **load_options
         load_options["names"] = names
     options = _LoadOptions.from_kwds(load_options, "restore_asdict")
     opened, entry = _open_entry(store, id, options)
-    with _plan(opened, entry, options) as plan:
+    with _plan(opened, entry, options, store) as plan:
         timer.lap("opened and checked")
         return _dict_from_plan(plan, module, update, f"{opened.label}@{entry.id}", timer)
 
@@ -242,8 +251,29 @@ def _open_entry(store, ref, options: _LoadOptions) -> tuple[Store, Entry]:
     return opened, opened.resolve(ref)
 
 
+def _partition_sink(writer: Any, store: Store, location: Any, options: _SaveOptions, key: bytes | None) -> Any:
+    """Where the workers write a checkpoint's Dask partitions: the store
+    itself (None when dask was never imported: nothing can hold any)."""
+    import sys
+
+    if "dask" not in sys.modules:
+        return None
+    from .._dask import sink
+
+    if key is not None:
+        return sink.SignedStoreSink()
+    return sink.StoreSink(writer, _location(location), options.storage_options, options.compression)
+
+
+def _location(store: Any) -> str:
+    """The store as workers and lazy reads reach it: an absolute path, or its URL."""
+    from .._dask.partition import absolute
+
+    return absolute(default_store_path() if store is None else store)
+
+
 @contextlib.contextmanager
-def _plan(store: Store, entry: Entry, options: _LoadOptions):
+def _plan(store: Store, entry: Entry, options: _LoadOptions, location: Any = None):
     from .reader import StoreReader
 
     reader = StoreReader(store, entry, key=resolve_key(options.key), mmap=options.mmap)
@@ -252,7 +282,7 @@ def _plan(store: Store, entry: Entry, options: _LoadOptions):
             check_session_meta(reader)
         except CorruptSessionError as exc:
             raise CorruptStoreError(f"{store.label}: checkpoint {entry.id}: manifest: {exc}") from None
-        yield _LoadPlan(reader, options)
+        yield _LoadPlan(reader, options, location=_location(location) if "dask" in reader.meta else None)
         _INDEX[store.backend.key] = (entry.id, _index(reader.manifest))
     finally:
         reader.close()

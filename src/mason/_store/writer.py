@@ -100,6 +100,32 @@ class StoreWriter:
         self.entry: dict | None = None  # the catalog entry, once finished
 
     @property
+    def store(self) -> Store:
+        return self._store
+
+    def add_external(self, parts: list, written: int = 0, check: bool = False) -> None:
+        """List objects that others wrote into the store (Dask workers: one
+        object per piece, ``parts`` as lists of [name, length]) in this
+        checkpoint's manifest, as pieces no segment or blob uses, so that
+        prune keeps them and verify_store checks them.  ``written``: bytes
+        they added.  ``check``: fail (CorruptStoreError) if one is missing."""
+        if self._macs is not None:
+            raise ValueError("a signed checkpoint cannot list objects it did not write")
+        for pieces in parts:
+            for name, length in pieces:
+                if name in self._object_numbers:
+                    continue
+                if check and not self._present_object(name):
+                    from ..errors import CorruptStoreError
+
+                    raise CorruptStoreError(f"{objects.describe(self._backend, name)} is missing")
+                self._present.add(name)
+                self._piece_numbers.setdefault(name, len(self._pieces))
+                self._pieces.append([name, self._object_number(name, length), 0, length])
+        self._written += written
+        self._lock.refresh_if_due()
+
+    @property
     def bytes_written(self) -> int:
         """Bytes this checkpoint has added to the store so far."""
         return self._written
