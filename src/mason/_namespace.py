@@ -166,17 +166,34 @@ def installed_version(top: str) -> str | None:
     # packages_distributions(), which reads every installed file list: a
     # notebook's own helper module (no distribution) would pay that on
     # every save, growing with the environment.
-    key = tuple(sys.path)
-    version = _dist_versions(key).get(_normalize(top))
+    folder = _import_folder(module) if module is not None else None
+    if folder is not None and _is_local_folder(folder):
+        # A notebook's own helper module (a .py beside it): no distribution
+        # installed it, and finding that out costs one small listing.
+        return None
+    version = _dist_versions(tuple(sys.path)).get(_normalize(top))
     if version is not None:
         return version
     # An import name that is not its distribution's (``sklearn``): look it
     # up in the top_level.txt files of the one sys.path folder the module
-    # was (or would be) imported from.  A notebook's own helper module lives
-    # in a folder without distributions, so this costs it one small
-    # directory listing, whatever the number of installed packages.
-    folder = _import_folder(module) if module is not None else _find_folder(top)
+    # was (or would be) imported from.
+    if folder is None:
+        folder = _find_folder(top)
     return _top_level_versions(folder).get(top) if folder is not None else None
+
+
+@functools.lru_cache(maxsize=16)
+def _is_local_folder(folder: str) -> bool:
+    """Whether ``folder`` holds modules of the user's own, not installed
+    ones: no site directory, and no distribution metadata in it.  (An
+    editable install of a package without ``__version__`` then has no
+    version in the record: its metadata is elsewhere.)"""
+    import os
+
+    parts = folder.replace(os.sep, "/").split("/")
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    return not _metadata_folders(folder)
 
 
 def _normalize(name: str) -> str:
