@@ -56,3 +56,39 @@ def test_a_forked_child_sums_with_its_own_threads(data):
         child.update(data)
         os._exit(0 if child.digest() == expected else 1)
     assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.parametrize("algorithm", ["crc32", "xxh3_64"])
+def test_large_records_summed_while_written_give_the_same_file(tmp_path, monkeypatch, algorithm):
+    # Summing while writing (then writing the header again) must give the
+    # very bytes that summing first gives, and a file that loads.
+    np = pytest.importorskip("numpy")
+    import types
+
+    import mason
+    from mason import _namespace
+    from mason._format import ContainerReader, writer
+
+    environment = _namespace.environment([])
+    monkeypatch.setattr(_namespace, "environment", lambda values: environment)  # same bytes twice
+    module = types.ModuleType("overlap_case")
+    module.big = np.random.default_rng(5).random(1_500_000)  # 12 MB
+    module.small = [1, 2, 3]
+    first, second = tmp_path / "first.mason", tmp_path / "second.mason"
+    mason.dump_module(first, module=module, checksum=algorithm)
+    monkeypatch.setattr(writer, "OVERLAP_FROM", 1 << 20)
+    monkeypatch.setattr(writer, "_OVERLAP_PIECE", 3 << 20)  # pieces that do not divide the blob
+    calls = []
+    original = writer.ContainerWriter._emit_summing_while_writing
+    monkeypatch.setattr(
+        writer.ContainerWriter,
+        "_emit_summing_while_writing",
+        lambda self, *args: calls.append(args[0]) or original(self, *args),
+    )
+    mason.dump_module(second, module=module, checksum=algorithm)
+    assert calls  # the big blob took the overlapped path
+    assert first.read_bytes() == second.read_bytes()
+    with ContainerReader.open(second) as reader:
+        reader.verify()
+    got = mason.load_module_asdict(second)
+    assert (got["big"] == module.big).all() and got["small"] == [1, 2, 3]

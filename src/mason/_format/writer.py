@@ -13,6 +13,7 @@ written straight from the caller's buffer.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import pickle
@@ -242,6 +243,8 @@ class ContainerWriter:
     def _emit(self, kind: bytes, payload: Any, codec_name: str | None, raw_length: int) -> int:
         """Write one record; returns its checksum."""
         pad = (-(self._pos + spec.RECORD.size)) % spec.ALIGNMENT if kind == spec.BLOB else 0
+        if len(payload) >= OVERLAP_FROM and not self._key and _local_file(self._file):
+            return self._emit_summing_while_writing(kind, payload, codec_name, raw_length, pad)
         value = self._algo.compute(payload)
         header = spec.RECORD.pack(
             kind=kind,
@@ -260,6 +263,44 @@ class ContainerWriter:
         self._write(payload)
         return value
 
+    def _emit_summing_while_writing(
+        self, kind: bytes, payload: Any, codec_name: str | None, raw_length: int, pad: int
+    ) -> int:
+        """``_emit`` for a large record into a local file: the header goes
+        first with a zero checksum, the payload follows while worker threads
+        sum what was just handed over (the CRC and the write each take a
+        core), then the header is written again with the checksum.  The bytes
+        are those ``_emit`` writes; the file is only renamed into place once
+        finished, so the placeholder is never seen."""
+        fields = {
+            "kind": kind,
+            "compression": spec.COMPRESSION_IDS[codec_name],
+            "pad": pad,
+            "reserved": 0,
+            "length": len(payload),
+            "raw_length": raw_length,
+        }
+        header_at = self._file.tell()
+        self._write(spec.RECORD.pack(checksum=0, **fields) + bytes(pad))
+        hasher = self._algo.new()
+        view = memoryview(payload).cast("B")
+        for at in range(0, len(view), _OVERLAP_PIECE):
+            piece = view[at : at + _OVERLAP_PIECE]
+            hasher.update(piece)  # crc32: summed on worker threads while this thread writes
+            self._write(piece)
+        value = hasher.digest()
+        header = spec.RECORD.pack(checksum=value, **fields)
+        end = self._file.tell()
+        self._file.seek(header_at)
+        written = 0
+        while written < len(header):
+            n = self._file.write(memoryview(header)[written:])
+            written += len(header) - written if n is None else n
+        self._file.seek(end)
+        if kind != spec.INDEX:
+            self._records.append(header)
+        return value
+
     def _write(self, data: Any) -> None:
         view = memoryview(data)
         # Raw (unbuffered) streams may write only part; buffered ones write all;
@@ -272,6 +313,18 @@ class ContainerWriter:
                 raise OSError(f"stream accepted no bytes at offset {self._pos}")
             self._pos += n
             view = view[n:]
+
+
+#: records at least this large, written to a local file, are summed while
+#: they are written (see _emit_summing_while_writing)
+OVERLAP_FROM = 64 << 20
+_OVERLAP_PIECE = 32 << 20
+
+
+def _local_file(file: Any) -> bool:
+    """Whether ``file`` is a buffered local file this writer may seek back in."""
+    raw = getattr(file, "raw", None)
+    return isinstance(file, io.BufferedWriter) and isinstance(raw, io.FileIO)
 
 
 class _flat:
