@@ -169,10 +169,10 @@ def test_the_same_with_segments_copied_in_one_at_a_time(tmp_path):
     run_python(
         """
         import warnings, mason
-        from mason import _load
+        from mason import _load, _segments
         expected = None
-        for hold in (_load._HOLD_BYTES, 0):
-            _load._HOLD_BYTES = hold
+        for hold in (_segments._HOLD_BYTES, 0):
+            _segments._HOLD_BYTES = hold
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 ns = mason.load_module_asdict("s.mason")

@@ -1,0 +1,317 @@
+"""Unpickling a session's segments, one variable at a time, in order, with
+one unpickler whose memo carries across them; and, after a variable fails,
+the memo put back exactly as the segments alone determine it (``_memo.py``),
+so that only the variables that use what failed are held back.  Used by
+``_load._LoadPlan``."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time
+    from collections.abc import Callable
+    from typing import Any
+
+    from ._sessionmeta import SessionReader
+
+import contextlib
+import io
+import types
+from itertools import accumulate
+
+from . import _rebuild
+from ._memo import UNKNOWN, StaticCall, StaticGlobal, may_read, memo_gets, segment_effects
+from ._unpickler import Unpickler
+from .errors import CorruptSessionError, UnpicklingError
+
+# The most segment bytes a plain load copies into its one stream: past this,
+# segments are copied in one at a time (a few hundred ns more per variable).
+_HOLD_BYTES = 64 << 20
+
+
+class _Overrun(CorruptSessionError):
+    """A segment's pickle read past the segment's end: the whole load stops."""
+
+
+class _SegmentStream(io.BytesIO):
+    """A readable stream for one shared Unpickler, which binds the stream's
+    methods once, so that every read it makes is a C call, not a Python method.
+
+    It holds either every segment of a plain load back to back (``hold``:
+    moving to the next segment is then a ``seek``, since the unpickler
+    stops right after a pickle's STOP), or one piece of bytes at a time
+    (``switch``), copied in after the held segments, which stay.
+    """
+
+    _held = 0
+
+    def hold(self, pieces) -> list[int]:
+        """Hold ``pieces`` back to back; returns where each one ends."""
+        self.seek(0)
+        self.truncate()
+        ends = [self.write(piece) for piece in pieces]
+        self._held = self.tell()
+        return list(accumulate(ends))
+
+    def switch(self, data) -> None:
+        self.seek(self._held)
+        self.truncate()
+        self.write(data)
+        self.seek(self._held)
+
+
+class _Buffers:
+    """The out-of-band buffers of the segment being unpickled, in order."""
+
+    def __init__(self, session: SessionReader):
+        self._session = session
+        self._pending: list[int] = []
+
+    def switch(self, blob_ids) -> None:
+        if blob_ids or self._pending:
+            self._pending = list(reversed(blob_ids))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self._pending:
+            raise CorruptSessionError("a segment asks for more out-of-band buffers than the file holds for it")
+        return self._session.blob(self._pending.pop())
+
+
+class _SegmentLoader:
+    """One unpickler reading the segments in order, with a shared memo.
+
+    When a variable fails (or is held back), the memo is made to look as if
+    its segment had run (see ``_memo.py``): entries the opcodes alone
+    determine (globals, module references, constants) are filled again,
+    the others become holes, and a later variable whose segment reads a hole
+    is held back in turn.  Nothing else depends on the failed variable.
+    """
+
+    def __init__(
+        self,
+        session,
+        payloads: dict,
+        saved_module: str,
+        namespace: dict,
+        module,
+        ignore,
+        allowlist=None,
+        map_location=None,
+        partitions=None,
+    ):
+        self._payloads = payloads  # segment number -> its verified payload
+        self._stream = _SegmentStream()
+        self._buffers = _Buffers(session)
+        self._state = _rebuild._LoadState(namespace, partitions)
+        self._restricted = allowlist is not None
+        self._make: Callable[[], Any]
+        if allowlist is not None:
+            from ._restricted import RestrictedUnpickler  # restricted loads only: plain ones never import it
+
+            self._make = lambda: RestrictedUnpickler(
+                self._stream,
+                allowlist,
+                buffers=self._buffers,
+                session=(saved_module, namespace, module),
+                load_state=self._state,
+                map_location=map_location,
+            )
+        else:
+            # dill's class rebinding is for single objects: in a session, the
+            # saved classes replace the live ones, so instances keep theirs.
+            ignore = True if ignore is None else ignore
+            self._make = lambda: _SessionUnpickler(
+                self._stream,
+                saved_module,
+                namespace,
+                module,
+                ignore=ignore,
+                buffers=self._buffers,
+                map_location=map_location,
+                load_state=self._state,
+            )
+        self._unpickler: Any = self._make()
+        self.holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
+        # A plain load reads its segments from one stream that holds them all
+        # (segment -> (start, end)), unless that copy would take too much memory.
+        self._spans: dict[int, tuple[int, int]] = {}
+        if not self._restricted and sum(map(len, payloads.values())) <= _HOLD_BYTES:
+            ends = self._stream.hold(payloads.values())
+            self._spans = dict(zip(payloads, zip([0, *ends], ends)))
+
+    def running(self):
+        """The context in which ``load`` runs, set once for all the variables."""
+        return contextlib.nullcontext() if self._restricted else self._unpickler.loading()
+
+    def load(self, var):
+        span = self._spans.get(var["segment"])
+        if span is None:  # the segment alone in the stream
+            data = self._payloads[var["segment"]]
+            self._stream.switch(data)
+            self._buffers.switch(var["blobs"])
+            if not self._restricted:
+                return self._unpickler.load_next()
+            self._unpickler.stream_bytes += len(data)
+            self._unpickler.start_undo()
+            return self._unpickler.load()
+        start, end = span
+        self._stream.seek(start)
+        self._buffers.switch(var["blobs"])
+        try:
+            return self._unpickler.load_next()
+        finally:
+            if self._stream.tell() > end:
+                # Its pickle went on into the next segment (a pickler's segment
+                # always ends in STOP: the file is malformed).  What that ran
+                # is in the memo now, so no later variable can be trusted.
+                raise _Overrun(f"segment {var['segment']}: its pickle does not end within the segment")
+
+    def reset(self) -> None:
+        # A fresh unpickler: assigning ``memo`` does not reset the C
+        # unpickler's count of memo entries, which MEMOIZE numbers from.
+        self._unpickler = self._make()
+        self.holes.clear()
+
+    # -- recovery: only after a variable failed, so speed matters less ----
+
+    def blocked_by(self, var):
+        """The failed variable whose objects ``var`` would use, or None."""
+        if not self.holes:
+            return None
+        data = self._payloads[var["segment"]]
+        if len(self.holes) <= 16 and not may_read(data, self.holes):
+            return None
+        for index in memo_gets(data):
+            name = self.holes.get(index)
+            if name is not None:
+                return name
+        return None
+
+    def recover(self, var, earlier) -> None:
+        """``var`` failed halfway: undo what it wrote, then fill in its entries."""
+        if self._restricted:
+            self._unpickler.undo()
+        self._fill(var, earlier)
+
+    def skip(self, var, earlier) -> None:
+        """``var`` is held back without running: fill in its entries."""
+        self._fill(var, earlier)
+
+    def _fill(self, var, earlier) -> None:
+        memo: dict
+        if self._restricted:
+            memo = self._unpickler.memo  # a plain dict: numbered exactly as MEMOIZE numbers
+            size = len(memo)
+            has_key: Callable[[int], bool] = memo.__contains__
+        else:
+            # The C unpickler's memo is contiguous for mason's streams
+            # (MEMOIZE only); its size is what the earlier segments made it.
+            memo = self._unpickler.memo.copy()
+            size = self._memo_size(earlier)
+            has_key = size.__gt__
+        effects = segment_effects(
+            self._payloads[var["segment"]], has_key, size, known=lambda i: _constant(memo.get(i, UNKNOWN))
+        )
+        for index, value in effects.writes.items():
+            resolved = self._resolve_static(value)
+            if resolved is UNKNOWN:
+                self.holes[index] = var["name"]
+                memo[index] = None
+            else:
+                self.holes.pop(index, None)
+                memo[index] = resolved
+        if not self._restricted:
+            self._unpickler = self._make()
+            self._unpickler.install_memo(memo)
+
+    def _memo_size(self, earlier) -> int:
+        size = 0
+        for var in earlier:
+            if var.get("memo_reset"):
+                size = 0
+            size = segment_effects(self._payloads[var["segment"]], size.__gt__, size).size
+        return size
+
+    def _resolve_static(self, value):
+        """The object a memo entry holds, rebuilt from what the opcodes say, or UNKNOWN."""
+        if isinstance(value, StaticGlobal):
+            resolve = lambda: self._unpickler.find_class(value.module, value.name)  # noqa: E731
+        elif isinstance(value, StaticCall):
+            resolve = lambda: self._unpickler.find_class(_REBUILD, value.function)(*value.args)  # noqa: E731
+        else:
+            return _constant(value)
+        tokens = (_rebuild._LOAD.set(self._state),)
+        try:
+            return resolve()
+        except Exception:  # it cannot be rebuilt without the variable either: a hole
+            return UNKNOWN
+        finally:
+            _rebuild._LOAD.reset(tokens[0])
+
+
+_REBUILD = "mason._rebuild"
+
+
+def _constant(value):
+    """``value`` if it is a plain constant that can stand in a memo entry
+    (one of mason's reconstructors: the global that names it), else UNKNOWN."""
+    if value is None or type(value) in (str, bytes, int, float, bool):
+        return value
+    if type(value) is tuple and all(_constant(v) is v for v in value):
+        return value
+    if (
+        type(value) is types.FunctionType
+        and value.__module__ == _REBUILD
+        and getattr(_rebuild, value.__name__, None) is value
+    ):
+        return StaticGlobal(_REBUILD, value.__name__)
+    return UNKNOWN
+
+
+class _SessionUnpickler(Unpickler):
+    """Points the saved module's globals and self-references at the target."""
+
+    def __init__(self, file, saved_module, namespace, module, **kwds):
+        super().__init__(file, **kwds)
+        self._saved_module = saved_module
+        self._namespace = namespace
+        self._module = module
+        self._memo_values: list | None = None
+
+    def _resolve(self, module_name, name):
+        if module_name == _REBUILD:
+            if name == "module_dict":
+                return self._module_dict
+            if name == "import_module":
+                return self._import_module
+        return super()._resolve(module_name, name)
+
+    def _module_dict(self, name):
+        return self._namespace if name == self._saved_module else _rebuild.module_dict(name)
+
+    def _import_module(self, name):
+        return self._module if name == self._saved_module else _rebuild.import_module(name)
+
+    def install_memo(self, memo: dict) -> None:
+        """Make the memo exactly ``memo``: the C unpickler's own count of
+        entries (which MEMOIZE numbers from) follows only entries it stores
+        itself, so a small pickle stores each one (values passed by
+        persistent id; nothing else runs)."""
+        self._memo_values = list(memo.values())
+        parts = [b"\x80\x05"]
+        for position, index in enumerate(memo):
+            parts.append(b"J" + position.to_bytes(4, "little", signed=True) + b"Q")
+            parts.append(b"r" + index.to_bytes(4, "little") + b"0")
+        parts.append(b"N.")
+        self._file.switch(b"".join(parts))  # the segment stream this unpickler reads
+        try:
+            self.load()
+        finally:
+            self._memo_values = None
+
+    def persistent_load(self, pid):
+        if self._memo_values is None or type(pid) is not int:
+            raise UnpicklingError("this stream uses persistent ids, which mason does not resolve")
+        return self._memo_values[pid]
