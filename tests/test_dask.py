@@ -392,7 +392,7 @@ DAMAGE_WITHOUT_CLIENT = """
 """
 
 
-def test_damaged_or_missing_partitions_are_named(tmp_path, client):
+def test_damaged_or_missing_partitions_are_named(tmp_path, client, capsys):
     paths = {name: str(tmp_path / f"{name}.mason") for name in ("missing", "damaged", "intact")}
     for path in paths.values():
         save(path, x=da.arange(100, chunks=50).persist(), n=1)
@@ -403,6 +403,16 @@ def test_damaged_or_missing_partitions_are_named(tmp_path, client):
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
+
+    # `mason verify` reads every partition file too (nothing is unpickled).
+    from mason.cli import main as cli_main
+
+    capsys.readouterr()
+    assert cli_main(["verify", paths["intact"]]) == 0
+    assert "and 2 Dask partition files" in capsys.readouterr().out
+    for name, reason in (("missing", "is missing"), ("damaged", "not those the session recorded")):
+        assert cli_main(["verify", paths[name]]) == 1, name
+        assert reason in capsys.readouterr().err
 
     # With a client: the workers' reads fail at load, and the variable is named.
     for name, reason in (("missing", "is missing"), ("damaged", "not those the session recorded")):

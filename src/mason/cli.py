@@ -178,8 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "verify",
         help="check every checksum (and the signature, with a key) of a session file",
-        description="Check the header, index and every record's checksum; with a key (--key, --key-file or"
-        f" ${_KEY_ENV_VAR}), also that the file is signed with it. Exit status 0 when the file is intact.",
+        description="Check the header, index and every record's checksum, and the Dask partition files the"
+        f" session refers to; with a key (--key, --key-file or ${_KEY_ENV_VAR}), also that the file is signed"
+        " with it. Exit status 0 when the file is intact. Nothing is unpickled.",
     )
     p.add_argument("file", nargs="?", metavar="FILE", help=file_help)
     _key_arguments(p)
@@ -561,13 +562,24 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         else:
             what = _plural(reader.segment_count, "segment")
         blobs = reader.blob_count
+        dask = reader.meta.get("dask")
     size = len(source.getbuffer()) if isinstance(source, io.BytesIO) else _file_size(source)
+    partitions = ""
+    if dask is not None:
+        # Data a Dask cluster held is in partition files beside the session
+        # (or where it says): they are part of what a load reads.
+        from ._dask.source import verify_partitions
+        from ._load import _location
+
+        files, total = verify_partitions(dask, None if isinstance(source, io.BytesIO) else _location(source))
+        if files:
+            partitions = f", and {_plural(files, 'Dask partition file')} ({total:,} bytes)"
     signed = (
         "; signature verified"
         if key is not None
         else ("; signed (give a key to check the signature)" if reader.signature is not None else "")
     )
-    print(f"ok: {what}, {_plural(blobs, 'blob')}, {size:,} bytes verified{signed}")
+    print(f"ok: {what}, {_plural(blobs, 'blob')}, {size:,} bytes verified{partitions}{signed}")
     return EXIT_OK
 
 

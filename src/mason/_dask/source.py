@@ -302,3 +302,19 @@ def _listing(folder: str, storage_options: dict | None) -> dict[str, int]:
     except FileNotFoundError:
         return {}
     return {item["name"].rstrip("/").rpartition("/")[2]: item.get("size") for item in found}
+
+
+def verify_partitions(dask: Any, session: str | None, storage_options: dict | None = None) -> tuple[int, int]:
+    """Check every partition file a session refers to, as ``mason verify``
+    does (nothing is unpickled, and dask is not needed): (files, bytes).
+    A checkpoint's partitions are objects of its store: ``verify_store``
+    checks those."""
+    source = PartitionSource(dask, session, storage_options, None)
+    if source._hash is not None:
+        return 0, 0
+    files = total = 0
+    for number, entry in enumerate(source._entries):
+        if entry is not None:
+            total += _partition.check_partition(source.file(number))
+            files += 1
+    return files, total
