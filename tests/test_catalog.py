@@ -47,7 +47,9 @@ def _close_catalog_resources():
     # The catalog's sockets and files would each print a ResourceWarning as
     # the interpreter (an xdist worker) shuts down.
     for obj in CATALOG.values():
-        if isinstance(obj, (socket.socket, io.FileIO, io.TextIOWrapper)):
+        # type(), not isinstance(): the catalog holds weak proxies, whose
+        # referents may be gone by now (isinstance would raise ReferenceError).
+        if issubclass(type(obj), (socket.socket, io.FileIO, io.TextIOWrapper)):
             obj.close()
 
 
