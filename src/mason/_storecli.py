@@ -63,9 +63,9 @@ def add_commands(commands: Any) -> None:
         "diff",
         "which variables were added, removed or changed from checkpoint A to B",
         _cmd_diff,
-        description="Compare two checkpoints by the stored bytes of each variable (nothing is unpickled)."
-        " A variable that refers to objects of an earlier variable is stored relative to it, so it can show as"
-        " changed when only that earlier variable changed. Exit status 0: no difference, 1: differences.",
+        description="Compare two checkpoints by the stored bytes of each variable, as 'mason diff' compares"
+        " files (references to objects of earlier variables count by what they point to, not by memo"
+        " number; nothing is unpickled). Exit status 0: no difference, 1: differences.",
     )
     sub.add_argument("a", metavar="A", help=ident)
     sub.add_argument("b", metavar="B", nargs="?", help=ident + " (default: the latest)")
@@ -207,12 +207,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
+    from . import _diff
+    from ._load import _LoadOptions
+
     _, a = _find(args, args.a)
     _, b = _find(args, args.b)
-    fa, fb = views.fingerprints(_store(args), a.id), views.fingerprints(_store(args), b.id)
-    added = sorted(set(fb) - set(fa))
-    removed = sorted(set(fa) - set(fb))
-    changed = sorted(name for name in set(fa) & set(fb) if fa[name] != fb[name])
+    options = _LoadOptions(mmap=False, key=False)
+    with (
+        views.open_reader(_store(args), a.id, options) as reader_a,
+        views.open_reader(_store(args), b.id, options) as reader_b,
+    ):
+        result = _diff.compare(
+            _diff.Side(reader_a, reader_a.meta["variables"]), _diff.Side(reader_b, reader_b.meta["variables"])
+        )
+    added, removed, changed = ([entry["name"] for entry in result[key]] for key in ("added", "removed", "changed"))
     if args.json:
         print(json.dumps({"a": a.id, "b": b.id, "added": added, "removed": removed, "changed": changed}, indent=2))
     else:

@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import builtins
 import contextlib
-import hashlib
 import io
 import json
 import os
-import pickletools
 import sys
 import traceback
 import types
@@ -34,7 +32,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, _diff
 from ._allowlist import DATA
 from ._dillsession import is_pickle, restore_dill_file
 from ._format import ContainerReader, spec
@@ -598,92 +596,13 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 # ====================================================================== diff
 
 
-_PUT_OPS = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
-_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
-
-
-class _Side:
-    """One session of a diff: its variables, and what is needed to compare them."""
-
-    def __init__(self, path: str, reader: ContainerReader):
-        self.path = path
-        self.reader = reader
-        self.variables = {v["name"]: v for v in _session_variables(reader, path)}
-        self.skipped = {s["name"]: s for s in reader.meta.get("skipped", []) if isinstance(s, dict) and "name" in s}
-        self.segment_digests = _segment_digests(reader, list(self.variables.values()))
-
-    def blob_digest(self, i: int) -> bytes:
-        return hashlib.blake2b(self.reader.blob(i), digest_size=16).digest()
-
-
-def _segment_digests(reader: ContainerReader, variables: list[dict]) -> dict[str, bytes]:
-    """A digest per variable of its pickle segment, with memo references renumbered.
-
-    The segments share one pickler memo, so the same value gets other memo
-    numbers when an earlier variable memoized more or fewer objects.  Here a
-    memo reference becomes (the variable that memoized the object, the
-    object's position among that variable's memo entries); frame lengths are
-    left out.  pickletools only parses: nothing is unpickled.
-    """
-    owners: dict[int, tuple[str, int]] = {}
-    digests = {}
-    for var in variables:
-        if var.get("memo_reset"):
-            owners = {}
-        name, ordinal = var["name"], 0
-        digest = hashlib.blake2b(digest_size=16)
-        for op, arg in _genops(reader.segment(var["segment"]), name):
-            if op.name in _PUT_OPS:
-                owners[len(owners) if op.name == "MEMOIZE" else arg] = (name, ordinal)
-                ordinal += 1
-                digest.update(b"\x00put;")
-            elif op.name in _GET_OPS:
-                owner, position = owners.get(arg, ("?", arg))
-                where = "" if owner == name else owner
-                digest.update(f"\x00get {where!r} {position};".encode())
-            elif op.name != "FRAME":
-                digest.update(b"\x00" + op.code.encode("latin-1"))
-                if isinstance(arg, (bytes, bytearray)):
-                    digest.update(b"%d:" % len(arg))
-                    digest.update(arg)
-                elif arg is not None:
-                    digest.update(ascii(arg).encode())
-        digests[name] = digest.digest()
-    return digests
-
-
-def _genops(segment: Any, name: str) -> Iterator[tuple[Any, Any]]:
-    try:
-        for op, arg, _ in pickletools.genops(bytes(segment)):
-            yield op, arg
-    except (ValueError, EOFError) as exc:
-        raise CorruptSessionError(f"the pickle segment of {name!r} is damaged: {exc}") from None
-
-
-def _same_blobs(a: _Side, a_ids: list[int], b: _Side, b_ids: list[int]) -> bool:
-    if len(a_ids) != len(b_ids):
-        return False
-    for i, j in zip(a_ids, b_ids):
-        info_a, info_b = a.reader.blob_info(i), b.reader.blob_info(j)
-        if info_a["raw_length"] != info_b["raw_length"]:
-            return False
-        comparable = a.reader.checksum_name == b.reader.checksum_name and info_a["compression"] == info_b["compression"]
-        if comparable and info_a["checksum"] == info_b["checksum"]:
-            continue
-        if comparable and info_a["compression"] is None:
-            return False  # the same algorithm over the same kind of bytes: they differ
-        # Other algorithms or compressions (or a compressor's other output): compare contents.
-        if a.blob_digest(i) != b.blob_digest(j):
-            return False
-    return True
-
-
 def _cmd_diff(args: argparse.Namespace) -> int:
     if args.a == STDIN and args.b == STDIN:
         raise _UsageError("only one of A and B can be stdin")
     with _open_container(_source(args.a)) as reader_a, _open_container(_source(args.b)) as reader_b:
-        a, b = _Side(args.a, reader_a), _Side(args.b, reader_b)
-        result = _compare(a, b)
+        a = _diff.Side(reader_a, _session_variables(reader_a, args.a))
+        b = _diff.Side(reader_b, _session_variables(reader_b, args.b))
+        result = _diff.compare(a, b)
     module_a, module_b = reader_a.meta.get("module"), reader_b.meta.get("module")
     if module_a != module_b:
         result["module"] = {"a": module_a, "b": module_b}
@@ -699,30 +618,6 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(_diff_as_text(result, _label(args.a), _label(args.b)))
     return EXIT_FAILURE if different else EXIT_OK
-
-
-def _compare(a: _Side, b: _Side) -> dict:
-    added, removed, changed, unchanged = [], [], [], 0
-    for name in sorted(set(a.variables) | set(b.variables)):
-        var_a: Any = a.variables.get(name)
-        var_b: Any = b.variables.get(name)
-        if var_a is None:
-            entry = {"name": name, "type": var_b["type"]}
-            if name in a.skipped:
-                entry["note"] = f"skipped when A was saved: {a.skipped[name].get('reason', '')}"
-            added.append(entry)
-        elif var_b is None:
-            entry = {"name": name, "type": var_a["type"]}
-            if name in b.skipped:
-                entry["note"] = f"skipped when B was saved: {b.skipped[name].get('reason', '')}"
-            removed.append(entry)
-        elif a.segment_digests[name] != b.segment_digests[name] or not _same_blobs(
-            a, var_a["blobs"], b, var_b["blobs"]
-        ):
-            changed.append({"name": name, "type_a": var_a["type"], "type_b": var_b["type"]})
-        else:
-            unchanged += 1
-    return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
 
 
 def _diff_as_text(result: dict, label_a: str, label_b: str) -> str:

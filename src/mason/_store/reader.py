@@ -73,10 +73,21 @@ class StoreReader:
         pieces = self.manifest.pieces
         return [sum(pieces[p][3] for p in numbers) for numbers in self.manifest.segments]
 
+    @property
+    def checksum_name(self) -> str:
+        """What ``blob_info``'s checksums are: the store's hash, over pieces."""
+        return self.manifest.hash
+
     def blob_info(self, i: int) -> dict[str, Any]:
-        """``{"raw_length": ...}`` of blob ``i``, as a container's reader says it."""
+        """Blob ``i`` as a container's reader describes one: its raw length,
+        and as its checksum the names of its pieces (equal names, equal bytes)."""
         pieces = self.manifest.pieces
-        return {"raw_length": sum(pieces[p][3] for p in _item(self.manifest.blobs, i, "blob"))}
+        numbers = _item(self.manifest.blobs, i, "blob")
+        return {
+            "raw_length": sum(pieces[p][3] for p in numbers),
+            "compression": None,
+            "checksum": tuple(pieces[p][0] for p in numbers),
+        }
 
     def segment(self, i: int) -> memoryview:
         """Segment ``i`` (read-only), every piece checked; kept for later calls."""

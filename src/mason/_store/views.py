@@ -1,5 +1,5 @@
-"""Looking at checkpoints without restoring them: a reader of one, what
-each variable is stored as (for diffs), and export to a session file."""
+"""Looking at checkpoints without restoring them: a reader of one, and
+export to a session file."""
 
 from __future__ import annotations
 
@@ -26,25 +26,6 @@ def open_reader(store: Any, ident: Any, options: Any):
         yield reader
     finally:
         reader.close()
-
-
-def fingerprints(store: Any, ident: Any, storage_options: dict | None = None) -> dict[str, tuple]:
-    """variable -> the names of the pieces it is stored as (its segment's and
-    its blobs'): equal fingerprints, equal stored bytes.  Reads the manifest only."""
-    from .._load import _LoadOptions
-
-    options = _LoadOptions(mmap=False, key=False, storage_options=storage_options)
-    with open_reader(store, ident, options) as reader:  # checks the session metadata
-        manifest = reader.manifest
-        pieces = manifest.pieces
-
-        def names(numbers: list[int]) -> tuple:
-            return tuple(pieces[n][0] for n in numbers)
-
-        return {
-            var["name"]: (names(manifest.segments[var["segment"]]), *(names(manifest.blobs[b]) for b in var["blobs"]))
-            for var in reader.meta["variables"]
-        }
 
 
 def export(store: Any, ident: Any, target: Any, *, key: Any = None, storage_options: dict | None = None) -> None:
