@@ -21,6 +21,7 @@ import sys
 import types
 import warnings
 
+from . import _cliformat as fmt
 from . import cli
 from ._store import api, views
 
@@ -164,9 +165,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 item.id,
                 item.created.strftime("%Y-%m-%d %H:%M:%S"),
                 str(len(item.names)),
-                cli._human_size(item.bytes_total),
-                cli._human_size(item.bytes_written),
-                cli._printable(item.message or ""),
+                fmt._human_size(item.bytes_total),
+                fmt._human_size(item.bytes_written),
+                fmt._printable(item.message or ""),
             )
         )
     print("\n".join(_columns(rows)))
@@ -187,19 +188,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
         info = describe(reader, signed=reader.signed)
     label = f"{_label(args)}@{item.id}"
     if args.json:
-        data = cli._info_as_json(info, label)
+        data = fmt._info_as_json(info, label)
         data["checkpoint"] = _row(items.index(item), item)
         print(json.dumps(data, indent=2, sort_keys=True))
         return cli.EXIT_OK
     head = [
         f"checkpoint #{items.index(item)} {item.id}",
         f"  created   {item.created.isoformat(sep=' ', timespec='seconds')}",
-        f"  message   {cli._printable(item.message or '')}",
+        f"  message   {fmt._printable(item.message or '')}",
         f"  parent    {item.parent or '-'}",
-        f"  size      {cli._human_size(item.bytes_total)} ({cli._human_size(item.bytes_written)} written by it)",
+        f"  size      {fmt._human_size(item.bytes_total)} ({fmt._human_size(item.bytes_written)} written by it)",
     ]
     print("\n".join(head))
-    print(cli._info_as_text(info, label))
+    print(fmt._info_as_text(info, label))
     return cli.EXIT_OK
 
 
@@ -268,11 +269,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             )
             failed = sum(len(w.failures) for w in shown if isinstance(w, cli.SkippedVariableWarning))
         wanted = len(names) if names is not None else len(item.names)
-        summary = f"restored {cli._plural(wanted - failed, 'variable')} from {label} into __main__"
+        summary = f"restored {fmt._plural(wanted - failed, 'variable')} from {label} into __main__"
         if failed:
             summary += f"; {failed} could not be restored"
         if not args.interactive:
-            print(cli._printable(summary))
+            print(fmt._printable(summary))
             return cli.EXIT_FAILURE if failed else cli.EXIT_OK
         return cli._interact(module.__dict__, module, summary, plain=args.plain)
     finally:
@@ -286,8 +287,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 def _cmd_prune(args: argparse.Namespace) -> int:
     report = api.prune(_store(args), keep=args.keep)
     print(
-        f"removed {cli._plural(len(report.removed), 'checkpoint')}, kept {report.kept};"
-        f" {cli._plural(report.objects_removed, 'object')} removed, {cli._human_size(report.bytes_freed)} freed"
+        f"removed {fmt._plural(len(report.removed), 'checkpoint')}, kept {report.kept};"
+        f" {fmt._plural(report.objects_removed, 'object')} removed, {fmt._human_size(report.bytes_freed)} freed"
     )
     return cli.EXIT_OK
 
@@ -296,8 +297,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         report = api.verify_store(_store(args), key=cli._key(args) or False)
     print(
-        f"{_label(args)}: OK: {cli._plural(report.checkpoints, 'checkpoint')},"
-        f" {cli._plural(report.objects, 'object')} ({cli._human_size(report.bytes)}) checked"
+        f"{_label(args)}: OK: {fmt._plural(report.checkpoints, 'checkpoint')},"
+        f" {fmt._plural(report.objects, 'object')} ({fmt._human_size(report.bytes)}) checked"
         + (f"; {report.unreferenced} unreferenced (a prune removes them)" if report.unreferenced else "")
     )
     return cli.EXIT_OK
