@@ -441,3 +441,66 @@ def test_autocheckpoint_and_restore_in_a_kernel(tmp_path):
     # a fresh process sees the same history, restorable without the kernel
     restored = mason.restore_asdict(str(store), id=history[1].id)
     assert restored["small"] == [1, 2, 3, 4] and restored["big"][0] == 0.0
+
+
+def test_autocheckpoint_saves_the_cells_state_in_a_forked_process(tmp_path):
+    """Background checkpoints: made by another process (the cell does not wait
+    for them), of the state the cell left even while the next cell changes it
+    at once, taken in order, with problems reported after a later cell."""
+    store = tmp_path / "bg.checkpoints"
+    pids = tmp_path / "pids"
+    with kernel(tmp_path) as k:
+        k.run("%load_ext mason.ipython")
+        k.run(
+            "import os, time, numpy as np\n"
+            "class Slow:\n"
+            "    def __reduce__(self):\n"
+            f"        with open({str(pids)!r}, 'a') as f:\n"
+            "            f.write(f'{os.getpid()}\\n')\n"
+            "        time.sleep(0.5)\n"
+            "        return (Slow, ())\n"
+            "kernel_pid = os.getpid()"
+        )
+        on = k.run(f"%autocheckpoint on --store {store}").stdout
+        assert "in the background" in on, on
+        k.run("x = np.zeros(100_000)\nmarker = Slow()")  # [4]: its checkpoint pickles slowly
+        k.run("x += 1")  # [5]: runs while the checkpoint of [4] may still be going
+        k.run("gen = (i for i in range(3))")  # [6]
+        reported = k.run("y = 1")  # [7]: says how the checkpoint of [6] went
+        assert "after cell [6]" in reported.stderr and "generator" in reported.stderr, reported.stderr
+        k.run("del gen")
+        listing = k.run("%checkpoints").stdout  # waits for the last one
+        kernel_pid = int(k.values(p="kernel_pid")["p"])
+        assert "Automatic checkpoints off" in k.run("%autocheckpoint off").stdout
+    history = mason.checkpoints(str(store))
+    assert [c.message.split(":")[0] for c in history] == [f"after cell [{n}]" for n in (4, 5, 6, 7, 8)], listing
+    savers = {int(line) for line in pids.read_text().split()}
+    assert kernel_pid not in savers and len(savers) == 5, (kernel_pid, savers)
+    for item, value in zip(history, (0.0, 1.0, 1.0)):  # each its cell's state, not the next cell's
+        assert mason.restore_asdict(str(store), id=item.id, names=["x"])["x"].max() == value
+    assert history[1].parent == history[0].id  # the kernel remembers what its children made
+    assert mason.verify_store(str(store)).checkpoints == 5
+
+
+def test_autocheckpoint_wait_checkpoints_in_the_kernel(tmp_path):
+    store = tmp_path / "fg.checkpoints"
+    pids = tmp_path / "pids"
+    with kernel(tmp_path) as k:
+        k.run("%load_ext mason.ipython")
+        k.run(
+            "import os\n"
+            "class Mark:\n"
+            "    def __reduce__(self):\n"
+            f"        with open({str(pids)!r}, 'a') as f:\n"
+            "            f.write(f'{os.getpid()}\\n')\n"
+            "        return (Mark, ())\n"
+            "kernel_pid = os.getpid()"
+        )
+        on = k.run(f"%autocheckpoint on --wait --store {store}").stdout
+        assert "in the kernel (--wait)" in on, on
+        k.run("m = Mark()")
+        gen = k.run("gen = (i for i in range(3))")  # reported by the cell itself
+        assert "generator" in gen.stderr, gen.stderr
+        kernel_pid = int(k.values(p="kernel_pid")["p"])
+    assert {int(line) for line in pids.read_text().split()} == {kernel_pid}
+    assert len(mason.checkpoints(str(store))) == 2

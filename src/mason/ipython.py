@@ -24,6 +24,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -285,6 +286,7 @@ class MasonMagics(Magics):
         """
         args = parse_argstring(self.checkpoint, line)
         shell = self.shell
+        _AutoCheckpoint.settle(shell)
         store = _store(shell, args.store)
         message = " ".join(args.message) or None
         ident = checkpoint(
@@ -301,6 +303,7 @@ class MasonMagics(Magics):
         Usage: ``%checkpoints [--store DIR]``.
         """
         args = parse_argstring(self.checkpoints, line)
+        _AutoCheckpoint.settle(self.shell)
         store = _store(self.shell, args.store)
         items = _listed(store)
         if not items:
@@ -340,6 +343,7 @@ class MasonMagics(Magics):
         """
         args = parse_argstring(self.restore, line)
         shell = self.shell
+        _AutoCheckpoint.settle(shell)
         store = _store(shell, args.store)
         item = _find(store, args.id)
         names = _split_names(args.names) or list(item.names)
@@ -354,24 +358,39 @@ class MasonMagics(Magics):
     @magic_arguments()
     @argument("state", nargs="?", choices=("on", "off"), default=None, help="on or off (default: say which)")
     @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @argument(
+        "--wait",
+        action="store_true",
+        help="checkpoint in the kernel, the cell waiting for it (default: in the background)",
+    )
     @line_magic
     def autocheckpoint(self, line: str) -> None:
         """Take a checkpoint after every cell that runs.
 
-        Usage: ``%autocheckpoint on|off [--store DIR]``.  Off by default.
-        A checkpoint writes only what changed; one that fails is reported
-        and never stops the cell's own output.
+        Usage: ``%autocheckpoint on|off [--store DIR] [--wait]``.  Off by
+        default.  A checkpoint writes only what changed; one that fails is
+        reported and never stops the cell's own output.
+
+        Checkpoints run in the background: a forked copy of the kernel saves
+        the state the cell left while the next cell runs (the cell waits for
+        the fork, about a millisecond).  A checkpoint still running when the
+        next cell ends is waited for, so they are taken in order; problems
+        are reported after the next cell.  ``--wait`` (and a remote store,
+        CUDA, Dask's distributed, or a platform without fork) checkpoints in
+        the kernel instead.
         """
         args = parse_argstring(self.autocheckpoint, line)
         shell = self.shell
         if args.state == "on":
             store = _store(shell, args.store)
-            _AutoCheckpoint.start(shell, store)
-            print(f"Automatic checkpoints on, after every cell, in {store or 'the default store'}")
+            hook = _AutoCheckpoint.start(shell, store, background=not args.wait)
+            how = "in the background" if hook.reason is None else f"in the kernel ({hook.reason})"
+            print(f"Automatic checkpoints on, after every cell, {how}, in {store or 'the default store'}")
         elif args.state == "off":
             stopped = _AutoCheckpoint.stop(shell)
             print("Automatic checkpoints off" if stopped else "Automatic checkpoints were not on")
         else:
+            _AutoCheckpoint.settle(shell)
             running = _AutoCheckpoint.running(shell)
             print("Automatic checkpoints are " + ("on" if running else "off"))
 
@@ -379,9 +398,17 @@ class MasonMagics(Magics):
 class _AutoCheckpoint:
     """The ``post_run_cell`` hook of ``%autocheckpoint on``: one per shell."""
 
-    def __init__(self, shell, store):
+    #: seconds a cell waits for the previous background checkpoint before saying so
+    PATIENCE = 1.0
+
+    def __init__(self, shell, store, background: bool = True):
+        from ._store import background as _background
+
         self.shell = shell
         self.store = store
+        self.background = background
+        self.reason: str | None = _background.unsuitable(store) if background else "--wait"
+        self.pending: tuple[Any, str] | None = None  # the background checkpoint running: (Pending, message)
         self.failed: str | None = None  # the last failure's text: said once, not after every cell
 
     @classmethod
@@ -393,17 +420,27 @@ class _AutoCheckpoint:
         return None
 
     @classmethod
-    def start(cls, shell, store) -> None:
+    def start(cls, shell, store, background: bool = True) -> _AutoCheckpoint:
         cls.stop(shell)
-        shell.events.register("post_run_cell", cls(shell, store).after_cell)
+        hook = cls(shell, store, background)
+        shell.events.register("post_run_cell", hook.after_cell)
+        return hook
 
     @classmethod
     def stop(cls, shell) -> bool:
         hook = cls.running(shell)
         if hook is None:
             return False
+        hook.wait_for_pending()
         shell.events.unregister("post_run_cell", hook.after_cell)
         return True
+
+    @classmethod
+    def settle(cls, shell) -> None:
+        """Wait for (and report) a background checkpoint still running."""
+        hook = cls.running(shell)
+        if hook is not None:
+            hook.wait_for_pending()
 
     def after_cell(self, result) -> None:
         cell = (getattr(result.info, "raw_cell", None) or "").strip()
@@ -412,23 +449,64 @@ class _AutoCheckpoint:
         first = cell.splitlines()[0][:60]
         number = result.execution_count
         message = f"after cell [{number}]: {first}" if number is not None else f"after cell: {first}"
+        if not self.wait_for_pending():
+            return  # the user interrupted the wait: no new checkpoint after this cell
         shell = self.shell
+        module, exclude = _user_module(shell), [_is_shell_own(shell)]
+        if self.background:
+            from ._store import background as _background
+
+            self.reason = _background.unsuitable(self.store)
+            if self.reason is None:
+                store = self.store
+
+                def run() -> str:
+                    return checkpoint(store, module=module, message=message, exclude=exclude)
+
+                self.pending = (_background.start(run), message)
+                return
         import warnings
 
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                checkpoint(self.store, module=_user_module(shell), message=message, exclude=[_is_shell_own(shell)])
+                checkpoint(self.store, module=module, message=message, exclude=exclude)
         except Exception as exc:  # a failed checkpoint must not break the notebook
-            text = f"{type(exc).__name__}: {exc}"
-            if text != self.failed:
-                print(f"mason: automatic checkpoint failed: {text}", file=sys.stderr)
-            self.failed = text
+            self._report(message, f"{type(exc).__name__}: {exc}", [])
+            return
+        self._report(message, None, [(w.category.__name__, str(w.message)) for w in caught])
+
+    def wait_for_pending(self) -> bool:
+        """Wait for the background checkpoint, if one runs, and report how it
+        went; False if the user interrupted the wait (the checkpoint is then
+        cancelled: it is not listed)."""
+        if self.pending is None:
+            return True
+        pending, message = self.pending
+        try:
+            outcome = pending.wait(self.PATIENCE)
+            if outcome is None:
+                print(f"mason: waiting for the checkpoint {message} ...", file=sys.stderr)
+                outcome = pending.wait()
+        except KeyboardInterrupt:
+            pending.cancel()
+            self.pending = None
+            print(f"mason: interrupted: the checkpoint {message} was cancelled", file=sys.stderr)
+            return False
+        self.pending = None
+        self._report(message, outcome.error, outcome.warnings)
+        return True
+
+    def _report(self, message: str, error: str | None, caught: list) -> None:
+        if error is not None:
+            if error != self.failed:
+                print(f"mason: automatic checkpoint failed ({message}): {error}", file=sys.stderr)
+            self.failed = error
             return
         self.failed = None
-        skipped = [str(w.message) for w in caught if issubclass(w.category, SkippedVariableWarning)]
+        skipped = [text for category, text in caught if category == SkippedVariableWarning.__name__]
         if skipped:
-            print("mason: automatic checkpoint: " + "; ".join(skipped), file=sys.stderr)
+            print(f"mason: automatic checkpoint {message}: " + "; ".join(skipped), file=sys.stderr)
 
 
 def _is_checkpoint_magic(cell: str) -> bool:

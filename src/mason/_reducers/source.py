@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import dis
 import linecache
+import os
 import threading
 import types
 
@@ -86,6 +87,17 @@ class _File:
 _CACHE: dict[tuple[str, int], _File] = {}
 _CACHE_TEXT = 2_000_000  # characters of source kept compiled, at most
 _cache_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # a child forked while another thread held the lock (a background
+    # checkpoint) would otherwise wait for it forever
+    global _cache_lock
+    _cache_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _compiled(lines: list[str], filename: str, flags: int) -> _File:
