@@ -195,3 +195,31 @@ print(json.dumps(outcome._asdict() if outcome else None))
     outcome = json.loads(proc.stdout)
     assert outcome is not None and outcome["id"] is None and "SIGALRM" in outcome["error"], outcome
     assert not store.exists()  # it never got as far as the store
+
+
+def test_the_child_never_runs_the_callers_finalizers(tmp_path):
+    store = tmp_path / "store"
+    log = tmp_path / "finalized"
+    proc = run_python(
+        _script(
+            store,
+            r"""
+import gc
+gc.disable()
+class Temporary:
+    def __del__(self):
+        with open(LOG, "a") as f:
+            f.write(f"{os.getpid()}\n")
+cycle = Temporary()
+cycle.me = cycle
+del cycle                               # garbage, not collected yet
+pending = background.start(lambda: (gc.collect(), mason.checkpoint(store))[1])
+outcome = pending.wait()
+gc.collect()                            # the caller's own collection finalizes it, once
+print(json.dumps({"id": outcome.id, "child": pending.pid, "me": os.getpid()}))
+""".replace("LOG", repr(str(log))),
+        ),
+    )
+    said = json.loads(proc.stdout)
+    assert said["id"]
+    assert log.read_text().split() == [str(said["me"])]

@@ -20,8 +20,8 @@ The child
 - writes nothing to the caller's streams (a kernel's are sockets served by
   the parent's threads): its stdout and stderr go to /dev/null, its warnings
   and its result come back through a pipe;
-- ends with ``os._exit``: no atexit handler or finalizer of the caller runs
-  twice;
+- ends with ``os._exit`` and never collects the caller's garbage (``gc.freeze``):
+  no atexit handler or finalizer of the caller runs twice;
 - is ended by SIGALRM after :data:`TIME_LIMIT` seconds, so that one stuck on
   a lock another thread held at the fork cannot hold the store forever.
 """
@@ -197,6 +197,13 @@ def start(run: Callable[[], str]) -> Pending:
 
 
 def _detach() -> None:
+    import gc
+
+    # The caller's garbage is the caller's: a cycle collected here would run
+    # its finalizers in the child too (a temporary file deleted under the
+    # caller's feet). Frozen objects are never collected, also not by the
+    # gc.collect() a save may call.
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # not a handler the caller set: the limit ends the child
     signal.alarm(TIME_LIMIT)

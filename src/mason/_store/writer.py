@@ -229,7 +229,11 @@ class StoreWriter:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mason-hash")
-        return list(self._pool.map(self._digest, parts))
+        # One task per thread, each a contiguous run of parts: a task per
+        # part (hundreds per big array) cost ~10% more in wake-ups.
+        digest, per = self._digest, -(-len(parts) // _THREADS)
+        runs = [parts[at : at + per] for at in range(0, len(parts), per)]
+        return [name for names in self._pool.map(lambda run: [digest(part) for part in run], runs) for name in names]
 
     def _piece(self, view: Any, name: str) -> int:
         number = self._piece_numbers.get(name)
