@@ -504,3 +504,29 @@ def test_autocheckpoint_wait_checkpoints_in_the_kernel(tmp_path):
         kernel_pid = int(k.values(p="kernel_pid")["p"])
     assert {int(line) for line in pids.read_text().split()} == {kernel_pid}
     assert len(mason.checkpoints(str(store))) == 2
+
+
+def test_autocheckpoint_moves_into_the_kernel_when_a_cell_makes_forking_unsafe(tmp_path):
+    store = tmp_path / "switch.checkpoints"
+    pids = tmp_path / "pids"
+    with kernel(tmp_path) as k:
+        k.run("%load_ext mason.ipython")
+        k.run(
+            "import os, sys, types\n"
+            "class Mark:\n"
+            "    def __reduce__(self):\n"
+            f"        with open({str(pids)!r}, 'a') as f:\n"
+            "            f.write(f'{os.getpid()}\\n')\n"
+            "        return (Mark, ())\n"
+            "kernel_pid = os.getpid()"
+        )
+        assert "in the background" in k.run(f"%autocheckpoint on --store {store}").stdout
+        k.run("m = Mark()")  # checkpointed by a child
+        # as if the cell had started a Dask client: a child could not reach it
+        switched = k.run("sys.modules.setdefault('distributed', types.ModuleType('distributed'))")
+        assert "run in the kernel from now on: Dask's distributed is imported" in switched.stderr, switched.stderr
+        k.run("n = 1")
+        kernel_pid = int(k.values(p="kernel_pid")["p"])
+        k.run("%checkpoints")
+    savers = [int(line) for line in pids.read_text().split()]
+    assert len(savers) == 3 and savers[0] != kernel_pid and savers[1:] == [kernel_pid, kernel_pid], savers

@@ -456,8 +456,11 @@ class _AutoCheckpoint:
         if self.background:
             from ._store import background as _background
 
-            self.reason = _background.unsuitable(self.store)
-            if self.reason is None:
+            reason = _background.unsuitable(self.store)
+            if reason is not None and reason != self.reason:  # e.g. CUDA initialized by this cell
+                print(f"mason: automatic checkpoints run in the kernel from now on: {reason}", file=sys.stderr)
+            self.reason = reason
+            if reason is None:
                 store = self.store
 
                 def run() -> str:
