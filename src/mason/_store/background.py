@@ -83,7 +83,6 @@ class Pending:
         self.started = started
         self._fd: int | None = fd
         self._data = bytearray()
-        self._status: int | None = None
         self._outcome: Outcome | None = None
 
     def done(self) -> bool:
@@ -116,9 +115,10 @@ class Pending:
         """Read what the child sent, for up to ``timeout`` seconds; True once it has ended."""
         fd = self._fd
         assert fd is not None
+        poller = select.poll()  # not select(): a kernel may hold more than 1024 files
+        poller.register(fd, select.POLLIN)
         while True:
-            ready, _, _ = select.select([fd], [], [], timeout)
-            if not ready:
+            if not poller.poll(None if timeout is None else int(timeout * 1000)):
                 return False
             chunk = os.read(fd, 1 << 16)
             if chunk:
