@@ -25,6 +25,8 @@ fsync inside the timed region, as mason's own atomic write does):
 
 * ``mason``       -- ``mason.dump_module(path, module=__main__)`` / ``mason.load_module(path)``
 * ``mason+CODEC`` -- the same with ``compression=CODEC`` (default level; ``--compression``)
+* ``mason+xxh3``  -- ``dump_module(path, checksum="xxh3_64")``: every record summed with xxh3
+  (``mason[fast]``; a reader needs it too) instead of CRC-32 (``--xxh3``)
 * ``mason+lazy``  -- plain mason's save; ``load_module(path, verify_blobs=False)``, so
   blob pages are read only when touched (``--lazy``)
 * ``dill``        -- ``dill.dump_module(f, module=__main__)`` + flush + fsync / ``dill.load_module(path)``
@@ -475,7 +477,9 @@ def _session_ops(impl: str) -> dict:
     if name == "mason":
         import mason
 
-        save_kwds = {"compression": variant} if variant in CODECS else {}
+        save_kwds: dict = {"compression": variant} if variant in CODECS else {}
+        if variant == "xxh3":
+            save_kwds = {"checksum": "xxh3_64"}
         load_kwds = {"verify_blobs": False} if variant == "lazy" else {}
 
         def save(path, main, data):
@@ -1172,6 +1176,11 @@ def main(argv=None) -> int:
         "--lazy", action="store_true", help="add a mason+lazy row: load_module(path, verify_blobs=False)"
     )
     parser.add_argument(
+        "--xxh3",
+        action="store_true",
+        help="add a mason+xxh3 row: dump_module(path, checksum='xxh3_64') (needs mason[fast] to save and to load)",
+    )
+    parser.add_argument(
         "--baseline", default=None, help="implementation for the ratios and machine limits (default mason)"
     )
     parser.add_argument(
@@ -1195,10 +1204,10 @@ def main(argv=None) -> int:
         if c not in CODECS and c != "none":
             parser.error(f"unknown codec {c!r}; choose from none, {', '.join(CODECS)}, all")
     codecs, codec_notes = _available_codecs([c for c in codecs if c != "none"])
-    variants = (["lazy"] if args.lazy else []) + codecs
+    variants = (["lazy"] if args.lazy else []) + (["xxh3"] if args.xxh3 else []) + codecs
     if variants:
         if "mason" not in impls:
-            parser.error("--compression and --lazy need mason in --impls")
+            parser.error("--compression, --lazy and --xxh3 need mason in --impls")
         at = impls.index("mason") + 1
         impls[at:at] = [f"mason+{v}" for v in variants]
     names = args.sessions.split(",") if args.sessions else list(SESSIONS)
