@@ -223,3 +223,44 @@ print(json.dumps({"id": outcome.id, "child": pending.pid, "me": os.getpid()}))
     said = json.loads(proc.stdout)
     assert said["id"]
     assert log.read_text().split() == [str(said["me"])]
+
+
+def test_a_checkpoint_outlives_its_kernel_killed_with_its_process_group(tmp_path):
+    """What Jupyter does to a kernel it restarts (SIGKILL to the kernel's
+    process group) right after a cell: the checkpoint still completes."""
+    import subprocess
+    import time
+
+    store = tmp_path / "store"
+    code = _script(
+        store,
+        r"""
+import time
+class Slow:
+    def __reduce__(self):
+        time.sleep(1.0)
+        return (Slow, ())
+marker = Slow()
+pending = background.start(lambda: mason.checkpoint(store, message="outlived"))
+print(pending.pid, flush=True)
+time.sleep(60)
+""",
+    )
+    kernel = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        child = int(kernel.stdout.readline())
+        os.killpg(kernel.pid, 9)
+        kernel.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (store.exists() and mason.checkpoints(str(store))):
+            time.sleep(0.1)
+    finally:
+        if kernel.poll() is None:
+            kernel.kill()
+        kernel.stdout.close()
+    assert [c.message for c in mason.checkpoints(str(store))] == ["outlived"]
+    assert mason.restore_asdict(str(store), names=["label"])["label"] == "before"
+    with pytest.raises(ProcessLookupError):  # it ended on its own
+        for _ in range(100):
+            os.kill(child, 0)
+            time.sleep(0.1)

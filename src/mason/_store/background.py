@@ -177,6 +177,12 @@ def start(run: Callable[[], str]) -> Pending:
         pid = os.fork()
     if pid:
         os.close(write_end)
+        # Both sides move the child to its own group (the usual idiom): when
+        # this returns, a signal to the caller's group already spares it.
+        try:
+            os.setpgid(pid, pid)
+        except OSError:  # it did so itself already, or has ended
+            pass
         return Pending(pid, read_end, started)
     # ---- the child: never returns
     os.close(read_end)
