@@ -496,14 +496,16 @@ def test_autocheckpoint_wait_checkpoints_in_the_kernel(tmp_path):
             "        return (Mark, ())\n"
             "kernel_pid = os.getpid()"
         )
-        on = k.run(f"%autocheckpoint on --wait --store {store}").stdout
-        assert "in the kernel (--wait)" in on, on
+        on = k.run("%autocheckpoint on --wait --store fg.checkpoints").stdout  # relative to the kernel's folder
+        assert "in the kernel (--wait)" in on and str(store) in on, on
         k.run("m = Mark()")
+        k.run("os.mkdir('elsewhere')\nos.chdir('elsewhere')")  # the store stays where it was
         gen = k.run("gen = (i for i in range(3))")  # reported by the cell itself
         assert "generator" in gen.stderr, gen.stderr
         kernel_pid = int(k.values(p="kernel_pid")["p"])
     assert {int(line) for line in pids.read_text().split()} == {kernel_pid}
-    assert len(mason.checkpoints(str(store))) == 2
+    assert len(mason.checkpoints(str(store))) == 3
+    assert not (tmp_path / "elsewhere" / "fg.checkpoints").exists()
 
 
 def test_autocheckpoint_moves_into_the_kernel_when_a_cell_makes_forking_unsafe(tmp_path):

@@ -383,6 +383,8 @@ class MasonMagics(Magics):
         shell = self.shell
         if args.state == "on":
             store = _store(shell, args.store)
+            if store is not None and not is_url(store):
+                store = os.path.abspath(store)  # the same store after a %cd
             hook = _AutoCheckpoint.start(shell, store, background=not args.wait)
             how = "in the background" if hook.reason is None else f"in the kernel ({hook.reason})"
             print(f"Automatic checkpoints on, after every cell, {how}, in {store or 'the default store'}")
