@@ -264,3 +264,40 @@ time.sleep(60)
         for _ in range(100):
             os.kill(child, 0)
             time.sleep(0.1)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/oom_score_adj"), reason="Linux only")
+def test_the_child_yields_to_the_caller_for_memory_and_cpu(tmp_path):
+    store = tmp_path / "store"
+    proc = run_python(
+        _script(
+            store,
+            r"""
+def run():
+    with open("/proc/self/oom_score_adj") as fh:
+        adj = int(fh.read())
+    return mason.checkpoint(store, message=f"{adj} {os.nice(0)}")
+outcome = background.start(run).wait()
+print(json.dumps(outcome._asdict()))
+""",
+        ),
+    )
+    outcome = json.loads(proc.stdout)
+    assert outcome["error"] is None, outcome
+    adj, nice = map(int, mason.checkpoints(str(store))[0].message.split())
+    assert adj >= 500 and nice >= 5
+
+
+def test_a_kernel_bigger_than_free_memory_checkpoints_itself(monkeypatch):
+    real_open = open
+
+    def fake(path, *args, **kwds):
+        if path == "/proc/meminfo":
+            import io
+
+            return io.BytesIO(b"MemTotal: 1000 kB\nMemAvailable: 1 kB\n")
+        return real_open(path, *args, **kwds)
+
+    monkeypatch.setattr("builtins.open", fake)
+    reason = background.unsuitable("/tmp/store")
+    assert reason is not None and "of memory are free" in reason, reason

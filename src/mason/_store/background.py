@@ -23,7 +23,12 @@ The child
 - ends with ``os._exit`` and never collects the caller's garbage (``gc.freeze``):
   no atexit handler or finalizer of the caller runs twice;
 - is ended by SIGALRM after :data:`TIME_LIMIT` seconds, so that one stuck on
-  a lock another thread held at the fork cannot hold the store forever.
+  a lock another thread held at the fork cannot hold the store forever;
+- runs at a lower priority (nice 5) and is the one the kernel's OOM killer
+  picks first (``oom_score_adj`` 500): short of memory, the checkpoint is
+  lost, not the caller.  When the caller's resident memory exceeds what is
+  available (the pages it writes while the child runs are copied),
+  :func:`unsuitable` says so and the caller checkpoints itself.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ def unsuitable(store: Any) -> str | None:
         return "the store is remote"
     if "distributed" in sys.modules:
         return "Dask's distributed is imported"
+    memory = _memory_problem()
+    if memory is not None:
+        return memory
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None)
     try:
@@ -72,6 +80,25 @@ def unsuitable(store: Any) -> str | None:
             return "CUDA is initialized in this process"
     except Exception:  # an odd torch build: be safe
         return "torch's CUDA state is unknown"
+    return None
+
+
+def _memory_problem() -> str | None:
+    """Linux: why copy-on-write could run out of memory, or None.  The pages
+    the caller writes while the child runs are copied; at worst all of
+    them, so the caller's resident size must fit in what is available."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            resident = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/meminfo", "rb") as fh:
+            available = next(int(line.split()[1]) * 1024 for line in fh if line.startswith(b"MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None  # not Linux, or an odd /proc: no way to tell, go ahead
+    if resident > available:
+        return (
+            f"the kernel holds {resident / 1e9:.1f} GB and only {available / 1e9:.1f} GB of memory are free:"
+            " a background copy could need as much again"
+        )
     return None
 
 
@@ -210,6 +237,18 @@ def _detach() -> None:
     # caller's feet). Frozen objects are never collected, also not by the
     # gc.collect() a save may call.
     gc.freeze()
+    try:
+        # Short of memory, the kernel's OOM killer ends this copy, not the
+        # caller (a checkpoint never costs the user their kernel); and the
+        # caller's next cell comes first for the CPU.
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write("500")
+    except OSError:
+        pass
+    try:
+        os.nice(5)
+    except OSError:
+        pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # not a handler the caller set: the limit ends the child
     signal.alarm(TIME_LIMIT)
