@@ -241,6 +241,27 @@ def test_objects_the_program_froze_stay_frozen_through_a_load(tmp_path):
     assert gc.isenabled()
 
 
+def test_loading_again_and_again_does_not_pile_up_garbage(tmp_path):
+    """What loads hand to the oldest generation is counted: a program that
+    does little but load (a class of each load replaced by the next one's:
+    cycles) still gets the full collections that free them."""
+    run_python(
+        f"""
+        import gc, types, weakref, mason
+        path = {str(tmp_path / "reloaded.mason")!r}
+        module = types.ModuleType("reloaded")
+        exec("class K:\\n    pass\\nitems = [[i] for i in range(2000)]\\n", module.__dict__)
+        mason.dump_module(path, module=module, progress=False)
+        first = weakref.ref(mason.load_module_asdict(path)["K"])
+        full = gc.get_stats()[-1]["collections"]
+        for _ in range(300):
+            mason.load_module_asdict(path)
+        assert gc.get_stats()[-1]["collections"] > full
+        assert first() is None
+        """
+    )
+
+
 # ---------------------------------------------------------------- recursion
 
 

@@ -14,7 +14,6 @@ if TYPE_CHECKING:  # typing is not imported at run time
 
 import builtins
 import contextlib
-import gc
 import io
 import os
 import pickle
@@ -25,6 +24,7 @@ import warnings
 
 from . import _namespace, _progress, _rebuild
 from ._allowlist import Allowlist
+from ._collector import collector_paused
 from ._format import ContainerReader
 from ._format.signing import resolve_key
 from ._segments import _Overrun, _SegmentLoader, _SegmentStream
@@ -377,7 +377,7 @@ class _LoadPlan:
         # the loader runs them with a few C calls each, and hands the others
         # (and one that failed) to _load_one.
         needed = self.needed
-        with loader.running(), _collector_paused() as collector:
+        with loader.running(), collector_paused() as collector:
             if not (refused or progress.on):
                 position = 0
                 while position < len(needed):
@@ -440,46 +440,6 @@ class _LoadPlan:
                 raise exc
             raise _load_error(name, exc) from exc
         failures[name] = f"{type(exc).__name__}: {exc}"
-
-
-class _collector_paused:
-    """``with _collector_paused() as collector``: the cyclic garbage
-    collector off while the block runs (unless it was off already).
-
-    Unpickling creates objects and frees almost none, which is the worst case
-    for a generational collector: it runs every few hundred allocations and,
-    as the survivors pile up, rescans them all again and again.  A session
-    of 200,000 small dicts loaded in 55 ms of CPU time with it on, 37 ms off.
-
-    Set ``collector.keep = True`` when everything the block built is kept
-    (the restored variables): those objects then go straight to the oldest
-    generation (``gc.freeze()`` then ``gc.unfreeze()``, which the documentation
-    says puts them there: two list splices) instead of waiting for one
-    collection of the youngest that scans them all.  The loaded objects are
-    long-lived by nature; the cost, cyclic garbage made meanwhile waiting for
-    a full collection, is why a load that dropped anything does not do it.
-    Never while the program keeps objects frozen itself (``gc.freeze()``,
-    before a fork): unfreezing would release those too.  (The 200,000
-    dicts: 535 ms -> 372 ms; 2,800 functions and classes: 51 -> 41 ms.)
-    """
-
-    def __init__(self):
-        self.keep = False
-        self._paused = False
-
-    def __enter__(self) -> _collector_paused:
-        self._paused = gc.isenabled()
-        if self._paused:
-            gc.disable()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if not self._paused:
-            return
-        if self.keep and exc_info[0] is None and gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
-        gc.enable()
 
 
 def _wanted(variables, names) -> tuple[set, int]:
