@@ -37,6 +37,8 @@ import threading
 _handed = 0
 #: how many full collections had run when ``_handed`` was last counted
 _full_seen = -1
+#: how many other objects the collector tracked when last counted (0: never)
+_others = 0
 _lock = threading.Lock()
 
 
@@ -72,10 +74,10 @@ class collector_paused:
 
 
 def _hand_to_oldest() -> None:
-    global _handed, _full_seen
+    global _handed, _full_seen, _others
     with _lock:
-        if gc.get_freeze_count():
-            return
+        if gc.get_freeze_count():  # the program froze objects itself: unfreezing would release them
+            return  # (this counts them one by one: free when there are none)
         # What the load built is (about) what the youngest generation counts:
         # tracked objects allocated since its last collection, less those freed.
         young = gc.get_count()[0]
@@ -83,12 +85,15 @@ def _hand_to_oldest() -> None:
         if full != _full_seen:  # a full collection ran since: it counted the earlier ones
             _handed, _full_seen = 0, full
         gc.freeze()
-        tracked = gc.get_freeze_count()
+        if _handed and _handed * 2 > _others:
+            # A full collection may be due: count what the collector tracks
+            # (one by one, hence only now: a first load never does).
+            _others = gc.get_freeze_count() - young
         gc.unfreeze()
-        if _handed * 2 > tracked - young:
-            # Earlier loads handed over half of what the collector tracks, and
-            # no full collection came: this load runs the one that is due
-            # (a load of one session, on its own, never does).
+        if _handed * 2 > _others:
+            # Earlier loads handed over half as many objects as the others
+            # the collector tracks, and no full collection came: this load
+            # runs the one that is due.
             gc.collect()
             _handed, _full_seen = 0, gc.get_stats()[-1]["collections"]
         else:

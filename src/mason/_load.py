@@ -134,9 +134,14 @@ def load_module(filename=None, module=None, **kwds):
     timer = _progress.Timer("load_module")
     options = _LoadOptions.from_kwds(kwds, "load_module")
     source = default_session_path() if filename is None else filename
-    with _open_plan(source, options) as plan:
-        timer.lap("opened and checked")
-        return _module_from_plan(plan, module, timer)
+    # The collector rests from the first byte read: the index of thousands
+    # of variables is thousands of objects too.
+    with collector_paused() as collector:
+        with _open_plan(source, options) as plan:
+            timer.lap("opened and checked")
+            result = _module_from_plan(plan, module, timer)
+        collector.keep = plan.kept_all
+        return result
 
 
 def _module_from_plan(plan: _LoadPlan, module, timer: _progress.Timer):
@@ -164,14 +169,17 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
     timer = _progress.Timer("load_module_asdict")
     options = _LoadOptions.from_kwds(kwds, "load_module_asdict")
     source = default_session_path() if filename is None else filename
-    with _open_plan(source, options) as plan:
-        timer.lap("opened and checked")
-        name = (
-            source
-            if isinstance(source, str)
-            else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
-        )
-        return _dict_from_plan(plan, module, update, name, timer)
+    with collector_paused() as collector:
+        with _open_plan(source, options) as plan:
+            timer.lap("opened and checked")
+            name = (
+                source
+                if isinstance(source, str)
+                else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
+            )
+            result = _dict_from_plan(plan, module, update, name, timer)
+        collector.keep = plan.kept_all
+        return result
 
 
 def _dict_from_plan(plan: _LoadPlan, module, update: bool, session_name, timer: _progress.Timer) -> dict:
@@ -320,6 +328,9 @@ class _LoadPlan:
     payloads that were checked are scanned, and later unpickled.
     """
 
+    #: set by ``restore``: every object it built is kept (for ``collector_paused``)
+    kept_all = False
+
     def __init__(self, session: SessionReader, options: _LoadOptions, location: str | None = None):
         self.session = session
         self.options = options
@@ -395,7 +406,8 @@ class _LoadPlan:
                     self._load_one(loader, position, var, loaded, failures)
             # Everything built is kept, and the loader's own objects die with
             # it (the restricted machine's form cycles: not then).
-            collector.keep = self.allowlist is None and not failures and len(loaded) == len(needed) == len(wanted)
+            self.kept_all = self.allowlist is None and not failures and len(loaded) == len(needed) == len(wanted)
+            collector.keep = self.kept_all
         # A connection, not a value (a Dask client): named, left out.
         for name in [name for name, value in loaded.items() if type(value) is _rebuild._LeftOut]:
             left_out[name] = loaded.pop(name).note

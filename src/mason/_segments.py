@@ -38,21 +38,16 @@ class _SegmentStream(io.BytesIO):
     """A readable stream for one shared Unpickler, which binds the stream's
     methods once, so that every read it makes is a C call, not a Python method.
 
-    It holds either every segment of a plain load back to back (``hold``:
-    moving to the next segment is then a ``seek``, since the unpickler
-    stops right after a pickle's STOP), or one piece of bytes at a time
-    (``switch``), copied in after the held segments, which stay.
+    It holds either every segment of a plain load back to back (``held``,
+    the bytes it starts with, shared, not copied: moving to the next
+    segment is then a ``seek``, since the unpickler stops right after a
+    pickle's STOP), or one piece of bytes at a time (``switch``), copied
+    in after the held segments, which stay.
     """
 
-    _held = 0
-
-    def hold(self, pieces) -> list[int]:
-        """Hold ``pieces`` back to back; returns where each one ends."""
-        self.seek(0)
-        self.truncate()
-        ends = [self.write(piece) for piece in pieces]
-        self._held = self.tell()
-        return list(accumulate(ends))
+    def __init__(self, held: bytes = b""):
+        super().__init__(held)
+        self._held = len(held)
 
     def switch(self, data) -> None:
         self.seek(self._held)
@@ -104,10 +99,18 @@ class _SegmentLoader:
         partitions=None,
     ):
         self._payloads = payloads  # segment number -> its verified payload
-        self._stream = _SegmentStream()
+        self._restricted = allowlist is not None
+        # A plain load reads its segments from one stream that holds them all
+        # (segment -> (start, end)), unless that copy would take too much memory.
+        self._spans: dict[int, tuple[int, int]] = {}
+        held = b""
+        if not self._restricted and sum(map(len, payloads.values())) <= _HOLD_BYTES:
+            held = b"".join(payloads.values())
+            ends = list(accumulate(map(len, payloads.values())))
+            self._spans = dict(zip(payloads, zip([0, *ends], ends)))
+        self._stream = _SegmentStream(held)
         self._buffers = _Buffers(session)
         self._state = _rebuild._LoadState(namespace, partitions)
-        self._restricted = allowlist is not None
         # Plain: nothing but the C unpickler runs per variable (load_plain).
         self._plain = allowlist is None and (ignore is None or bool(ignore))
         # A maker of fresh unpicklers (after a memo reset or a failure).  It
@@ -143,12 +146,6 @@ class _SegmentLoader:
             )
         self._unpickler: Any = self._make()
         self.holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
-        # A plain load reads its segments from one stream that holds them all
-        # (segment -> (start, end)), unless that copy would take too much memory.
-        self._spans: dict[int, tuple[int, int]] = {}
-        if not self._restricted and sum(map(len, payloads.values())) <= _HOLD_BYTES:
-            ends = self._stream.hold(payloads.values())
-            self._spans = dict(zip(payloads, zip([0, *ends], ends)))
 
     def running(self):
         """The context in which ``load`` runs, set once for all the variables."""
