@@ -27,7 +27,7 @@ from ._allowlist import Allowlist
 from ._collector import collector_paused
 from ._format import ContainerReader
 from ._format.signing import resolve_key
-from ._segments import _Overrun, _SegmentLoader, _SegmentStream
+from ._segments import CheckedSegments, _Overrun, _SegmentLoader, _SegmentStream, held_segments
 from ._sessionmeta import _Options, _options, check_session_meta
 from ._storage import default_session_path, is_url, open_for_read, open_input, peek
 from ._unpickler import check_map_location, translate_error
@@ -339,10 +339,16 @@ class _LoadPlan:
         self.wanted, count = _wanted(self.variables, options.names)
         self.needed = self.variables[:count]
         numbers = [v["segment"] for v in self.needed]
-        self.payloads = dict(zip(numbers, session.segments(numbers)))
+        self.allowlist = Allowlist.from_arg(options.allow)
+        # Segment number -> its checked payload, and (a plain load) all of
+        # them back to back, as the loader reads them: every record is checked here.
+        self.held = None if self.allowlist is not None else held_segments(session, numbers)
+        if self.held is None:
+            self.payloads = dict(zip(numbers, session.segments(numbers)))
+        else:
+            self.payloads = CheckedSegments(session, numbers)
         session.verify_records([], [blob for var in self.needed for blob in var["blobs"]])
         self.unversioned = _check_environment(meta.get("environment", {}))
-        self.allowlist = Allowlist.from_arg(options.allow)
         self.refused: dict[str, str] = {}  # variable -> what the allowlist refuses in it
         if self.allowlist is not None:
             report = scan_session(session, self.needed, self.allowlist, payloads=self.payloads)
@@ -369,6 +375,7 @@ class _LoadPlan:
         loader = _SegmentLoader(
             self.session,
             self.payloads,
+            self.held,
             self.session.meta["module"],
             namespace,
             module,

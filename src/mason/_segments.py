@@ -18,6 +18,7 @@ import functools
 import io
 import pickle
 import types
+from collections.abc import Mapping
 from itertools import accumulate
 
 from . import _rebuild
@@ -28,6 +29,51 @@ from .errors import CorruptSessionError, UnpicklingError
 # The most segment bytes a plain load copies into its one stream: past this,
 # segments are copied in one at a time (a few hundred ns more per variable).
 _HOLD_BYTES = 64 << 20
+
+
+def held_segments(session, numbers: list[int]):
+    """``(bytes, spans)`` for a plain load from a reader that hands out its
+    leading segments joined (``joined_segments``: a container's): the
+    payloads of segments ``numbers`` back to back, every record checked, and
+    where each lies (segment -> (start, end)); it saves the view of each
+    segment and the copy that joins them.  None from other readers, for
+    other segments, or when they are too many bytes to hold."""
+    joined = getattr(session, "joined_segments", None)
+    count = len(numbers)
+    if joined is None or numbers != list(range(count)):
+        return None
+    ends = list(accumulate(session.segment_lengths[:count]))
+    if ends and ends[-1] > _HOLD_BYTES:
+        return None
+    return joined(count), dict(zip(numbers, zip([0, *ends], ends)))
+
+
+def _hold(payloads):
+    """``held_segments`` from the payloads themselves (segment -> view), or None."""
+    if sum(map(len, payloads.values())) > _HOLD_BYTES:
+        return None
+    ends = list(accumulate(map(len, payloads.values())))
+    return b"".join(payloads.values()), dict(zip(payloads, zip([0, *ends], ends)))
+
+
+class CheckedSegments(Mapping):
+    """Segment number -> its payload, for segments a reader has checked
+    (``held_segments``): each view made when first asked for."""
+
+    def __init__(self, session, numbers: list[int]):
+        self._session = session
+        self._numbers = dict.fromkeys(numbers)
+
+    def __getitem__(self, number: int):
+        if number not in self._numbers:
+            raise KeyError(number)
+        return self._session.segment(number)
+
+    def __iter__(self):
+        return iter(self._numbers)
+
+    def __len__(self) -> int:
+        return len(self._numbers)
 
 
 class _Overrun(CorruptSessionError):
@@ -89,7 +135,8 @@ class _SegmentLoader:
     def __init__(
         self,
         session,
-        payloads: dict,
+        payloads,
+        held,
         saved_module: str,
         namespace: dict,
         module,
@@ -101,14 +148,12 @@ class _SegmentLoader:
         self._payloads = payloads  # segment number -> its verified payload
         self._restricted = allowlist is not None
         # A plain load reads its segments from one stream that holds them all
-        # (segment -> (start, end)), unless that copy would take too much memory.
-        self._spans: dict[int, tuple[int, int]] = {}
-        held = b""
-        if not self._restricted and sum(map(len, payloads.values())) <= _HOLD_BYTES:
-            held = b"".join(payloads.values())
-            ends = list(accumulate(map(len, payloads.values())))
-            self._spans = dict(zip(payloads, zip([0, *ends], ends)))
-        self._stream = _SegmentStream(held)
+        # (``held``, from held_segments: segment -> (start, end)), unless that
+        # copy would take too much memory.
+        if held is None and not self._restricted:
+            held = _hold(payloads)
+        self._spans: dict[int, tuple[int, int]] = {} if held is None else held[1]
+        self._stream = _SegmentStream(b"" if held is None else held[0])
         self._buffers = _Buffers(session)
         self._state = _rebuild._LoadState(namespace, partitions)
         # Plain: nothing but the C unpickler runs per variable (load_plain).
