@@ -10,6 +10,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time
+    from collections.abc import Mapping
+
     from ._sessionmeta import SessionReader
 
 import builtins
@@ -343,6 +345,7 @@ class _LoadPlan:
         # Segment number -> its checked payload, and (a plain load) all of
         # them back to back, as the loader reads them: every record is checked here.
         self.held = None if self.allowlist is not None else held_segments(session, numbers)
+        self.payloads: Mapping[int, memoryview]
         if self.held is None:
             self.payloads = dict(zip(numbers, session.segments(numbers)))
         else:
@@ -484,7 +487,9 @@ def _load_error(name: str, exc: BaseException) -> UnpicklingError:
         return UnpicklingError(f"cannot restore variable {name!r}: {exc}")
 
 
-def scan_session(session: SessionReader, variables, allowlist: Allowlist | None = None, payloads: dict | None = None):
+def scan_session(
+    session: SessionReader, variables, allowlist: Allowlist | None = None, payloads: Mapping | None = None
+):
     """What the segments of ``variables`` would import and call, found
     without running anything (offenders listed when given an allowlist).
     ``payloads``: the segments already read and verified, by number."""
