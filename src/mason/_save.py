@@ -88,7 +88,9 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
     left out, named in a :class:`SkippedVariableWarning` and recorded in the
     file) or ``'raise'``; ``byref``, ``recurse``, ``fmode`` as for
     :func:`mason.dump`; ``compression`` (None, 'zlib', 'lzma', 'zstd',
-    'lz4') and ``checksum`` for the container; ``key`` (bytes or str) signs
+    'lz4'; with None, the variables that hold code are compressed with
+    zlib's fastest level all the same) and ``checksum`` for the container;
+    ``key`` (bytes or str) signs
     the file with HMAC-SHA256 (default: the ``MASON_SIGNING_KEY``
     environment variable when set; ``key=False``: never sign);
     ``storage_options`` (a dict for fsspec, with a URL); ``progress`` (None:
