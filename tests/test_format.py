@@ -309,6 +309,54 @@ def test_small_segments_share_records_and_large_ones_have_their_own():
             assert data[info["offset"] : info["offset"] + info["length"]] == segments[number]
 
 
+def test_segments_that_ask_are_compressed_with_zlib_apart_from_the_others():
+    code = b"bytecode " * 300
+    data_part = b"plain data " * 300
+    alone = b"x" * writer_mod.ALONE_BYTES  # a record of its own
+    out = io.BytesIO()
+    writer = ContainerWriter(out)
+    for segment, compress in [(data_part, False), (code, True), (code, True), (data_part, False), (alone, True)]:
+        writer.add_segment(segment, compress=compress)
+    writer.add_blob(data_part)
+    writer.finish({})
+    v2 = V2(out.getvalue())
+    # A record gathers segments that ask alike: the plain ones stay raw.
+    assert v2.groups == [1, 2, 1, 1]
+    with ContainerReader.open(out.getvalue()) as reader:
+        assert [reader.segment_info(i)["compression"] for i in range(5)] == [None, "zlib", "zlib", None, "zlib"]
+        assert reader.blob_info(0)["compression"] is None
+        assert reader.segments(range(5)) == [data_part, code, code, data_part, alone]
+    # A writer with a codec of its own compresses everything with it, in shared records.
+    out = io.BytesIO()
+    writer = ContainerWriter(out, compression="lzma")
+    writer.add_segment(data_part)
+    writer.add_segment(code, compress=True)
+    writer.finish({})
+    assert V2(out.getvalue()).groups == [2]
+    with ContainerReader.open(out.getvalue()) as reader:
+        assert reader.segment_info(1)["compression"] == "lzma"
+
+
+def test_leading_segments_come_joined_from_the_records_that_hold_them():
+    small = [b"%06d" % i * 80 for i in range(3000)]  # three records of small segments
+    segments = [*small[:2500], os.urandom(writer_mod.ALONE_BYTES), *small[2500:]]
+    data = build(segments, compression=None)
+    with ContainerReader.open(data) as reader:
+        for count in (0, 1, 2183, 2184, 2500, 2501, 2502, 3001):
+            assert reader.joined_segments(count) == b"".join(segments[:count])
+        assert reader.segment(2600) == segments[2600]
+        with pytest.raises(IndexError):
+            reader.joined_segments(3002)
+    damaged = bytearray(data)
+    first = V2(data).rows[0]  # kind, compression, pad, reserved, length, ...
+    second_payload = spec.HEADER.size + spec.RECORD.size + first[2] + first[4] + spec.RECORD.size
+    damaged[second_payload + 5] ^= 1
+    with ContainerReader.open(bytes(damaged)) as reader:
+        assert reader.joined_segments(10) == b"".join(segments[:10])
+        with pytest.raises(CorruptSessionError, match="checksum"):
+            reader.joined_segments(3001)
+
+
 def test_records_copy_into_a_new_container_as_they_were():
     data = build([b"a" * 100, b"b", b"c" * 50_000], [os.urandom(3000), b"z" * 4000], compression="zlib")
     out = io.BytesIO()

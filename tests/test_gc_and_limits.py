@@ -179,6 +179,89 @@ def test_session_variables_are_not_kept_alive(no_gc, failing):
     assert _freed_after(save)
 
 
+_SESSION = """
+class K:
+    def method(self):
+        return helper(self)
+
+def helper(x):
+    return x
+
+square = lambda x: x * x
+data = [{"n": i} for i in range(100)]
+"""
+
+
+def _session_file(tmp_path):
+    module = types.ModuleType("gc_session")  # not importable: its functions and class are saved by value
+    exec(_SESSION, module.__dict__)
+    path = tmp_path / "session.mason"
+    mason.dump_module(path, module=module, progress=False)
+    return path
+
+
+def test_a_session_load_leaves_no_cyclic_garbage(tmp_path):
+    """The loader, its unpickler and their memo (every object the load
+    built, the segments it read) are freed by reference counting as the
+    load returns, not left for the collector."""
+    path = _session_file(tmp_path)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        loaded = mason.load_module_asdict(path)
+        found = gc.collect()
+        kinds = sorted({type(obj).__name__ for obj in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert found == 0, kinds
+    assert loaded["K"]().method() is not None and loaded["square"](3) == 9
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="3.14's incremental collector has no generation 2 to look in")
+def test_a_complete_load_leaves_what_it_built_to_the_oldest_generation(tmp_path):
+    path = _session_file(tmp_path)
+    gc.collect()
+    loaded = mason.load_module_asdict(path)
+    oldest = {id(obj) for obj in gc.get_objects(generation=2)}
+    built = [loaded["data"], loaded["K"], loaded["helper"], loaded["square"]]
+    assert all(gc.is_tracked(obj) and id(obj) in oldest for obj in built)
+
+
+def test_objects_the_program_froze_stay_frozen_through_a_load(tmp_path):
+    path = _session_file(tmp_path)
+    mine = [[]]
+    gc.freeze()
+    try:
+        assert all(obj is not mine for obj in gc.get_objects())  # frozen: no generation holds it
+        mason.load_module_asdict(path)
+        assert all(obj is not mine for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert gc.isenabled()
+
+
+def test_loading_again_and_again_does_not_pile_up_garbage(tmp_path):
+    """What loads hand to the oldest generation is counted: a program that
+    does little but load (a class of each load replaced by the next one's:
+    cycles) still gets the full collections that free them."""
+    run_python(
+        f"""
+        import gc, types, weakref, mason
+        path = {str(tmp_path / "reloaded.mason")!r}
+        module = types.ModuleType("reloaded")
+        exec("class K:\\n    pass\\nitems = [[i] for i in range(2000)]\\n", module.__dict__)
+        mason.dump_module(path, module=module, progress=False)
+        first = weakref.ref(mason.load_module_asdict(path)["K"])
+        full = gc.get_stats()[-1]["collections"]
+        for _ in range(300):
+            mason.load_module_asdict(path)
+        assert gc.get_stats()[-1]["collections"] > full
+        assert first() is None
+        """
+    )
+
+
 # ---------------------------------------------------------------- recursion
 
 

@@ -429,6 +429,18 @@ def test_this_python_compiles_everything_from_source(saved):
     assert _python(sys.executable, CHECK, path, "moved") == "ok\n"
 
 
+def test_segments_that_hold_code_are_compressed_and_the_rest_are_not(saved):
+    # zlib, which every mason reads: the files the tests above move between
+    # versions are these.
+    from mason._format import ContainerReader
+    from mason._sessionmeta import variable_names
+
+    with ContainerReader.open(saved("%d.%d" % sys.version_info[:2])) as reader:
+        codecs = {name: reader.segment_info(i)["compression"] for i, name in enumerate(variable_names(reader.meta))}
+    assert codecs["add"] == codecs["Shape"] == codecs["late"] == "zlib"
+    assert codecs["FACTOR"] is None
+
+
 def test_inspect_tells_portable_from_tied(saved):
     info = mason.inspect(saved("%d.%d" % sys.version_info[:2], pretend=True))
     assert {

@@ -100,6 +100,9 @@ class DillSessionPlan:
         if self.allowlist is not None:
             self.allowlist.check(scanner.report.problems, scanner.report.functions)
 
+    #: what a session's plan says when all it built is kept: not said here
+    kept_all = False
+
     def restore(self, namespace: dict, module) -> dict:
         """The saved variables, as a new dict (neither ``namespace`` nor
         ``module`` changes): functions get ``namespace`` as their globals."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time
+    from collections.abc import Mapping
+
     from ._sessionmeta import SessionReader
 
 import builtins
 import contextlib
-import gc
 import io
 import os
 import pickle
@@ -25,9 +26,10 @@ import warnings
 
 from . import _namespace, _progress, _rebuild
 from ._allowlist import Allowlist
+from ._collector import collector_paused
 from ._format import ContainerReader
 from ._format.signing import resolve_key
-from ._segments import _Overrun, _SegmentLoader, _SegmentStream
+from ._segments import CheckedSegments, _Overrun, _SegmentLoader, _SegmentStream, held_segments
 from ._sessionmeta import _Options, _options, check_session_meta
 from ._storage import default_session_path, is_url, open_for_read, open_input, peek
 from ._unpickler import check_map_location, translate_error
@@ -134,9 +136,14 @@ def load_module(filename=None, module=None, **kwds):
     timer = _progress.Timer("load_module")
     options = _LoadOptions.from_kwds(kwds, "load_module")
     source = default_session_path() if filename is None else filename
-    with _open_plan(source, options) as plan:
-        timer.lap("opened and checked")
-        return _module_from_plan(plan, module, timer)
+    # The collector rests from the first byte read: the index of thousands
+    # of variables is thousands of objects too.
+    with collector_paused() as collector:
+        with _open_plan(source, options) as plan:
+            timer.lap("opened and checked")
+            result = _module_from_plan(plan, module, timer)
+        collector.keep = plan.kept_all
+        return result
 
 
 def _module_from_plan(plan: _LoadPlan, module, timer: _progress.Timer):
@@ -164,14 +171,17 @@ def load_module_asdict(filename=None, update=False, **kwds) -> dict:
     timer = _progress.Timer("load_module_asdict")
     options = _LoadOptions.from_kwds(kwds, "load_module_asdict")
     source = default_session_path() if filename is None else filename
-    with _open_plan(source, options) as plan:
-        timer.lap("opened and checked")
-        name = (
-            source
-            if isinstance(source, str)
-            else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
-        )
-        return _dict_from_plan(plan, module, update, name, timer)
+    with collector_paused() as collector:
+        with _open_plan(source, options) as plan:
+            timer.lap("opened and checked")
+            name = (
+                source
+                if isinstance(source, str)
+                else (os.fspath(source) if isinstance(source, os.PathLike) else getattr(source, "name", None))
+            )
+            result = _dict_from_plan(plan, module, update, name, timer)
+        collector.keep = plan.kept_all
+        return result
 
 
 def _dict_from_plan(plan: _LoadPlan, module, update: bool, session_name, timer: _progress.Timer) -> dict:
@@ -320,6 +330,9 @@ class _LoadPlan:
     payloads that were checked are scanned, and later unpickled.
     """
 
+    #: set by ``restore``: every object it built is kept (for ``collector_paused``)
+    kept_all = False
+
     def __init__(self, session: SessionReader, options: _LoadOptions, location: str | None = None):
         self.session = session
         self.options = options
@@ -328,10 +341,17 @@ class _LoadPlan:
         self.wanted, count = _wanted(self.variables, options.names)
         self.needed = self.variables[:count]
         numbers = [v["segment"] for v in self.needed]
-        self.payloads = dict(zip(numbers, session.segments(numbers)))
+        self.allowlist = Allowlist.from_arg(options.allow)
+        # Segment number -> its checked payload, and (a plain load) all of
+        # them back to back, as the loader reads them: every record is checked here.
+        self.held = None if self.allowlist is not None else held_segments(session, numbers)
+        self.payloads: Mapping[int, memoryview]
+        if self.held is None:
+            self.payloads = dict(zip(numbers, session.segments(numbers)))
+        else:
+            self.payloads = CheckedSegments(session, numbers)
         session.verify_records([], [blob for var in self.needed for blob in var["blobs"]])
         self.unversioned = _check_environment(meta.get("environment", {}))
-        self.allowlist = Allowlist.from_arg(options.allow)
         self.refused: dict[str, str] = {}  # variable -> what the allowlist refuses in it
         if self.allowlist is not None:
             report = scan_session(session, self.needed, self.allowlist, payloads=self.payloads)
@@ -358,6 +378,7 @@ class _LoadPlan:
         loader = _SegmentLoader(
             self.session,
             self.payloads,
+            self.held,
             self.session.meta["module"],
             namespace,
             module,
@@ -373,36 +394,33 @@ class _LoadPlan:
         left_out: dict[str, str] = {}
         total = sum(var.get("size", 0) for var in self.needed)
         progress = _progress.Progress("loading", len(self.needed), total_bytes=total, progress=options.progress)
-        # Thousands of variables: what runs per variable is kept to the few
-        # lookups and calls it needs.
-        with loader.running(), _collector_paused():
-            for position, var in progress.track(enumerate(self.needed), size=lambda item: item[1].get("size", 0)):
-                name = var["name"]
-                if var.get("memo_reset"):
-                    loader.reset()
-                if refused and name in refused:
-                    loader.skip(var, self.needed[:position])
-                    failures[name] = f"refused by the allowlist: it would use {refused[name]}"
-                    continue
-                blocked = loader.blocked_by(var) if loader.holes else None
-                if blocked is not None:
-                    loader.skip(var, self.needed[:position])
-                    failures[name] = f"it refers to objects of {blocked!r}, which could not be restored"
-                    continue
-                try:
-                    value = loader.load(var)
-                except _Overrun:
-                    raise
-                except Exception as exc:  # the variable's own reconstruction failed
-                    if options.on_error == "raise" and name in wanted:
-                        raise _load_error(name, exc) from exc
-                    failures[name] = f"{type(exc).__name__}: {exc}"
-                    loader.recover(var, self.needed[:position])
-                    continue
-                if isinstance(value, _rebuild._LeftOut):  # a connection, not a value (a Dask client)
-                    left_out[name] = value.note
-                else:
-                    loaded[name] = value
+        # Thousands of variables: while they are plain (the common case),
+        # the loader runs them with a few C calls each, and hands the others
+        # (and one that failed) to _load_one.
+        needed = self.needed
+        with loader.running(), collector_paused() as collector:
+            if not (refused or progress.on):
+                position = 0
+                while position < len(needed):
+                    position, error = loader.load_plain(needed, position, loaded)
+                    if position < len(needed):
+                        var = needed[position]
+                        if error is None:
+                            self._load_one(loader, position, var, loaded, failures)
+                        else:
+                            self._failed(var, error, failures)
+                            loader.recover(var, needed[:position])
+                        position += 1
+            else:
+                for position, var in progress.track(enumerate(needed), size=lambda item: item[1].get("size", 0)):
+                    self._load_one(loader, position, var, loaded, failures)
+            # Everything built is kept, and the loader's own objects die with
+            # it (the restricted machine's form cycles: not then).
+            self.kept_all = self.allowlist is None and not failures and len(loaded) == len(needed) == len(wanted)
+            collector.keep = self.kept_all
+        # A connection, not a value (a Dask client): named, left out.
+        for name in [name for name, value in loaded.items() if type(value) is _rebuild._LeftOut]:
+            left_out[name] = loaded.pop(name).note
         _check_versions_after(self.unversioned)
         notes = "".join(f"\n  {name}: {note}" for name, note in left_out.items() if name in wanted)
         if notes:
@@ -414,25 +432,36 @@ class _LoadPlan:
             warnings.warn(SkippedVariableWarning(message, failures), stacklevel=4)
         return {name: value for name, value in loaded.items() if name in wanted}
 
+    def _load_one(self, loader: _SegmentLoader, position: int, var: dict, loaded: dict, failures: dict) -> None:
+        """Unpickle one variable into ``loaded``, or say in ``failures`` why it is not."""
+        name = var["name"]
+        if var.get("memo_reset"):
+            loader.reset()
+        refused = self.refused
+        if refused and name in refused:
+            loader.skip(var, self.needed[:position])
+            failures[name] = f"refused by the allowlist: it would use {refused[name]}"
+            return
+        blocked = loader.blocked_by(var) if loader.holes else None
+        if blocked is not None:
+            loader.skip(var, self.needed[:position])
+            failures[name] = f"it refers to objects of {blocked!r}, which could not be restored"
+            return
+        try:
+            loaded[name] = loader.load(var)
+        except Exception as exc:  # the variable's own reconstruction failed
+            self._failed(var, exc, failures)
+            loader.recover(var, self.needed[:position])
 
-@contextlib.contextmanager
-def _collector_paused():
-    """The cyclic garbage collector off while the block runs (unless it was off already).
-
-    Unpickling creates objects and frees almost none, which is the worst case
-    for a generational collector: it runs every few hundred allocations and,
-    as the survivors pile up, rescans them all again and again.  A session
-    of 200,000 small dicts loaded in 55 ms of CPU time with it on, 37 ms off;
-    the one collection that follows scans each new object once.
-    """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
+    def _failed(self, var: dict, exc: Exception, failures: dict) -> None:
+        """``var`` raised ``exc``: the load stops (``on_error='raise'``, or a
+        malformed file), or the variable is named in ``failures``."""
+        name = var["name"]
+        if isinstance(exc, _Overrun) or (self.options.on_error == "raise" and name in self.wanted):
+            if isinstance(exc, _Overrun):
+                raise exc
+            raise _load_error(name, exc) from exc
+        failures[name] = f"{type(exc).__name__}: {exc}"
 
 
 def _wanted(variables, names) -> tuple[set, int]:
@@ -458,7 +487,9 @@ def _load_error(name: str, exc: BaseException) -> UnpicklingError:
         return UnpicklingError(f"cannot restore variable {name!r}: {exc}")
 
 
-def scan_session(session: SessionReader, variables, allowlist: Allowlist | None = None, payloads: dict | None = None):
+def scan_session(
+    session: SessionReader, variables, allowlist: Allowlist | None = None, payloads: Mapping | None = None
+):
     """What the segments of ``variables`` would import and call, found
     without running anything (offenders listed when given an allowlist).
     ``payloads``: the segments already read and verified, by number."""

@@ -98,7 +98,8 @@ class Pickler(pickle.Pickler):
         table[types.CellType] = functools.partial(_reduce_cell, self._deferred_cells)
         # Each file (or notebook cell) is read and parsed once per pickler.
         self._sources = SourceFinder()
-        table[types.CodeType] = functools.partial(reduce_code, self._sources)
+        self._codes = [0]  # code objects pickled: a list the reducer counts in
+        table[types.CodeType] = functools.partial(_reduce_code, self._sources, self._codes)
         table[functools._lru_cache_wrapper] = functools.partial(reduce_lru_cache, self._by_value_modules)
         if session_module is not None:
             table[types.ModuleType] = functools.partial(reduce_session_module, session_module)
@@ -110,6 +111,12 @@ class Pickler(pickle.Pickler):
             table.update(dask_table(partitions))
         table.update(USER_TABLE)
         self.dispatch_table = table
+
+    @property
+    def codes_pickled(self) -> int:
+        """How many code objects this pickler has written (each once: the memo
+        writes a reference to one met again)."""
+        return self._codes[0]
 
     def dump(self, obj):
         try:
@@ -182,3 +189,8 @@ def _reduce_cell(deferred_cells, cell):
     if id(cell) in deferred_cells:
         return reduce_empty_cell(cell)
     return reduce_cell(cell)
+
+
+def _reduce_code(finder, counter, code):
+    counter[0] += 1
+    return reduce_code(finder, code)

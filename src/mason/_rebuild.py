@@ -75,6 +75,14 @@ def _require_made(obj, kind: type, what: str):
         raise ForbiddenGlobalError(f"this file sets the state of a {kind.__name__} it did not create ({what}): refused")
 
 
+# Code, functions and cells are final types (no subclasses): ``type(x) is``
+# is the same test as ``isinstance``, and cheaper in the makers that a
+# session of thousands of functions calls thousands of times.
+_CodeType = types.CodeType
+_FunctionType = types.FunctionType
+_CellType = types.CellType
+
+
 def _check(condition, message: str) -> None:
     if not condition:
         raise UnpicklingError(f"damaged file: {message}")
@@ -170,27 +178,33 @@ def cell_setstate(cell, state):
 def make_function(code, globals, name, closure):
     """A function skeleton: attributes and closure contents come with its state,
     after it is memoized, so a function can refer to itself."""
-    _check(isinstance(code, types.CodeType), "a function's code is not a code object")
-    _check(type(globals) is dict and isinstance(name, str), "a function's globals or name is malformed")
-    _check(
-        closure is None or (type(closure) is tuple and all(type(c) is types.CellType for c in closure)),
-        "a function's closure is not a tuple of cells",
-    )
+    if type(code) is not _CodeType:
+        _check(False, "a function's code is not a code object")
+    if type(globals) is not dict or not isinstance(name, str):
+        _check(False, "a function's globals or name is malformed")
+    if closure is not None and not (type(closure) is tuple and all(type(c) is _CellType for c in closure)):
+        _check(False, "a function's closure is not a tuple of cells")
     if "__builtins__" not in globals:
         globals["__builtins__"] = builtins.__dict__
     try:
-        return _made(types.FunctionType(code, globals, name, None, closure))
+        func = _FunctionType(code, globals, name, None, closure)
     except (TypeError, ValueError) as exc:  # closure size differs from the code's
         raise UnpicklingError(f"damaged function {name!r}: {exc}") from None
+    load = _LOAD.get()  # _made, inline
+    if load is not None:
+        load.made[id(func)] = func
+    return func
 
 
-_FUNCTION_ATTRS = (
-    "__defaults__",
-    "__kwdefaults__",
-    "__annotations__",
-    "__doc__",
-    "__module__",
-    "__qualname__",
+_FUNCTION_ATTRS = frozenset(
+    {
+        "__defaults__",
+        "__kwdefaults__",
+        "__annotations__",
+        "__doc__",
+        "__module__",
+        "__qualname__",
+    }
 )
 
 
@@ -201,8 +215,11 @@ def function_setstate(func, state):
     session's namespace or one the file built, never a module's that
     existed before (``module_dict`` hands out no other).
     """
-    _require_made(func, types.FunctionType, "function_setstate")
-    _check(isinstance(state, tuple) and len(state) == 3, "function state is not a 3-tuple")
+    load = _LOAD.get()
+    if type(func) is not _FunctionType or (load is not None and load.made.get(id(func)) is not func):
+        _require_made(func, types.FunctionType, "function_setstate")  # raises
+    if type(state) is not tuple or len(state) != 3:
+        _check(False, "function state is not a 3-tuple")
     attrs, cell_values, globals_update = state
     _check(
         isinstance(attrs, dict)
@@ -210,8 +227,8 @@ def function_setstate(func, state):
         and (cell_values is None or isinstance(cell_values, tuple)),
         "function state is malformed",
     )
-    for attr in _FUNCTION_ATTRS:
-        if attr in attrs:
+    for attr in attrs:  # a few keys, in the reducer's order; only these attributes are set
+        if attr in _FUNCTION_ATTRS:
             setattr(func, attr, attrs[attr])
     if attrs.get("__dict__"):
         func.__dict__.update(attrs["__dict__"])
@@ -1124,8 +1141,15 @@ def code_portable(version, data, source):
     :func:`code_from_marshal`, another version raises
     :class:`VersionMismatchError`, with that reason.
     """
-    if type(version) is tuple and version[:2] == _HERE:  # the fast path: every load on the saving Python
-        return _unmarshal_code(data)
+    if type(version) is tuple and version == _HERE and type(data) is bytes:
+        # The fast path, every load on the saving Python: _unmarshal_code inline.
+        try:
+            code = marshal.loads(data)
+        except (ValueError, EOFError, TypeError) as exc:
+            raise UnpicklingError(f"damaged code object: {exc}") from None
+        if type(code) is _CodeType:
+            return code
+        raise UnpicklingError("damaged code object: marshal data is not code")
     _check(
         isinstance(version, (tuple, list)) and len(version) >= 2 and all(type(v) is int for v in version[:2]),
         "a code object's Python version is malformed",

@@ -14,18 +14,66 @@ if TYPE_CHECKING:  # typing is not imported at run time
     from ._sessionmeta import SessionReader
 
 import contextlib
+import functools
 import io
+import pickle
 import types
+from collections.abc import Mapping
 from itertools import accumulate
 
 from . import _rebuild
 from ._memo import UNKNOWN, StaticCall, StaticGlobal, may_read, memo_gets, segment_effects
-from ._unpickler import Unpickler
+from ._unpickler import Unpickler, translate_error
 from .errors import CorruptSessionError, UnpicklingError
 
 # The most segment bytes a plain load copies into its one stream: past this,
 # segments are copied in one at a time (a few hundred ns more per variable).
 _HOLD_BYTES = 64 << 20
+
+
+def held_segments(session, numbers: list[int]):
+    """``(bytes, spans)`` for a plain load from a reader that hands out its
+    leading segments joined (``joined_segments``: a container's): the
+    payloads of segments ``numbers`` back to back, every record checked, and
+    where each lies (segment -> (start, end)); it saves the view of each
+    segment and the copy that joins them.  None from other readers, for
+    other segments, or when they are too many bytes to hold."""
+    joined = getattr(session, "joined_segments", None)
+    count = len(numbers)
+    if joined is None or numbers != list(range(count)):
+        return None
+    ends = list(accumulate(session.segment_lengths[:count]))
+    if ends and ends[-1] > _HOLD_BYTES:
+        return None
+    return joined(count), dict(zip(numbers, zip([0, *ends], ends)))
+
+
+def _hold(payloads):
+    """``held_segments`` from the payloads themselves (segment -> view), or None."""
+    if sum(map(len, payloads.values())) > _HOLD_BYTES:
+        return None
+    ends = list(accumulate(map(len, payloads.values())))
+    return b"".join(payloads.values()), dict(zip(payloads, zip([0, *ends], ends)))
+
+
+class CheckedSegments(Mapping):
+    """Segment number -> its payload, for segments a reader has checked
+    (``held_segments``): each view made when first asked for."""
+
+    def __init__(self, session, numbers: list[int]):
+        self._session = session
+        self._numbers = dict.fromkeys(numbers)
+
+    def __getitem__(self, number: int):
+        if number not in self._numbers:
+            raise KeyError(number)
+        return self._session.segment(number)
+
+    def __iter__(self):
+        return iter(self._numbers)
+
+    def __len__(self) -> int:
+        return len(self._numbers)
 
 
 class _Overrun(CorruptSessionError):
@@ -36,21 +84,16 @@ class _SegmentStream(io.BytesIO):
     """A readable stream for one shared Unpickler, which binds the stream's
     methods once, so that every read it makes is a C call, not a Python method.
 
-    It holds either every segment of a plain load back to back (``hold``:
-    moving to the next segment is then a ``seek``, since the unpickler
-    stops right after a pickle's STOP), or one piece of bytes at a time
-    (``switch``), copied in after the held segments, which stay.
+    It holds either every segment of a plain load back to back (``held``,
+    the bytes it starts with, shared, not copied: moving to the next
+    segment is then a ``seek``, since the unpickler stops right after a
+    pickle's STOP), or one piece of bytes at a time (``switch``), copied
+    in after the held segments, which stay.
     """
 
-    _held = 0
-
-    def hold(self, pieces) -> list[int]:
-        """Hold ``pieces`` back to back; returns where each one ends."""
-        self.seek(0)
-        self.truncate()
-        ends = [self.write(piece) for piece in pieces]
-        self._held = self.tell()
-        return list(accumulate(ends))
+    def __init__(self, held: bytes = b""):
+        super().__init__(held)
+        self._held = len(held)
 
     def switch(self, data) -> None:
         self.seek(self._held)
@@ -92,7 +135,8 @@ class _SegmentLoader:
     def __init__(
         self,
         session,
-        payloads: dict,
+        payloads,
+        held,
         saved_module: str,
         namespace: dict,
         module,
@@ -102,15 +146,27 @@ class _SegmentLoader:
         partitions=None,
     ):
         self._payloads = payloads  # segment number -> its verified payload
-        self._stream = _SegmentStream()
+        self._restricted = allowlist is not None
+        # A plain load reads its segments from one stream that holds them all
+        # (``held``, from held_segments: segment -> (start, end)), unless that
+        # copy would take too much memory.
+        if held is None and not self._restricted:
+            held = _hold(payloads)
+        self._spans: dict[int, tuple[int, int]] = {} if held is None else held[1]
+        self._stream = _SegmentStream(b"" if held is None else held[0])
         self._buffers = _Buffers(session)
         self._state = _rebuild._LoadState(namespace, partitions)
-        self._restricted = allowlist is not None
+        # Plain: nothing but the C unpickler runs per variable (load_plain).
+        self._plain = allowlist is None and (ignore is None or bool(ignore))
+        # A maker of fresh unpicklers (after a memo reset or a failure).  It
+        # holds what they share, not this loader: no reference cycle keeps the
+        # memo and the held segments alive after the load.
         self._make: Callable[[], Any]
         if allowlist is not None:
             from ._restricted import RestrictedUnpickler  # restricted loads only: plain ones never import it
 
-            self._make = lambda: RestrictedUnpickler(
+            self._make = functools.partial(
+                RestrictedUnpickler,
                 self._stream,
                 allowlist,
                 buffers=self._buffers,
@@ -122,7 +178,8 @@ class _SegmentLoader:
             # dill's class rebinding is for single objects: in a session, the
             # saved classes replace the live ones, so instances keep theirs.
             ignore = True if ignore is None else ignore
-            self._make = lambda: _SessionUnpickler(
+            self._make = functools.partial(
+                _SessionUnpickler,
                 self._stream,
                 saved_module,
                 namespace,
@@ -134,12 +191,6 @@ class _SegmentLoader:
             )
         self._unpickler: Any = self._make()
         self.holes: dict[int, str] = {}  # memo index -> the variable that would have filled it
-        # A plain load reads its segments from one stream that holds them all
-        # (segment -> (start, end)), unless that copy would take too much memory.
-        self._spans: dict[int, tuple[int, int]] = {}
-        if not self._restricted and sum(map(len, payloads.values())) <= _HOLD_BYTES:
-            ends = self._stream.hold(payloads.values())
-            self._spans = dict(zip(payloads, zip([0, *ends], ends)))
 
     def running(self):
         """The context in which ``load`` runs, set once for all the variables."""
@@ -166,7 +217,41 @@ class _SegmentLoader:
                 # Its pickle went on into the next segment (a pickler's segment
                 # always ends in STOP: the file is malformed).  What that ran
                 # is in the memo now, so no later variable can be trusted.
-                raise _Overrun(f"segment {var['segment']}: its pickle does not end within the segment")
+                raise _Overrun(_overrun(var))
+
+    def load_plain(self, variables: list, position: int, loaded: dict):
+        """Unpickle ``variables[position:]`` into ``loaded`` (name -> value)
+        while each is plain: held in the stream, without out-of-band buffers
+        or a memo reset, and nothing held back.  Returns ``(position, error)``:
+        where it stopped, ``len(variables)`` when done; ``error`` is the
+        exception the variable there raised (it ran: the caller recovers),
+        or None (it did not run: the caller takes it the careful way).
+
+        The per-variable work of :meth:`load`, for the thousands of small
+        variables a session of functions has, as a few C calls each."""
+        spans = self._spans
+        if not (spans and self._plain) or self.holes:
+            return position, None
+        self._buffers.switch(())  # none left over from an earlier variable
+        seek, tell = self._stream.seek, self._stream.tell
+        unpickle = types.MethodType(pickle.Unpickler.load, self._unpickler)  # load_next without rebinding
+        count = len(variables)
+        while position < count:
+            var = variables[position]
+            span = spans.get(var["segment"])
+            if span is None or var["blobs"] or "memo_reset" in var:
+                return position, None
+            seek(span[0])
+            try:
+                loaded[var["name"]] = unpickle()
+            except Exception as exc:
+                if tell() > span[1]:
+                    return position, _Overrun(_overrun(var))
+                return position, translate_error(exc) if isinstance(exc, _STREAM_ERRORS) else exc
+            if tell() > span[1]:
+                return position, _Overrun(_overrun(var))
+            position += 1
+        return position, None
 
     def reset(self) -> None:
         # A fresh unpickler: assigning ``memo`` does not reset the C
@@ -252,6 +337,12 @@ class _SegmentLoader:
 
 
 _REBUILD = "mason._rebuild"
+#: what the C unpickler raises for a malformed stream (load_next translates them)
+_STREAM_ERRORS = (EOFError, pickle.UnpicklingError)
+
+
+def _overrun(var) -> str:
+    return f"segment {var['segment']}: its pickle does not end within the segment"
 
 
 def _constant(value):
@@ -281,18 +372,15 @@ class _SessionUnpickler(Unpickler):
         self._memo_values: list | None = None
 
     def _resolve(self, module_name, name):
+        # Not bound methods: the memo keeps what this returns, and a memo
+        # that refers back to its unpickler is a cycle that only the
+        # collector frees (with every object the memo holds).
         if module_name == _REBUILD:
             if name == "module_dict":
-                return self._module_dict
+                return functools.partial(_module_dict, self._saved_module, self._namespace)
             if name == "import_module":
-                return self._import_module
+                return functools.partial(_import_module, self._saved_module, self._module)
         return super()._resolve(module_name, name)
-
-    def _module_dict(self, name):
-        return self._namespace if name == self._saved_module else _rebuild.module_dict(name)
-
-    def _import_module(self, name):
-        return self._module if name == self._saved_module else _rebuild.import_module(name)
 
     def install_memo(self, memo: dict) -> None:
         """Make the memo exactly ``memo``: the C unpickler's own count of
@@ -315,3 +403,13 @@ class _SessionUnpickler(Unpickler):
         if self._memo_values is None or type(pid) is not int:
             raise UnpicklingError("this stream uses persistent ids, which mason does not resolve")
         return self._memo_values[pid]
+
+
+def _module_dict(saved_module: str, namespace: dict, name):
+    """``module_dict`` of a session load: the saved module's is the namespace being restored."""
+    return namespace if name == saved_module else _rebuild.module_dict(name)
+
+
+def _import_module(saved_module: str, module, name):
+    """``import_module`` of a session load: the saved module is the one being restored."""
+    return module if name == saved_module else _rebuild.import_module(name)

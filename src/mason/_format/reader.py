@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import mmap as _mmap
 import os
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -198,6 +198,25 @@ class ContainerReader:
                 for entry in self._groups_of(missing):
                     self._split(entry)
         return [views[i] for i in numbers]
+
+    def joined_segments(self, count: int) -> bytes:
+        """The payloads of segments ``0 .. count - 1`` (decompressed) back to
+        back: ``segments(range(count))`` joined, each record that holds them
+        checked first, without a view of each segment (a session's thousands
+        of small variables, read in one go).  ``segment(i)`` later returns
+        views of the same checked copies."""
+        self._check_open()
+        if not 0 <= count <= self.segment_count:
+            raise IndexError(f"{count} segments asked for, of {self.segment_count}")
+        if not count:
+            return b""
+        entries = self._groups[: bisect_left(self._tables.group_first, count)]
+        with self._named():
+            payloads = [self._checked_copy(entry) for entry in entries]
+        last = entries[-1].segments
+        if last.stop > count:  # the last record holds segments beyond those asked for
+            payloads[-1] = payloads[-1][: sum(self._tables.segment_lengths[last.start : count])]
+        return b"".join(payloads)
 
     def blob(self, i: int) -> memoryview:
         """Writable view of blob ``i`` (decompressed); writing to it never changes the file.

@@ -79,6 +79,7 @@ class ContainerWriter:
         self._blob_count = 0
         self._pending = bytearray()  # segments waiting for their record
         self._pending_count = 0
+        self._pending_compress = False  # they asked to be compressed (add_segment)
         self._finished = False
         self._header = spec.HEADER.pack(
             magic=spec.MAGIC,
@@ -98,26 +99,34 @@ class ContainerWriter:
         """Store one buffer (C- or Fortran-contiguous); returns its blob index 0, 1, 2, ..."""
         self._check_open()
         with _flat(data) as view:
-            self._write_record(spec.BLOB, view, self._codec)
+            self._write_record(spec.BLOB, view, self._codec, self._level)
         self._blob_count += 1
         return self._blob_count - 1
 
-    def add_segment(self, data: Any) -> int:
+    def add_segment(self, data: Any, *, compress: bool = False) -> int:
         """Store one pickle segment (bytes-like); returns its segment index 0, 1, 2, ...
 
-        A small segment is copied, to be written with the next ones."""
+        A small segment is copied, to be written with the next ones.
+        ``compress``: a writer without a codec of its own stores this
+        segment compressed all the same, with zlib at level 1 (every reader
+        can read it); small segments that ask for it are gathered apart
+        from those that do not, so that these stay raw."""
         self._check_open()
+        compress = bool(compress) and self._codec is None
         with _flat(data) as view:
             length = view.nbytes
             if length >= ALONE_BYTES:
                 self._flush()
-                self._write_record(spec.SEGMENT, view, self._codec)
+                self._write_record(spec.SEGMENT, view, *self._segment_codec(compress))
                 self._group_sizes.append(1)
             else:
-                if len(self._pending) + length > GROUP_BYTES:
+                if len(self._pending) + length > GROUP_BYTES or (
+                    self._pending_count and compress != self._pending_compress
+                ):
                     self._flush()
                 self._pending += view
                 self._pending_count += 1
+                self._pending_compress = compress
         self._segment_lengths.append(length)
         return len(self._segment_lengths) - 1
 
@@ -219,16 +228,23 @@ class ContainerWriter:
     def _flush(self) -> None:
         """Write the waiting segments as one SEGM record."""
         if self._pending_count:
-            self._write_record(spec.SEGMENT, memoryview(self._pending), self._codec)
+            self._write_record(spec.SEGMENT, memoryview(self._pending), *self._segment_codec(self._pending_compress))
             self._group_sizes.append(self._pending_count)
             self._pending = bytearray()
             self._pending_count = 0
+            self._pending_compress = False
 
-    def _write_record(self, kind: bytes, view: Any, codec: Any) -> None:
+    def _segment_codec(self, compress: bool) -> tuple[Any, int]:
+        """(codec, level) of a record of segments that did or did not ask to be compressed."""
+        if compress:
+            return _ZLIB, _ZLIB.default_level
+        return self._codec, self._level
+
+    def _write_record(self, kind: bytes, view: Any, codec: Any, level: int) -> None:
         raw_length = len(view)
         payload, codec_name = view, None
         if codec is not None and raw_length:
-            packed = codec.compress(view, self._level)
+            packed = codec.compress(view, level)
             if len(packed) < raw_length and raw_length > spec.max_raw_length(len(packed)) and codec is not _ZLIB:
                 # Beyond the format's ratio rule (zstd and lzma on all-zero
                 # arrays): zlib's fastest level stays far below it, and is
