@@ -166,3 +166,48 @@ def test_default_session_path_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
     assert default_session_path() == tmp_path / "home" / ".local" / "share" / "mason" / "session.mason"
     assert not Path("relative").exists()
+
+
+@posix_only
+def test_a_large_old_file_is_freed_after_the_save_and_nothing_is_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "RETIRE_FROM", 1000)
+    target = tmp_path / "s.mason"
+    target.write_bytes(b"o" * 5000)
+    with open(target, "rb") as reader_of_the_old:  # someone still reading the old file
+        with atomic_write(target) as f:
+            f.write(b"new")
+        assert target.read_bytes() == b"new"
+        assert reader_of_the_old.read() == b"o" * 5000
+    assert local._discarding  # a thread freed it
+    for worker in list(local._discarding):
+        worker.join()
+    assert os.listdir(tmp_path) == ["s.mason"]
+
+
+@posix_only
+def test_a_failed_rename_keeps_the_large_old_file_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "RETIRE_FROM", 1000)
+    target = tmp_path / "s.mason"
+    target.write_bytes(b"o" * 5000)
+
+    def refuse(src, dst):
+        raise OSError(errno.EIO, "simulated")
+
+    monkeypatch.setattr(local.os, "replace", refuse)
+    with pytest.raises(OSError), atomic_write(target) as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"o" * 5000
+    assert os.listdir(tmp_path) == ["s.mason"]
+
+
+@posix_only
+def test_an_interpreter_that_exits_right_after_a_save_leaves_no_old_copy(tmp_path):
+    target = tmp_path / "s.mason"
+    target.write_bytes(b"o" * (1 << 20))
+    code = (
+        "import sys\nfrom mason._storage import atomic_write, local\nlocal.RETIRE_FROM = 1000\n"
+        "with atomic_write(sys.argv[1]) as f:\n    f.write(b'new')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(target)], check=True, timeout=60)
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["s.mason"]

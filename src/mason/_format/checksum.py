@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
     from typing import Any, Protocol
 
     class Hasher(Protocol):
-        def update(self, data: Any) -> None: ...
+        def update(self, data: Any, *, overlap: bool = False) -> None: ...
         def digest(self) -> int: ...
 
 
@@ -125,10 +125,12 @@ class _Crc32:
         self._value = 0
         self._pending: Any = None  # deque of (future, length), oldest first
 
-    def update(self, data: Any) -> None:
+    def update(self, data: Any, *, overlap: bool = False) -> None:
+        """``overlap``: the caller works on while this is summed (writes it),
+        so even one piece goes to a worker thread."""
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         size = len(view)
-        pool = _pool() if size >= 2 * _PIECE else None
+        pool = _pool() if size >= 2 * _PIECE or (overlap and size >= _PIECE // 2) else None
         if pool is None:
             if self._pending:
                 self._drain(0)
@@ -165,8 +167,8 @@ class _Xxh3:
 
         self._state = xxhash.xxh3_64()
 
-    def update(self, data: Any) -> None:
-        self._state.update(data)
+    def update(self, data: Any, *, overlap: bool = False) -> None:
+        self._state.update(data)  # fast enough on the caller's thread
 
     def digest(self) -> int:
         return self._state.intdigest()

@@ -302,7 +302,7 @@ class ContainerWriter:
         view = memoryview(payload).cast("B")
         for at in range(0, len(view), _OVERLAP_PIECE):
             piece = view[at : at + _OVERLAP_PIECE]
-            hasher.update(piece)  # crc32: summed on worker threads while this thread writes
+            hasher.update(piece, overlap=True)  # crc32: summed on worker threads while this thread writes
             self._write(piece)
         value = hasher.digest()
         header = spec.RECORD.pack(checksum=value, **fields)
@@ -333,8 +333,8 @@ class ContainerWriter:
 
 #: records at least this large, written to a local file, are summed while
 #: they are written (see _emit_summing_while_writing)
-OVERLAP_FROM = 64 << 20
-_OVERLAP_PIECE = 32 << 20
+OVERLAP_FROM = 8 << 20
+_OVERLAP_PIECE = 8 << 20
 
 
 def _local_file(file: Any) -> bool:
