@@ -284,3 +284,34 @@ def test_real_full_disk_keeps_previous_file(small_fs, no_skipped_variables):
     mason.dump_module(path, module=session_module(3.0))
     assert_loads_as(path, 3.0)
     assert sorted(os.listdir(small_fs)) == ["s.mason"]
+
+
+def test_a_kept_traceback_of_a_failed_save_holds_no_buffer_of_the_session(tmp_path):
+    """IPython keeps the last traceback: after a save that failed half way
+    through a big buffer, the session's bytearray can still grow."""
+    from conftest import run_python
+
+    proc = run_python(
+        f"""
+import errno, os
+import mason
+from mason._format import writer
+ba = bytearray(os.urandom(1 << 20))
+real, calls = writer.ContainerWriter._write, []
+def failing(self, data):
+    calls.append(1)
+    if len(calls) > 2:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real(self, data)
+writer.ContainerWriter._write = failing
+try:
+    mason.dump_module({str(tmp_path / "s.mason")!r})
+except OSError as exc:
+    kept = exc
+writer.ContainerWriter._write = real
+ba.extend(b"more")
+print(kept.errno == errno.ENOSPC, len(ba))
+"""
+    )
+    assert proc.stdout.split() == ["True", str((1 << 20) + 4)]
+    assert not (tmp_path / "s.mason").exists()

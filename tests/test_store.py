@@ -343,3 +343,61 @@ def test_a_prune_that_cannot_read_a_kept_manifest_removes_nothing(store):
         mason.prune(store, keep=1)
     assert [c.id for c in mason.checkpoints(store)] == ids
     assert sorted(name for name, _ in opened.backend.objects()) == before
+
+
+def test_big_buffers_hashed_ahead_survive_skips_and_let_go_after_a_failed_write(tmp_path, store):
+    """Big buffers are hashed by threads while pickling goes on: a variable
+    that cannot be saved between them changes nothing, and a write that
+    fails part way leaves no view of the session's buffers behind."""
+    proc = run_python(
+        f"""
+import os, types
+import numpy as np
+import mason
+from mason._store import backend
+store = {str(store)!r}
+a = np.arange(400_000, dtype=np.float64)          # 3.2 MB: 49 chunks of 64 KiB
+same = a.copy()                                   # the same pieces again
+gen = (i for i in range(3))                       # skipped, between big buffers
+b = np.linspace(0, 1, 300_000)
+ba = bytearray(os.urandom(1 << 20))              # out of band too, and last
+first = mason.checkpoint(store)
+a[1000:2000] += 1
+second = mason.checkpoint(store)
+
+real = backend.LocalBackend.write
+calls = []
+def failing(self, name, parts, **kwds):
+    calls.append(name)
+    if len(calls) > 3:
+        raise OSError(28, "No space left on device")
+    return real(self, name, parts, **kwds)
+backend.LocalBackend.write = failing
+ba[:] = os.urandom(1 << 20)                       # all new: written while it is held
+try:
+    mason.checkpoint(store)
+except OSError as exc:
+    print("failed:", exc.errno)
+    kept = exc                                    # as IPython keeps the last traceback
+backend.LocalBackend.write = real
+ba.extend(b"x")                                   # yet nothing still exports its buffer
+print(first, second)
+""",
+        cwd=tmp_path,
+    )
+    assert "failed: 28" in proc.stdout, proc.stdout + proc.stderr
+    first, second = proc.stdout.split()[-2:]
+    assert [c.id for c in mason.checkpoints(str(store))] == [first, second]
+    check = """
+import numpy as np
+import mason
+got = mason.restore_asdict(STORE, id=ID)
+a = np.arange(400_000, dtype=np.float64)
+if CHANGED:
+    a[1000:2000] += 1
+assert np.array_equal(got["a"], a) and np.array_equal(got["same"], np.arange(400_000, dtype=np.float64))
+assert np.array_equal(got["b"], np.linspace(0, 1, 300_000)) and len(got["ba"]) == 1 << 20 and "gen" not in got
+"""
+    for ident, changed in ((first, False), (second, True)):
+        run_python(check.replace("STORE", repr(str(store))).replace("ID", repr(ident)).replace("CHANGED", str(changed)))
+    assert mason.verify_store(str(store)).checkpoints == 2

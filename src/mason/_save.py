@@ -123,7 +123,8 @@ def dump_module(filename=None, module=None, refimported=False, **kwds) -> None:
             )
             _write_session(writer, module, entries, options, partitions, compress_code=True)
             timer.lap("pickled and written")
-    except BaseException:
+    except BaseException as exc:
+        _let_go_of_the_session(exc)
         if partitions is not None:
             partitions.abort()  # the previous file and its partitions are as they were
         raise
@@ -294,6 +295,31 @@ def _write_session(writer, module, entries, options: _SaveOptions, partitions=No
     if dask is not None:
         meta["dask"] = dask
     writer.finish(meta)
+
+
+def _let_go_of_the_session(exc: BaseException) -> None:
+    """After a failed save: clear the finished frames of ``exc``'s traceback
+    (the pickler, its memo, the variable being saved), so that a kept
+    traceback (IPython keeps the last one) does not keep the session's
+    buffers exported: a bytearray could not grow, an array not resize.
+    Along the chain too: the error a storage layer raised from it holds the
+    pickling frames as its cause.
+    Only mason's own frames: a user's (a ``__reduce__`` that raised) keep
+    their variables for a post-mortem ``%debug``."""
+    ours = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(ours):
+                try:
+                    tb.tb_frame.clear()
+                except RuntimeError:  # still running (the caller's own frame)
+                    pass
+            tb = tb.tb_next
+        error = error.__cause__ or error.__context__
 
 
 def _release(view: memoryview) -> None:

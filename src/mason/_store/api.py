@@ -22,7 +22,7 @@ from collections import namedtuple
 from .. import _progress
 from .._format.signing import resolve_key
 from .._load import _dict_from_plan, _LoadOptions, _LoadPlan, _module_from_plan
-from .._save import _collect, _SaveOptions, _write_session
+from .._save import _collect, _let_go_of_the_session, _SaveOptions, _write_session
 from .._sessionmeta import check_session_meta
 from ..errors import (
     CheckpointNotFoundError,
@@ -129,7 +129,8 @@ def checkpoint(store=None, module=None, message=None, **save_options) -> str:
         partitions = _partition_sink(writer, opened, store, options, key)
         try:
             _write_session(writer, module, entries, options, partitions)
-        except BaseException:
+        except BaseException as exc:
+            _let_go_of_the_session(exc)
             if partitions is not None:
                 partitions.abort()  # cancels writes still running; their objects are orphans for prune
             raise

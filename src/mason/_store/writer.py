@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import traceback
+from collections import deque
 
 from .._format import compression as _compression
 from .._sessionmeta import unpack_variables
@@ -34,8 +36,11 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
 
 #: piece name -> (object name, object raw length, offset in the object, length)
 Index = dict
-#: buffers of at least this many chunks are hashed by _THREADS threads
+#: buffers of at least this many chunks are hashed by _THREADS threads, _RUN chunks a task
 _PARALLEL_FROM = 4
+_RUN = 8
+#: big blobs hashed ahead at once, at most (each holds its buffer until stored)
+_AHEAD = 4
 _THREADS = min(4, os.cpu_count() or 1)
 _MANIFEST_CODEC = _compression.CODECS["zlib"]
 
@@ -96,6 +101,7 @@ class StoreWriter:
         self._absent: set[str] = set()  # known objects found missing (damage): written again
         self._written = 0
         self._pool: Any = None  # hashing threads, started for the first big buffer
+        self._ahead: Any = deque()  # big blobs being hashed: (number, holder, view, parts, futures)
         self._finished = False
         self.entry: dict | None = None  # the catalog entry, once finished
 
@@ -132,18 +138,37 @@ class StoreWriter:
 
     def add_segment(self, data: Any) -> int:
         """Store one pickle segment; returns its number 0, 1, 2, ..."""
+        self._settle(_AHEAD)
         self._segments.append(self._add(data))
         return len(self._segments) - 1
 
     def add_blob(self, data: Any) -> int:
-        """Store one out-of-band buffer (any contiguous buffer); returns its number."""
+        """Store one out-of-band buffer (any contiguous buffer); returns its number.
+
+        A big buffer handed over as a memoryview of a whole object (what a
+        pickler's buffer callback gets) is hashed ahead by threads while the session goes on pickling; it is
+        stored once named, in order, and by ``finish`` at the latest.  The
+        caller may release its view at once: the writer holds its own."""
+        number = len(self._blobs)
+        base = data.obj if isinstance(data, memoryview) else None
+        if (
+            base is not None
+            and _THREADS >= 2
+            and data.nbytes >= _PARALLEL_FROM * self._chunk
+            and self._hash_ahead(number, base, data.nbytes)
+        ):
+            self._blobs.append([])  # filled in when its pieces are named
+            self._settle(_AHEAD)
+            return number
+        self._settle(0)  # in order: the pieces of earlier blobs first
         self._blobs.append(self._add(data))
-        return len(self._blobs) - 1
+        return number
 
     def finish(self, meta: dict) -> None:
         """Write the manifest (``meta`` as a container's index holds it), then list the checkpoint."""
         if self._finished:
             raise ValueError("checkpoint is already finished")
+        self._settle(0)
         self._flush_pack()
         self.close()
         payload = manifest.build(
@@ -201,6 +226,8 @@ class StoreWriter:
 
     def close(self) -> None:
         """Stop the hashing threads (``finish`` does; call it after a failure too)."""
+        while self._ahead:  # after a failure: let go of the buffers, once no thread reads them
+            self._let_go(self._ahead.popleft())
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -212,28 +239,84 @@ class StoreWriter:
             with buffer.raw() as view:
                 chunk = self._chunk
                 parts = [view[at : at + chunk] for at in range(0, len(view), chunk)]
-                names = self._hash_all(parts)
-                numbers = [self._piece(part, name) for part, name in zip(parts, names)]
-                del parts
-                return numbers
+                try:
+                    return [self._piece(part, self._digest(part)) for part in parts]
+                except BaseException as exc:
+                    traceback.clear_frames(exc.__traceback__)  # as in _settle
+                    raise
+                finally:
+                    parts.clear()
         finally:
             buffer.release()  # let go of the caller's buffer now, not when a traceback dies
 
-    def _hash_all(self, parts: list[Any]) -> list[str]:
-        """The names of ``parts``: every byte of the session is hashed on every
-        checkpoint, so big buffers are hashed by several threads (both hashes
-        release the GIL)."""
-        if len(parts) < _PARALLEL_FROM or _THREADS < 2:
-            return [self._digest(part) for part in parts]
+    # -- big buffers, hashed ahead -----------------------------------------------
+    #
+    # Every byte of the session is hashed on every checkpoint: threads hash
+    # runs of a big buffer's parts (both hashes release the GIL) while this
+    # thread stores the parts already named and goes on pickling; so a first
+    # checkpoint's hashing overlaps its writes, and a later one's overlaps
+    # the pickling of the next variables.
+
+    def _hash_ahead(self, number: int, base: Any, size: int) -> bool:
+        holder = pickle.PickleBuffer(base)  # our own view: the caller releases its own
+        try:
+            view = holder.raw()
+        except BufferError:
+            holder.release()
+            return False
+        if view.nbytes != size:  # not the whole buffer the caller gave: store it the plain way
+            view.release()
+            holder.release()
+            return False
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mason-hash")
-        # One task per thread, each a contiguous run of parts: a task per
-        # part (hundreds per big array) cost ~10% more in wake-ups.
-        digest, per = self._digest, -(-len(parts) // _THREADS)
-        runs = [parts[at : at + per] for at in range(0, len(parts), per)]
-        return [name for names in self._pool.map(lambda run: [digest(part) for part in run], runs) for name in names]
+        chunk, digest = self._chunk, self._digest
+        parts = [view[at : at + chunk] for at in range(0, len(view), chunk)]
+
+        def names(run: list[Any]) -> list[str]:
+            return [digest(part) for part in run]
+
+        # Runs, not one task per part: hundreds of 4 MiB tasks cost ~10% more in wake-ups.
+        futures = [self._pool.submit(names, parts[at : at + _RUN]) for at in range(0, len(parts), _RUN)]
+        self._ahead.append((number, holder, view, parts, futures))
+        return True
+
+    def _settle(self, keep: int) -> None:
+        """Store the pieces of blobs hashed ahead, oldest first, until at most
+        ``keep`` are left; waits for their names only when more are left."""
+        ahead = self._ahead
+        while ahead and (len(ahead) > keep or all(f.done() for f in ahead[0][4])):
+            job = ahead.popleft()
+            try:
+                self._blobs[job[0]] = self._named_pieces(job[3], job[4])
+            except BaseException as exc:
+                # A kept traceback (IPython keeps the last) must not keep
+                # views of the session's buffer through the frames that saw it.
+                traceback.clear_frames(exc.__traceback__)
+                raise
+            finally:
+                self._let_go(job)
+
+    def _named_pieces(self, parts: list[Any], futures: list[Any]) -> list[int]:
+        numbers: list[int] = []
+        for at, future in enumerate(futures):
+            run = parts[at * _RUN : (at + 1) * _RUN]
+            numbers += [self._piece(part, name) for part, name in zip(run, future.result())]
+        return numbers
+
+    @staticmethod
+    def _let_go(job: tuple) -> None:
+        _, holder, view, parts, futures = job
+        for future in futures:
+            future.cancel()
+        from concurrent.futures import wait
+
+        wait(futures)  # none may still read the buffer
+        parts.clear()
+        view.release()
+        holder.release()
 
     def _piece(self, view: Any, name: str) -> int:
         number = self._piece_numbers.get(name)
