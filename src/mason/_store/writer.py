@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # typing is not imported at run time: `import mason` stays fa
 
 #: piece name -> (object name, object raw length, offset in the object, length)
 Index = dict
-#: buffers of at least this many chunks are hashed by _THREADS threads, _RUN chunks a task
-_PARALLEL_FROM = 4
+#: blobs of at least this many chunks are hashed ahead by _THREADS threads, _RUN chunks a task
+_PARALLEL_FROM = 1
 _RUN = 8
 #: big blobs hashed ahead at once, at most (each holds its buffer until stored)
 _AHEAD = 4
