@@ -432,13 +432,49 @@ def test_this_python_compiles_everything_from_source(saved):
 def test_segments_that_hold_code_are_compressed_and_the_rest_are_not(saved):
     # zlib, which every mason reads: the files the tests above move between
     # versions are these.
-    from mason._format import ContainerReader
+    from mason._format import ContainerReader, writer
     from mason._sessionmeta import variable_names
 
     with ContainerReader.open(saved("%d.%d" % sys.version_info[:2])) as reader:
-        codecs = {name: reader.segment_info(i)["compression"] for i, name in enumerate(variable_names(reader.meta))}
-    assert codecs["add"] == codecs["Shape"] == codecs["late"] == "zlib"
-    assert codecs["FACTOR"] is None
+        names = variable_names(reader.meta)
+        infos = {name: reader.segment_info(i) for i, name in enumerate(names)}
+    for name in ("add", "Shape", "late"):  # the record that holds them: zlib once it is worth it
+        info = infos[name]
+        whole = info["length"] if info["compression"] else None
+        assert info["compression"] == "zlib" or (
+            info["compression"] is None and info["raw_length"] < writer.COMPRESS_FROM
+        )
+        assert whole is None or whole < writer.COMPRESS_FROM * 4
+    assert infos["FACTOR"]["compression"] is None
+
+
+def test_many_functions_are_compressed_and_a_tiny_session_is_not(tmp_path):
+    from conftest import run_python
+
+    from mason._format import ContainerReader
+    from mason._sessionmeta import variable_names
+
+    many, tiny = tmp_path / "many.mason", tmp_path / "tiny.mason"
+    run_python(
+        f"""
+import mason, types
+src = "".join(f"def f{{i}}(x):\\n    return x * {{i}} + len('padding text {{i}}')\\n" for i in range(200))
+exec(compile(src, "<cell>", "exec"))
+mason.dump_module({str(many)!r})
+for i in range(200):
+    del globals()[f"f{{i}}"]
+def g(x):
+    return x + 1
+mason.dump_module({str(tiny)!r})
+"""
+    )
+    for path, expected in ((many, "zlib"), (tiny, None)):
+        with ContainerReader.open(path) as reader:
+            names = variable_names(reader.meta)
+            codecs = {reader.segment_info(i)["compression"] for i, n in enumerate(names) if n[0] in "fg"}
+        assert codecs == {expected}, (path.name, codecs)
+    out = run_python(f"import mason\nmason.load_module({str(many)!r})\nprint(f199(2), f7(1))").stdout
+    assert out.split() == [str(2 * 199 + len("padding text 199")), str(7 + len("padding text 7"))]
 
 
 def test_inspect_tells_portable_from_tied(saved):

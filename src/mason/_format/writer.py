@@ -117,7 +117,7 @@ class ContainerWriter:
             length = view.nbytes
             if length >= ALONE_BYTES:
                 self._flush()
-                self._write_record(spec.SEGMENT, view, *self._segment_codec(compress))
+                self._write_record(spec.SEGMENT, view, *self._segment_codec(compress, length))
                 self._group_sizes.append(1)
             else:
                 if len(self._pending) + length > GROUP_BYTES or (
@@ -228,15 +228,19 @@ class ContainerWriter:
     def _flush(self) -> None:
         """Write the waiting segments as one SEGM record."""
         if self._pending_count:
-            self._write_record(spec.SEGMENT, memoryview(self._pending), *self._segment_codec(self._pending_compress))
+            pending = memoryview(self._pending)
+            self._write_record(spec.SEGMENT, pending, *self._segment_codec(self._pending_compress, len(pending)))
             self._group_sizes.append(self._pending_count)
             self._pending = bytearray()
             self._pending_count = 0
             self._pending_compress = False
 
-    def _segment_codec(self, compress: bool) -> tuple[Any, int]:
-        """(codec, level) of a record of segments that did or did not ask to be compressed."""
-        if compress:
+    def _segment_codec(self, compress: bool, size: int) -> tuple[Any, int]:
+        """(codec, level) of a record of ``size`` bytes of segments that did
+        or did not ask to be compressed.  Under ``COMPRESS_FROM`` bytes such
+        a record stays raw: zlib's set-up (~0.1 ms) would be most of a tiny
+        session's save, for a few hundred bytes."""
+        if compress and size >= COMPRESS_FROM:
             return _ZLIB, _ZLIB.default_level
         return self._codec, self._level
 
@@ -330,6 +334,9 @@ class ContainerWriter:
             self._pos += n
             view = view[n:]
 
+
+#: records of segments that ask to be compressed (they hold code) are, from this size
+COMPRESS_FROM = 4096
 
 #: records at least this large, written to a local file, are summed while
 #: they are written (see _emit_summing_while_writing)
