@@ -64,6 +64,7 @@ class Kernel:
 
     def __init__(self, client):
         self.client = client
+        self.manager = None  # the KernelManager (to interrupt the kernel)
 
     def run(self, code: str, expressions: dict | None = None, *, ok: bool = True) -> Cell:
         cell = Cell()
@@ -128,7 +129,9 @@ def kernel(workdir: Path, env: dict | None = None):
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
-        yield Kernel(client)
+        k = Kernel(client)
+        k.manager = manager
+        yield k
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
@@ -532,3 +535,33 @@ def test_autocheckpoint_moves_into_the_kernel_when_a_cell_makes_forking_unsafe(t
         k.run("%checkpoints")
     savers = [int(line) for line in pids.read_text().split()]
     assert len(savers) == 3 and savers[0] != kernel_pid and savers[1:] == [kernel_pid, kernel_pid], savers
+
+
+def test_interrupting_the_wait_for_a_background_checkpoint_cancels_it(tmp_path):
+    """Ctrl-C while a cell waits for the previous cell's checkpoint: that
+    checkpoint is cancelled (never listed), the kernel goes on."""
+    import time
+
+    store = tmp_path / "int.checkpoints"
+    with kernel(tmp_path) as k:
+        k.run("%load_ext mason.ipython")
+        k.run("import time\nclass Slow:\n    def __reduce__(self):\n        time.sleep(60)\n        return (Slow, ())")
+        k.run(f"%autocheckpoint on --store {store}")
+        k.run("marker = Slow()")  # its checkpoint would take a minute, in a child
+        msg_id = k.client.execute("y = 1")  # ends, then waits for that checkpoint
+        time.sleep(3)
+        k.manager.interrupt_kernel()
+        stderr, deadline = "", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = k.client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stderr":
+                stderr += msg["content"]["text"]
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert "waiting for the checkpoint after cell [4]" in stderr, stderr
+        assert "interrupted: the checkpoint after cell [4]" in stderr and "cancelled" in stderr, stderr
+        assert k.values(y="y")["y"] == "1"  # the kernel goes on
+        k.run("%autocheckpoint off")
+    assert not store.exists() or mason.checkpoints(str(store)) == []
