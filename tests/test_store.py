@@ -365,21 +365,21 @@ first = mason.checkpoint(store)
 a[1000:2000] += 1
 second = mason.checkpoint(store)
 
-real = backend.LocalBackend.write
+real = backend.LocalBackend._temp_written
 calls = []
-def failing(self, name, parts, **kwds):
-    calls.append(name)
+def failing(self, parts):
+    calls.append(1)
     if len(calls) > 3:
         raise OSError(28, "No space left on device")
-    return real(self, name, parts, **kwds)
-backend.LocalBackend.write = failing
+    return real(self, parts)
+backend.LocalBackend._temp_written = failing
 ba[:] = os.urandom(1 << 20)                       # all new: written while it is held
 try:
     mason.checkpoint(store)
 except OSError as exc:
     print("failed:", exc.errno)
     kept = exc                                    # as IPython keeps the last traceback
-backend.LocalBackend.write = real
+backend.LocalBackend._temp_written = real
 ba.extend(b"x")                                   # yet nothing still exports its buffer
 print(first, second)
 """,
@@ -401,3 +401,38 @@ assert np.array_equal(got["b"], np.linspace(0, 1, 300_000)) and len(got["ba"]) =
     for ident, changed in ((first, False), (second, True)):
         run_python(check.replace("STORE", repr(str(store))).replace("ID", repr(ident)).replace("CHANGED", str(changed)))
     assert mason.verify_store(str(store)).checkpoints == 2
+
+
+def test_an_object_whose_fsync_fails_on_its_thread_fails_the_checkpoint(tmp_path, store):
+    """Objects are fsynced and renamed on threads: a failure there fails the
+    checkpoint (never listed), and leaves no temporary or half object."""
+    proc = run_python(
+        f"""
+import errno, os
+import numpy as np
+import mason
+from mason._store import backend
+store = {str(store)!r}
+first = mason.checkpoint(store)
+big = np.arange(1_000_000, dtype=np.float64)
+real, calls = os.fsync, []
+def failing(fd):
+    calls.append(fd)
+    if len(calls) == 5:
+        raise OSError(errno.EIO, "Input/output error")
+    return real(fd)
+os.fsync = failing
+try:
+    mason.checkpoint(store)
+except OSError as exc:
+    print("failed:", exc.errno)
+os.fsync = real
+print(first)
+""",
+        cwd=tmp_path,
+    )
+    assert "failed: 5" in proc.stdout, proc.stdout + proc.stderr
+    first = proc.stdout.split()[-1]
+    assert [c.id for c in mason.checkpoints(str(store))] == [first]
+    assert os.listdir(store / "tmp") == []
+    assert mason.verify_store(str(store)).checkpoints == 1

@@ -131,6 +131,7 @@ def checkpoint(store=None, module=None, message=None, **save_options) -> str:
             _write_session(writer, module, entries, options, partitions)
         except BaseException as exc:
             _let_go_of_the_session(exc)
+            writer.abandon()
             if partitions is not None:
                 partitions.abort()  # cancels writes still running; their objects are orphans for prune
             raise

@@ -64,6 +64,8 @@ class LocalBackend:
         self._made: set[str] = set()  # directories known to exist
         self._unsynced: set[str] = set()  # directories with renames not yet fsynced
         self._temp_prefix = f"{_local._host_tag()}-{os.getpid()}-"
+        self._pool: Any = None  # threads that fsync and rename what write_soon wrote
+        self._soon: list[Any] = []  # their futures, oldest first
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, *name.split("/"))
@@ -134,25 +136,90 @@ class LocalBackend:
             self._made.add(directory)
 
     def _temp(self, parts: Iterable[Any], durable: bool) -> str:
+        temp, fd = self._temp_written(parts)
+        try:
+            if durable:
+                os.fsync(fd)
+        except BaseException:
+            _unlink(temp)
+            raise
+        finally:
+            os.close(fd)
+        return temp
+
+    def _temp_written(self, parts: Iterable[Any]) -> tuple[str, int]:
+        """A new temporary holding ``parts`` (not fsynced), and its open descriptor."""
         tmp = self.path(layout.TMP)
         self._ensure_dir(tmp)
         temp = os.path.join(tmp, self._temp_prefix + os.urandom(6).hex())
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o600)
         try:
-            with os.fdopen(fd, "wb", buffering=0) as file:
-                for part in parts:
-                    view = memoryview(part).cast("B")
-                    while view.nbytes:
-                        written = file.write(view)
-                        if not written:
-                            raise OSError(errno.EIO, "the file accepted no bytes", temp)
-                        view = view[written:]
-                if durable:
-                    os.fsync(file.fileno())
+            for part in parts:
+                view = memoryview(part).cast("B")
+                while view.nbytes:
+                    written = os.write(fd, view)
+                    if not written:
+                        raise OSError(errno.EIO, "the file accepted no bytes", temp)
+                    view = view[written:]
         except BaseException:
+            os.close(fd)
             _unlink(temp)
             raise
-        return temp
+        return temp, fd
+
+    #: objects being fsynced and renamed on threads at once, at most
+    SOON = 8
+
+    def write_soon(self, name: str, parts: Iterable[Any]) -> None:
+        """``write(name, parts)``, with its fsync and rename on a thread.
+
+        The bytes are written (into the page cache) before this returns, so
+        the caller may reuse what ``parts`` views; ``settle`` and ``sync``
+        wait for the rest and raise the first failure.  On a disk, fsyncs of
+        many objects run together (the journal commits them as a group)
+        instead of one after another: a first checkpoint of many 4 MiB
+        objects took 1.4x the time of one session file without it."""
+        target = self.path(name)
+        directory = os.path.dirname(target)
+        self._ensure_dir(directory)
+        temp, fd = self._temp_written(parts)
+
+        def land() -> None:
+            try:
+                os.fsync(fd)
+            except BaseException:
+                _unlink(temp)
+                raise
+            finally:
+                os.close(fd)
+            try:
+                os.replace(temp, target)
+            except BaseException:
+                _unlink(temp)
+                raise
+
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="mason-fsync")
+        self._soon.append(self._pool.submit(land))
+        self._unsynced.add(directory)
+        if len(self._soon) > self.SOON:
+            self._soon.pop(0).result()
+
+    def settle(self, quiet: bool = False) -> None:
+        """Wait for every ``write_soon``; raise the first failure (unless ``quiet``)."""
+        error = None
+        while self._soon:
+            try:
+                self._soon.pop(0).result()
+            except BaseException as exc:
+                error = error or exc
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if error is not None and not quiet:
+            raise error
 
     def write(self, name: str, parts: Iterable[Any], *, durable: bool = True) -> None:
         """Replace ``name`` with the concatenated ``parts``, atomically.
@@ -186,7 +253,9 @@ class LocalBackend:
         return True
 
     def sync(self) -> None:
-        """fsync every directory that received a durable rename since the last call."""
+        """fsync every directory that received a durable rename since the last
+        call (after the writes of ``write_soon`` have landed)."""
+        self.settle()
         for directory in sorted(self._unsynced):
             _local._fsync_directory(directory)
         self._unsynced.clear()
@@ -282,6 +351,12 @@ class FsspecBackend:
     def write(self, name: str, parts: Iterable[Any], *, durable: bool = True) -> None:
         data = b"".join(bytes(part) if not isinstance(part, bytes) else part for part in parts)
         self.fs.pipe_file(self.path(name), data)
+
+    def write_soon(self, name: str, parts: Iterable[Any]) -> None:
+        self.write(name, parts)  # an upload is whole when it returns
+
+    def settle(self, quiet: bool = False) -> None:
+        pass
 
     def write_new(self, name: str, data: bytes) -> bool:
         # Object stores have no portable "create if absent" through fsspec: two

@@ -224,6 +224,12 @@ class StoreWriter:
 
     # -- pieces ------------------------------------------------------------------
 
+    def abandon(self) -> None:
+        """After a failure: let every write started end (its object is then an
+        orphan, for prune), and the threads stop."""
+        self.close()
+        self._backend.settle(quiet=True)
+
     def close(self) -> None:
         """Stop the hashing threads (``finish`` does; call it after a failure too)."""
         while self._ahead:  # after a failure: let go of the buffers, once no thread reads them
@@ -400,7 +406,7 @@ class StoreWriter:
         size = None if name in self._absent else self._backend.size(path)
         if size is None or size <= layout.TRAILER_SIZE:
             parts, size = objects.encode(views, codec, level)
-            self._backend.write(path, parts)
+            self._backend.write_soon(path, parts)
             self._written += size
         self._present.add(name)
         self._absent.discard(name)
