@@ -560,7 +560,7 @@ def test_interrupting_the_wait_for_a_background_checkpoint_cancels_it(tmp_path):
                 stderr += msg["content"]["text"]
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 break
-        assert "waiting for the checkpoint after cell [4]" in stderr, stderr
+        assert "waiting for the checkpoint after cell [4]" in stderr and "Ctrl-C cancels it" in stderr, stderr
         assert "interrupted: the checkpoint after cell [4]" in stderr and "cancelled" in stderr, stderr
         assert k.values(y="y")["y"] == "1"  # the kernel goes on
         k.run("%autocheckpoint off")

@@ -491,7 +491,7 @@ class _AutoCheckpoint:
         try:
             outcome = pending.wait(self.PATIENCE)
             if outcome is None:
-                print(f"mason: waiting for the checkpoint {message} ...", file=sys.stderr)
+                print(f"mason: waiting for the checkpoint {message} (Ctrl-C cancels it) ...", file=sys.stderr)
                 outcome = pending.wait()
         except KeyboardInterrupt:
             pending.cancel()
