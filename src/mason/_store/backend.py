@@ -52,6 +52,21 @@ def open_backend(location: Any, storage_options: dict | None) -> LocalBackend | 
     return LocalBackend(os.fsdecode(location))
 
 
+def _land(temp: str, fd: int, target: str, durable: bool) -> None:
+    """Close a written temporary (fsynced first if ``durable``) and rename it
+    over ``target``; on any failure the temporary is removed."""
+    try:
+        try:
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException:
+        _unlink(temp)
+        raise
+
+
 class LocalBackend:
     """A store in a local directory."""
 
@@ -183,26 +198,11 @@ class LocalBackend:
         directory = os.path.dirname(target)
         self._ensure_dir(directory)
         temp, fd = self._temp_written(parts)
-
-        def land() -> None:
-            try:
-                os.fsync(fd)
-            except BaseException:
-                _unlink(temp)
-                raise
-            finally:
-                os.close(fd)
-            try:
-                os.replace(temp, target)
-            except BaseException:
-                _unlink(temp)
-                raise
-
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(2, thread_name_prefix="mason-fsync")
-        self._soon.append(self._pool.submit(land))
+        self._soon.append(self._pool.submit(_land, temp, fd, target, True))
         self._unsynced.add(directory)
         if len(self._soon) > self.SOON:
             self._soon.pop(0).result()
@@ -229,12 +229,7 @@ class LocalBackend:
         target = self.path(name)
         directory = os.path.dirname(target)
         self._ensure_dir(directory)
-        temp = self._temp(parts, durable)
-        try:
-            os.replace(temp, target)
-        except BaseException:
-            _unlink(temp)
-            raise
+        _land(*self._temp_written(parts), target, durable)
         if durable:
             self._unsynced.add(directory)
 
