@@ -170,21 +170,28 @@ def _names_line(names: list[str], limit: int = 20) -> str:
 # ====================================================================== magics
 
 
+# Options several magics share (an argument decorator can be applied to many).
+_EXCLUDE = argument(
+    "--exclude",
+    "-e",
+    nargs="+",
+    action="extend",
+    default=[],
+    metavar="PATTERN",
+    help="names or glob patterns of variables not to save",
+)
+_STORE = argument(
+    "--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)"
+)
+
+
 @magics_class
 class MasonMagics(Magics):
     """``%save_session``, ``%load_session`` and ``%session_info``."""
 
     @magic_arguments()
     @argument("file", nargs="?", help="the session file (default: <notebook>.mason next to the notebook)")
-    @argument(
-        "--exclude",
-        "-e",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="PATTERN",
-        help="names or glob patterns of variables not to save",
-    )
+    @_EXCLUDE
     @argument(
         "--include",
         "-i",
@@ -268,16 +275,8 @@ class MasonMagics(Magics):
 
     @magic_arguments()
     @argument("message", nargs="*", help="what this checkpoint is (free text)")
-    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
-    @argument(
-        "--exclude",
-        "-e",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="PATTERN",
-        help="names or glob patterns of variables not to save",
-    )
+    @_STORE
+    @_EXCLUDE
     @line_magic
     def checkpoint(self, line: str) -> None:
         """Save the notebook's state as a new checkpoint; only what changed is written.
@@ -295,7 +294,7 @@ class MasonMagics(Magics):
         print(_checkpoint_line(_find(store, ident), "Checkpoint"))
 
     @magic_arguments()
-    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @_STORE
     @line_magic
     def checkpoints(self, line: str) -> None:
         """List the checkpoints of this notebook's store, oldest first.
@@ -332,7 +331,7 @@ class MasonMagics(Magics):
         help="the checkpoint: its # in %%checkpoints (-1: the latest), its id, or the part after Z- (default: the latest)",
     )
     @argument("names", nargs="*", help="restore only these variables")
-    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @_STORE
     @line_magic
     def restore(self, line: str) -> None:
         """Bring the notebook back to a checkpoint: all its variables, or some.
@@ -357,7 +356,7 @@ class MasonMagics(Magics):
 
     @magic_arguments()
     @argument("state", nargs="?", choices=("on", "off"), default=None, help="on or off (default: say which)")
-    @argument("--store", "-s", default=None, help="the store (default: <notebook>.checkpoints next to the notebook)")
+    @_STORE
     @argument(
         "--wait",
         action="store_true",
