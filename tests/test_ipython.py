@@ -446,6 +446,21 @@ def test_autocheckpoint_and_restore_in_a_kernel(tmp_path):
     assert restored["small"] == [1, 2, 3, 4] and restored["big"][0] == 0.0
 
 
+def _saver_pids_cell(pids, cls: str, sleep: float = 0.0) -> str:
+    """A cell defining ``cls``, whose pickling appends the pid of the process
+    that pickles it to ``pids`` (after ``sleep`` s), and ``kernel_pid``."""
+    return (
+        "import os, time\n"
+        f"class {cls}:\n"
+        "    def __reduce__(self):\n"
+        f"        with open({str(pids)!r}, 'a') as f:\n"
+        "            f.write(f'{os.getpid()}\\n')\n"
+        f"        time.sleep({sleep})\n"
+        f"        return ({cls}, ())\n"
+        "kernel_pid = os.getpid()"
+    )
+
+
 def test_autocheckpoint_saves_the_cells_state_in_a_forked_process(tmp_path):
     """Background checkpoints: made by another process (the cell does not wait
     for them), of the state the cell left even while the next cell changes it
@@ -454,16 +469,7 @@ def test_autocheckpoint_saves_the_cells_state_in_a_forked_process(tmp_path):
     pids = tmp_path / "pids"
     with kernel(tmp_path) as k:
         k.run("%load_ext mason.ipython")
-        k.run(
-            "import os, time, numpy as np\n"
-            "class Slow:\n"
-            "    def __reduce__(self):\n"
-            f"        with open({str(pids)!r}, 'a') as f:\n"
-            "            f.write(f'{os.getpid()}\\n')\n"
-            "        time.sleep(0.5)\n"
-            "        return (Slow, ())\n"
-            "kernel_pid = os.getpid()"
-        )
+        k.run("import numpy as np\n" + _saver_pids_cell(pids, "Slow", sleep=0.5))
         on = k.run(f"%autocheckpoint on --store {store}").stdout
         assert "in the background" in on, on
         k.run("x = np.zeros(100_000)\nmarker = Slow()")  # [4]: its checkpoint pickles slowly
@@ -490,15 +496,7 @@ def test_autocheckpoint_wait_checkpoints_in_the_kernel(tmp_path):
     pids = tmp_path / "pids"
     with kernel(tmp_path) as k:
         k.run("%load_ext mason.ipython")
-        k.run(
-            "import os\n"
-            "class Mark:\n"
-            "    def __reduce__(self):\n"
-            f"        with open({str(pids)!r}, 'a') as f:\n"
-            "            f.write(f'{os.getpid()}\\n')\n"
-            "        return (Mark, ())\n"
-            "kernel_pid = os.getpid()"
-        )
+        k.run(_saver_pids_cell(pids, "Mark"))
         on = k.run("%autocheckpoint on --wait --store fg.checkpoints").stdout  # relative to the kernel's folder
         assert "in the kernel (--wait)" in on and str(store) in on, on
         k.run("m = Mark()")
@@ -516,15 +514,7 @@ def test_autocheckpoint_moves_into_the_kernel_when_a_cell_makes_forking_unsafe(t
     pids = tmp_path / "pids"
     with kernel(tmp_path) as k:
         k.run("%load_ext mason.ipython")
-        k.run(
-            "import os, sys, types\n"
-            "class Mark:\n"
-            "    def __reduce__(self):\n"
-            f"        with open({str(pids)!r}, 'a') as f:\n"
-            "            f.write(f'{os.getpid()}\\n')\n"
-            "        return (Mark, ())\n"
-            "kernel_pid = os.getpid()"
-        )
+        k.run("import sys, types\n" + _saver_pids_cell(pids, "Mark"))
         assert "in the background" in k.run(f"%autocheckpoint on --store {store}").stdout
         k.run("m = Mark()")  # checkpointed by a child
         # as if the cell had started a Dask client: a child could not reach it
