@@ -245,12 +245,42 @@ def test_writer_refuses_use_after_finish():
         ({"x": float("nan")}, "meta['x']"),
         ({"s": "\ud800"}, "meta['s']"),
         ({"n": np.int64(3)}, "meta['n']"),
+        ({"deep": [[{"k": ["\udfff"]}]]}, "meta['deep'][0][0]['k'][0]"),
+        ({"\ud800": 1}, "meta"),
+        ({"x": float("-inf")}, "meta['x']"),
     ],
 )
 def test_meta_must_be_json(meta, where):
     with pytest.raises(TypeError) as info:
         ContainerWriter(io.BytesIO()).finish(meta)
     assert where in str(info.value)
+
+
+def test_meta_nested_past_the_limit_is_refused_and_at_the_limit_reads_back():
+    def nest(levels):
+        value: list = []
+        for _ in range(levels):
+            value = [value]
+        return {"v": value}
+
+    with pytest.raises(TypeError, match="nested deeper"):
+        ContainerWriter(io.BytesIO()).finish(nest(80))
+    fine = nest(60)
+    out = io.BytesIO()
+    ContainerWriter(out).finish(fine)
+    assert ContainerReader(out.getvalue()).meta == fine
+
+
+def test_meta_of_json_subclasses_reads_back_as_plain_json():
+    import collections
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    out = io.BytesIO()
+    ContainerWriter(out).finish({"o": collections.OrderedDict(b=Level.HIGH), "t": (1, "x")})
+    assert ContainerReader(out.getvalue()).meta == {"o": {"b": 3}, "t": [1, "x"]}
 
 
 def test_meta_cycle_and_non_dict():

@@ -135,19 +135,20 @@ class ContainerWriter:
         self._check_open()
         if not isinstance(meta, dict):
             raise TypeError(f"meta must be a dict, not {type(meta).__name__}")
-        try:
-            # Depth 2: the index object holds meta.
-            problem = _unserialisable(meta, "meta", set(), 2)
-        except RecursionError:
-            problem = "meta: nested too deeply"
-        if problem:
-            # json.dumps would turn non-str keys into strings; refuse instead, so
-            # that meta reads back equal to what was given.
-            raise TypeError(problem)
+        # Depth 2: the index object holds meta.  json.dumps would turn
+        # non-str keys into strings; refuse instead, so that meta reads back
+        # equal to what was given.  The quick check only says yes or no; the
+        # slow one names the culprit.
+        if not _plain_json(meta, 2):
+            _refuse_meta(meta)
         self._flush()
         # Sorted keys: the same session gives the same bytes.
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        meta_bytes = text.encode("utf-8")
+        try:
+            meta_bytes = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate in some string
+            _refuse_meta(meta)
+            raise TypeError(f"meta: {exc}") from None
         records, segments = len(self._records), len(self._segment_lengths)
         parts = [
             spec.INDEX_HEAD.pack(
@@ -375,6 +376,47 @@ def _u64s(values: list[int]) -> bytes:
     return struct.pack(f"<{len(values)}{spec.TABLE_INT}", *values)
 
 
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+_JSON_CONTAINERS = frozenset({dict, list, tuple})
+
+
+def _plain_json(obj: Any, depth: int) -> bool:
+    """Whether ``obj`` (a container) is certainly fine for the index, save
+    for lone surrogates in strings (the UTF-8 encoding catches those): exact
+    JSON types, str keys, finite floats, within the depth limit.  A fast
+    yes for what mason itself writes; any doubt (a subclass, a cycle) is a
+    no, and ``_unserialisable`` then looks closer."""
+    if depth > spec.MAX_INDEX_DEPTH:
+        return False
+    if type(obj) is dict:
+        for key in obj:
+            if type(key) is not str:
+                return False
+        values = obj.values()
+    else:
+        values = obj
+    for value in values:
+        kind = type(value)
+        if kind in _JSON_SCALARS:
+            continue
+        if kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind not in _JSON_CONTAINERS or not _plain_json(value, depth + 1):
+            return False
+    return True
+
+
+def _refuse_meta(meta: dict[str, Any]) -> None:
+    """Raise TypeError naming what in ``meta`` cannot be stored, if anything."""
+    try:
+        problem = _unserialisable(meta, "meta", set(), 2)
+    except RecursionError:
+        problem = "meta: nested too deeply"
+    if problem:
+        raise TypeError(problem)
+
+
 def _unserialisable(obj: Any, path: str, active: set[int], depth: int) -> str:
     """Why ``obj`` cannot become JSON, naming the first culprit by its path.
 
@@ -398,8 +440,11 @@ def _unserialisable(obj: Any, path: str, active: set[int], depth: int) -> str:
         active.add(id(obj))
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         for key, value in items:
-            if isinstance(obj, dict) and not isinstance(key, str):
-                return f"{path}: key {key!r} is not a str"
+            if isinstance(obj, dict):
+                if not isinstance(key, str):
+                    return f"{path}: key {key!r} is not a str"
+                if _unserialisable(key, f"{path}: key {key!r}", active, depth):
+                    return f"{path}: key {key!r} is not valid UTF-8 (lone surrogate)"
             found = _unserialisable(value, f"{path}[{key!r}]", active, depth + 1)
             if found:
                 return found
