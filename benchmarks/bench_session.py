@@ -24,9 +24,13 @@ Implementations (each with its library's defaults; every save ends with an
 fsync inside the timed region, as mason's own atomic write does):
 
 * ``mason``       -- ``mason.dump_module(path, module=__main__)`` / ``mason.load_module(path)``
+  (with ``mason[fast]`` installed, as here, records carry ``crc32+xxh3`` sums and are checked
+  by their xxh3 half)
 * ``mason+CODEC`` -- the same with ``compression=CODEC`` (default level; ``--compression``)
 * ``mason+xxh3``  -- ``dump_module(path, checksum="xxh3_64")``: every record summed with xxh3
   (``mason[fast]``; a reader needs it too) instead of CRC-32 (``--xxh3``)
+* ``mason+crc32`` -- ``dump_module(path, checksum="crc32")``: plain CRC-32 sums, the default
+  where xxhash is not installed (``--crc32``)
 * ``mason+lazy``  -- plain mason's save; ``load_module(path, verify_blobs=False)``, so
   blob pages are read only when touched (``--lazy``)
 * ``dill``        -- ``dill.dump_module(f, module=__main__)`` + flush + fsync / ``dill.load_module(path)``
@@ -478,8 +482,8 @@ def _session_ops(impl: str) -> dict:
         import mason
 
         save_kwds: dict = {"compression": variant} if variant in CODECS else {}
-        if variant == "xxh3":
-            save_kwds = {"checksum": "xxh3_64"}
+        if variant in ("xxh3", "crc32"):
+            save_kwds = {"checksum": "xxh3_64" if variant == "xxh3" else "crc32"}
         load_kwds = {"verify_blobs": False} if variant == "lazy" else {}
 
         def save(path, main, data):
@@ -1181,6 +1185,11 @@ def main(argv=None) -> int:
         help="add a mason+xxh3 row: dump_module(path, checksum='xxh3_64') (needs mason[fast] to save and to load)",
     )
     parser.add_argument(
+        "--crc32",
+        action="store_true",
+        help="add a mason+crc32 row: dump_module(path, checksum='crc32'), the default without xxhash",
+    )
+    parser.add_argument(
         "--baseline", default=None, help="implementation for the ratios and machine limits (default mason)"
     )
     parser.add_argument(
@@ -1204,10 +1213,11 @@ def main(argv=None) -> int:
         if c not in CODECS and c != "none":
             parser.error(f"unknown codec {c!r}; choose from none, {', '.join(CODECS)}, all")
     codecs, codec_notes = _available_codecs([c for c in codecs if c != "none"])
-    variants = (["lazy"] if args.lazy else []) + (["xxh3"] if args.xxh3 else []) + codecs
+    flags = {"lazy": args.lazy, "xxh3": args.xxh3, "crc32": args.crc32}
+    variants = [name for name, wanted in flags.items() if wanted] + codecs
     if variants:
         if "mason" not in impls:
-            parser.error("--compression, --lazy and --xxh3 need mason in --impls")
+            parser.error("--compression, --lazy, --xxh3 and --crc32 need mason in --impls")
         at = impls.index("mason") + 1
         impls[at:at] = [f"mason+{v}" for v in variants]
     names = args.sessions.split(",") if args.sessions else list(SESSIONS)

@@ -130,7 +130,7 @@ def test_inspect_json(capsys, basic):
     assert {"x", "data", "double", "Point", "p", "arr", "math"} <= set(names)
     assert names == sorted(names)
     assert info["module"] == "__main__" and info["module_kind"] == "main"
-    assert info["format_version"] == f"{spec.FORMAT_MAJOR}.{spec.FORMAT_MINOR}"
+    assert info["format_version"] == f"{spec.FORMAT_MAJOR}.{spec.FORMAT_MINOR}"  # small: plain crc32
     assert info["skipped"][0]["name"] == "gen"
     assert info["environment"]["python"][:2] == list(sys.version_info[:2])
     assert set(info["environment"]) >= {"platform", "mason", "packages", "created"}

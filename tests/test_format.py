@@ -437,9 +437,29 @@ def test_missing_package_on_read_is_unsupported(monkeypatch):
 
 
 def test_checksum_default_and_missing_xxhash(monkeypatch):
-    # crc32 by default, xxhash installed or not: such files open anywhere.
-    assert build()[14] == spec.CHECKSUM_IDS["crc32"]
+    # By default: crc32+xxh3 (format 2.1) for a container with a large
+    # record, or many small ones, where xxhash is installed (every mason
+    # reads its CRC half); crc32 (format 2.0) for a small one, or without
+    # xxhash.  Both kinds open anywhere.
+    crc32 = b"\x00\x00" + bytes([spec.CHECKSUM_IDS["crc32"]])
+    both = b"\x01\x00" + bytes([spec.CHECKSUM_IDS["crc32+xxh3"]])
+    large = [bytes(checksum_mod.XXH3_FROM)]
+    many = [os.urandom(300_000) for _ in range(15)]  # none large, 4.5 MB in all
+    assert build([b"s"], [b"b"])[12:15] == crc32
+    with monkeypatch.context() as without:
+        without.setitem(sys.modules, "xxhash", None)
+        assert checksum_mod.default_name() == "crc32"
+        for blobs in (large, many):
+            data = build([b"s"], blobs)
+            assert data[12:15] == crc32
+            assert ContainerReader.open(data).blob(0) == blobs[0]
     if checksum_mod._have_xxhash():
+        for blobs in ([b"small first", *large], many):
+            data = build([b"s"], blobs)
+            assert data[12:15] == both and data[-16] == spec.CHECKSUM_IDS["crc32+xxh3"]  # trailer too
+            with ContainerReader.open(data) as reader:
+                reader.verify()
+                assert [bytes(reader.blob(i)) for i in range(len(blobs))] == blobs
         data = build([b"s"], checksum="xxh3_64")
         monkeypatch.setitem(sys.modules, "xxhash", None)
         assert checksum_mod.default_name() == "crc32"

@@ -210,6 +210,10 @@ dill.dump_module('saved_module.pkl')
 import sys
 import __main__
 import mason  # its own imports are not the load's side effects
+try:
+    import xxhash  # mason's, for the checksums, when installed
+except ImportError:
+    pass
 input_data = [1, 2]
 label = 'live'
 modules_before = dict(sys.modules)

@@ -99,7 +99,7 @@ class _ContainerSum:
     __slots__ = ("_hasher",)
 
     def __init__(self, name: str) -> None:
-        self._hasher = _checksum.by_name(name).new()
+        self._hasher = _checksum.by_name(name).new(0)  # crc32 or xxh3_64: the length does not matter
 
     def update(self, data: Any) -> None:
         self._hasher.update(data)

@@ -472,7 +472,9 @@ def sink_for(target: Any, options: Any, signed: bool) -> PartitionSink | None:
         storage_options,
         checksum=options.checksum,
         compression=options.compression,
-        digest="sha256" if signed else (options.checksum or "crc32"),
+        # crc32+xxh3 is per record: a partition file's digest is its CRC-32,
+        # which every reader computes.
+        digest="sha256" if signed else ("xxh3_64" if options.checksum == "xxh3_64" else "crc32"),
     )
 
 

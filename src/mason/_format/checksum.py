@@ -7,14 +7,22 @@ zlib 1.2.13, xxhash 4.1.0):
     crc32     3.65 GiB/s   zlib.crc32
     xxh3_64  24.2  GiB/s   one call; 27.7 GiB/s fed in 16 MiB chunks
 So crc32 costs about 0.27 s per GiB on one core and xxh3_64 about 0.04 s.
-crc32 stays the default (every Python can read the file); it is computed
-on several threads: zlib releases the GIL, pieces of a large record are
-summed at once and their CRCs combined (crc32_combine, below), so that on
-n cores it costs about 0.27/n s per GiB.
+crc32 is computed on several threads: zlib releases the GIL, pieces of a
+large record are summed at once and their CRCs combined (crc32_combine,
+below), so that on n cores it costs about 0.27/n s per GiB.
+
+The default is ``crc32+xxh3`` where xxhash is installed, plain ``crc32``
+elsewhere.  ``crc32+xxh3`` stores both in the 64-bit field of each record
+of at least XXH3_FROM bytes: the CRC-32 in the low half, the high half of
+the xxh3_64 above it; smaller records have their CRC-32 only (high half
+zero).  A reader with xxhash checks the xxh3 half where there is one, at
+memory speed; one without checks the CRC half: the file opens everywhere,
+verified either way.
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
 
 from ..errors import UnsupportedFormatError
@@ -159,22 +167,97 @@ class _Crc32:
         return self._value
 
 
+_XXH3_THREAD: Any = None
+
+
+def _xxh3_thread() -> Any:
+    """One worker thread for xxh3 updates that overlap a write: one thread,
+    so that a hasher's pieces are summed in order."""
+    global _XXH3_THREAD
+    if _XXH3_THREAD is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        _XXH3_THREAD = ThreadPoolExecutor(1, thread_name_prefix="mason-xxh3")
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_xxh3_thread)
+    return _XXH3_THREAD
+
+
+def _forget_xxh3_thread() -> None:
+    global _XXH3_THREAD
+    _XXH3_THREAD = None
+
+
 class _Xxh3:
-    __slots__ = ("_state",)
+    """xxhash.xxh3_64 (which releases the GIL).  ``update(overlap=True)``
+    of a large piece runs on a worker thread while the caller writes it;
+    as with ``_Crc32``, the caller keeps those bytes unchanged until
+    ``digest``."""
+
+    __slots__ = ("_last", "_state")
 
     def __init__(self) -> None:
         import xxhash
 
         self._state = xxhash.xxh3_64()
+        self._last: Any = None  # the newest update still running on the worker
 
     def update(self, data: Any, *, overlap: bool = False) -> None:
-        self._state.update(data)  # fast enough on the caller's thread
+        if overlap and memoryview(data).nbytes >= _PIECE // 2:
+            self._last = _xxh3_thread().submit(self._state.update, data)
+        elif self._last is not None:
+            self._wait()
+            self._state.update(data)
+        else:
+            self._state.update(data)  # fast enough on the caller's thread
+
+    def _wait(self) -> None:
+        last, self._last = self._last, None
+        last.result()
 
     def digest(self) -> int:
+        if self._last is not None:
+            self._wait()
         return self._state.intdigest()
 
 
-_HASHERS: dict[str, Callable[[], Hasher]] = {"crc32": _Crc32, "xxh3_64": _Xxh3}
+class _Xxh3High(_Xxh3):
+    """The high 32 bits of xxh3_64: what ``crc32+xxh3`` stores above the CRC."""
+
+    __slots__ = ()
+
+    def digest(self) -> int:
+        return super().digest() >> 32
+
+
+class _Crc32Xxh3:
+    """``crc32+xxh3`` of a record of at least XXH3_FROM bytes: the CRC-32 in
+    the low 32 bits, the high 32 bits of xxh3_64 in the high ones."""
+
+    __slots__ = ("_crc", "_xxh")
+
+    def __init__(self) -> None:
+        self._xxh = _Xxh3High()
+        self._crc = _Crc32()
+
+    def update(self, data: Any, *, overlap: bool = False) -> None:
+        self._xxh.update(data, overlap=overlap)
+        self._crc.update(data, overlap=overlap)
+
+    def digest(self) -> int:
+        # A zero high half means "CRC only": the rare record whose xxh3 half
+        # is zero is then checked by its CRC, which is just as good.
+        return self._xxh.digest() << 32 | self._crc.digest()
+
+
+#: ``crc32+xxh3`` records shorter than this carry their CRC-32 only (high
+#: half zero): summing them is cheap either way, and a small session then
+#: never imports xxhash, to save or to load (about 1.2 ms).
+XXH3_FROM = 1 << 20
+
+_HASHERS: dict[str, Callable[[], Hasher]] = {"crc32": _Crc32, "xxh3_64": _Xxh3, "crc32+xxh3": _Crc32Xxh3}
+_LOW32 = 0xFFFFFFFF
 
 
 def _have_xxhash() -> bool:
@@ -185,30 +268,70 @@ def _have_xxhash() -> bool:
     return True
 
 
-class Algorithm:
-    """One checksum algorithm: its stored id, its name, and fresh hashers."""
+_INSTALLED: dict[str, bool] = {}
 
-    __slots__ = ("_hasher", "id", "name")
+
+def _xxhash_installed() -> bool:
+    """Whether xxhash is there to import, without importing it (cached)."""
+    if "xxhash" in sys.modules:  # imported, or blocked with None
+        return sys.modules["xxhash"] is not None
+    if "xxhash" not in _INSTALLED:
+        import importlib.util
+
+        try:
+            _INSTALLED["xxhash"] = importlib.util.find_spec("xxhash") is not None
+        except (ImportError, ValueError):
+            _INSTALLED["xxhash"] = False
+    return _INSTALLED["xxhash"]
+
+
+class Algorithm:
+    """One checksum algorithm: its stored id, its name, and fresh hashers.
+
+    A writer stores what ``new(length)`` digests for a payload of
+    ``length`` bytes (``compute`` does both).  A reader runs the hasher of
+    ``checker(stored)`` over the payload and compares its digest with the
+    value that comes with it: all of the stored value, except for
+    ``crc32+xxh3``, of which it checks one half, the xxh3 one where there is
+    one and xxhash is installed, else the CRC one."""
+
+    __slots__ = ("id", "name")
 
     def __init__(self, name: str) -> None:
         self.id = spec.CHECKSUM_IDS[name]
         self.name = name
-        self._hasher = _HASHERS[name]
 
-    def new(self) -> Hasher:
-        return self._hasher()
+    def new(self, length: int) -> Hasher:
+        if self.name != "crc32+xxh3":
+            return _HASHERS[self.name]()
+        if length >= XXH3_FROM and _have_xxhash():
+            return _Crc32Xxh3()
+        return _Crc32()  # the high half stays zero
 
     def compute(self, data: Any) -> int:
-        hasher = self._hasher()
+        hasher = self.new(memoryview(data).nbytes)
         hasher.update(data)
         return hasher.digest()
 
+    def checker(self, stored: int) -> tuple[Hasher, int]:
+        """(a fresh hasher, what its digest must be) for a record whose stored checksum is ``stored``."""
+        if self.name != "crc32+xxh3":
+            return _HASHERS[self.name](), stored
+        if stored >> 32 and _have_xxhash():
+            return _Xxh3High(), stored >> 32
+        return _Crc32(), stored & _LOW32
+
+    def check(self, data: Any, stored: int) -> tuple[int, int]:
+        """(computed, expected): ``checker``'s digest of ``data``, and what it must be."""
+        hasher, expected = self.checker(stored)
+        hasher.update(data)
+        return hasher.digest(), expected
+
 
 def default_name() -> str:
-    # crc32 (zlib, always present) runs at ~3.6 GiB/s here, well above disk
-    # speed, and every Python can read it: a file saved with the default
-    # opens on a machine without the optional xxhash package.
-    return "crc32"
+    # Every mason reads the CRC half of crc32+xxh3: a file saved where
+    # xxhash is installed still opens, verified, where it is not.
+    return "crc32+xxh3" if _xxhash_installed() else "crc32"
 
 
 def by_name(name: str | None) -> Algorithm:
@@ -217,8 +340,8 @@ def by_name(name: str | None) -> Algorithm:
         name = default_name()
     if name not in spec.CHECKSUM_IDS:
         raise ValueError(f"unknown checksum {name!r}; choose one of {sorted(spec.CHECKSUM_IDS)}")
-    if name == "xxh3_64" and not _have_xxhash():
-        raise ValueError(f"checksum 'xxh3_64' needs the xxhash package: {_FAST_EXTRA}")
+    if name != "crc32" and not _xxhash_installed():  # to write; crc32+xxh3 reads without
+        raise ValueError(f"checksum {name!r} needs the xxhash package: {_FAST_EXTRA}")
     return Algorithm(name)
 
 

@@ -528,7 +528,7 @@ class ContainerReader:
         mac = self._key is not None and entry.offset not in self._authenticated
         if not (check or mac):
             return
-        hasher = self._algo.new()
+        hasher, expected = self._algo.checker(entry.checksum)
         macer = _signing.new_record_mac(self._key) if mac and self._key is not None else None
         for at in range(0, entry.length, CHUNK):
             chunk = self._source.read(entry.offset + at, min(CHUNK, entry.length - at))
@@ -536,7 +536,7 @@ class ContainerReader:
             if macer is not None:
                 macer.update(chunk)
         if check:
-            self._compare(entry, hasher.digest())
+            self._compare(entry, hasher.digest(), expected)
             if mark:
                 self._verified.add(entry.offset)
         if macer is not None:
@@ -546,15 +546,14 @@ class ContainerReader:
 
     def _check_sum(self, entry: Entry, stored: Any, *, mark: bool = True) -> None:
         if entry.offset not in self._verified:
-            self._compare(entry, self._algo.compute(stored))
+            self._compare(entry, *self._algo.check(stored, entry.checksum))
             if mark:
                 self._verified.add(entry.offset)
 
-    def _compare(self, entry: Entry, value: int) -> None:
-        if value != entry.checksum:
+    def _compare(self, entry: Entry, value: int, expected: int) -> None:
+        if value != expected:
             raise CorruptSessionError(
-                f"{entry.name}: checksum mismatch (stored {entry.checksum:016x}, computed"
-                f" {value:016x}), the data is damaged"
+                f"{entry.name}: checksum mismatch (stored {expected:016x}, computed {value:016x}), the data is damaged"
             )
 
     def _record_signed(self, entry: Entry, mac: bytes) -> None:

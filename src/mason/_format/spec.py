@@ -54,6 +54,10 @@ END_MAGIC = b"MASONEND"  # last 8 bytes of every container
 
 FORMAT_MAJOR = 2  # what the writer writes; readers refuse a major version not in READ_MAJORS
 FORMAT_MINOR = 0  # a reader accepts any minor version of a major it reads
+# 2.1 added the checksum id 3 (crc32+xxh3), and only files that use it say
+# 2.1: the others are 2.0 files, byte for byte.  A 2.0 reader accepts 2.1
+# and then refuses the unknown checksum id, saying a newer mason wrote it.
+CHECKSUM_MINOR = {3: 1}
 READ_MAJORS = (1, 2)  # version 1: the JSON index (read only, see "Version 1" below)
 ALIGNMENT = 64  # blob payloads start at a multiple of this (cache line, >= any SIMD load)
 
@@ -108,6 +112,9 @@ RECORD_KINDS = {SEGMENT: "segment", BLOB: "blob", INDEX: "index"}
 CHECKSUM_IDS = {
     "crc32": 1,  # zlib.crc32, always available
     "xxh3_64": 2,  # xxhash.xxh3_64 with seed 0 (package xxhash)
+    # low 32 bits: zlib.crc32; high 32 bits: the high half of xxh3_64 (seed 0).
+    # Format 2.1; either half can be checked, so every reader opens the file.
+    "crc32+xxh3": 3,
 }
 COMPRESSION_IDS = {
     None: 0,  # stored as is

@@ -67,10 +67,10 @@ def scan_stream(stream: BinaryIO, verify_blobs: bool) -> tuple[bytearray, set[in
         if any(small(record.pad, "padding")):
             raise CorruptSessionError(f"{name}: padding is not zero")
         check = record.kind != spec.BLOB or verify_blobs or codec is not None
-        hasher = algo.new() if check else None
+        hasher, expected = algo.checker(record.checksum) if check else (None, 0)
         take(record.length, name, hasher)
         if hasher is not None:
-            if hasher.digest() != record.checksum:
+            if hasher.digest() != expected:
                 raise CorruptSessionError(f"{name}: checksum mismatch, the data is damaged")
             verified.add(offset)
         if record.kind == spec.INDEX:

@@ -39,11 +39,22 @@ GROUP_BYTES = 1 << 20
 ALONE_BYTES = 1 << 18
 
 
-class ContainerWriter:
-    """Writes the header on construction, then records, then (``finish``) index and trailer.
+# With the default checksum, what the writer holds back (header included)
+# until it knows whether the container needs crc32+xxh3 (see _choose_checksum).
+HOLD_BYTES = 4 << 20
 
-    ``checksum`` is "crc32" (the default: every Python reads it) or
-    "xxh3_64" (faster, needs the xxhash package to read); ``compression`` is None, "zlib", "lzma", "zstd" or "lz4",
+
+class ContainerWriter:
+    """Writes the header, then records, then (``finish``) index and trailer.
+
+    ``checksum`` is "crc32" (every Python reads it and checks it),
+    "crc32+xxh3" (every Python reads it: those with the xxhash package check
+    large records at memory speed, the others by their CRC), or "xxh3_64"
+    (needs xxhash to read).  The default: "crc32+xxh3" where xxhash is
+    installed and the container has a record of at least
+    ``checksum.XXH3_FROM`` bytes, or more than HOLD_BYTES in all; else
+    "crc32", so a small container is a format 2.0 file, and saving it does
+    not import xxhash.  ``compression`` is None, "zlib", "lzma", "zstd" or "lz4",
     applied to every record (a blob, or a group of segments) that it makes
     smaller, at ``level`` (default: a fast level of that codec); a record it
     would shrink beyond the format's ratio rule (``spec.RATIO_CAP``) is
@@ -63,7 +74,11 @@ class ContainerWriter:
     ) -> None:
         self._file = fileobj
         self._key = key
-        self._algo = _checksum.by_name(checksum)
+        self._algo = _checksum.by_name(checksum or "crc32")
+        # The default: bytes held back until the checksum is chosen (a small
+        # record's sum is its CRC-32 under either choice: only the header
+        # and trailer differ).
+        self._held: bytearray | None = bytearray() if checksum is None else None
         self._codec = _compression.by_name(compression)
         if self._codec is None:
             if level is not None:
@@ -81,14 +96,30 @@ class ContainerWriter:
         self._pending_count = 0
         self._pending_compress = False  # they asked to be compressed (add_segment)
         self._finished = False
-        self._header = spec.HEADER.pack(
+        self._header = self._header_for(self._algo)
+        self._write(self._header)
+
+    @staticmethod
+    def _header_for(algo: _checksum.Algorithm) -> bytes:
+        return spec.HEADER.pack(
             magic=spec.MAGIC,
             major=spec.FORMAT_MAJOR,
-            minor=spec.FORMAT_MINOR,
-            checksum_id=self._algo.id,
+            minor=spec.CHECKSUM_MINOR.get(algo.id, spec.FORMAT_MINOR),
+            checksum_id=algo.id,
             reserved=0,
         )
-        self._write(self._header)
+
+    def _choose_checksum(self, large: bool) -> None:
+        """End the hold of the default checksum: crc32+xxh3 for a ``large``
+        container where xxhash is installed, else crc32; the held bytes go
+        out under the header that says so."""
+        held, self._held = self._held, None
+        assert held is not None
+        if large:
+            self._algo = _checksum.by_name(_checksum.default_name())
+            self._header = self._header_for(self._algo)
+            held[: len(self._header)] = self._header
+        self._write_out(held)
 
     @property
     def bytes_written(self) -> int:
@@ -142,6 +173,8 @@ class ContainerWriter:
         if not _plain_json(meta, 2):
             _refuse_meta(meta)
         self._flush()
+        if self._held is not None:  # every record is small: plain crc32
+            self._choose_checksum(large=False)
         # Sorted keys: the same session gives the same bytes.
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         try:
@@ -263,6 +296,9 @@ class ContainerWriter:
 
     def _emit(self, kind: bytes, payload: Any, codec_name: str | None, raw_length: int) -> int:
         """Write one record; returns its checksum."""
+        if self._held is not None and kind != spec.INDEX:
+            if len(payload) >= _checksum.XXH3_FROM or len(self._held) + len(payload) > HOLD_BYTES:
+                self._choose_checksum(large=True)
         pad = (-(self._pos + spec.RECORD.size)) % spec.ALIGNMENT if kind == spec.BLOB else 0
         if len(payload) >= OVERLAP_FROM and not self._key and _local_file(self._file):
             return self._emit_summing_while_writing(kind, payload, codec_name, raw_length, pad)
@@ -303,7 +339,7 @@ class ContainerWriter:
         }
         header_at = self._file.tell()
         self._write(spec.RECORD.pack(checksum=0, **fields) + bytes(pad))
-        hasher = self._algo.new()
+        hasher = self._algo.new(len(payload))
         view = memoryview(payload).cast("B")
         for at in range(0, len(view), _OVERLAP_PIECE):
             piece = view[at : at + _OVERLAP_PIECE]
@@ -323,17 +359,27 @@ class ContainerWriter:
         return value
 
     def _write(self, data: Any) -> None:
-        view = memoryview(data)
+        if self._held is not None:
+            size = len(self._held)
+            self._held += data
+            self._pos += len(self._held) - size
+        else:
+            self._pos += self._write_out(data)
+
+    def _write_out(self, data: Any) -> int:
+        """Write all of ``data`` to the stream; returns its length."""
+        view = memoryview(data).cast("B")
+        total, at = view.nbytes, 0
         # Raw (unbuffered) streams may write only part; buffered ones write all;
         # hand-written sinks often return None, meaning they took everything.
-        while view.nbytes:
-            n = self._file.write(view)
+        while at < total:
+            n = self._file.write(view[at:])
             if n is None:
-                n = view.nbytes
+                n = total - at
             if n <= 0:
-                raise OSError(f"stream accepted no bytes at offset {self._pos}")
-            self._pos += n
-            view = view[n:]
+                raise OSError(f"stream accepted no bytes at offset {self._pos + at}")
+            at += n
+        return total
 
 
 #: records of segments that ask to be compressed (they hold code) are, from this size
