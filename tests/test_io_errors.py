@@ -207,6 +207,25 @@ def test_full_disk_without_previous_file(tmp_path, filling_disk, no_skipped_vari
     _check_failed_save(caught, path, None)
 
 
+@pytest.mark.parametrize("checksum", ["crc32", "crc32+xxh3", "xxh3_64"])
+def test_full_disk_halfway_through_a_record_summed_while_written(
+    checksum, tmp_path, filling_disk, no_skipped_variables
+):
+    """A large record is summed by worker threads while it is written: when
+    the disk fills half way through, the error is ENOSPC (not a BufferError
+    of the buffer those threads still held) and the session's buffer is let go."""
+    if checksum != "crc32":
+        pytest.importorskip("xxhash")
+    module = types.ModuleType("diskmod")
+    module.big = bytearray(os.urandom(1 << 20)) * 24  # 24 MiB, one blob
+    path = tmp_path / "s.mason"
+    filling_disk(12 << 20)
+    with pytest.raises(OSError) as caught:
+        mason.dump_module(path, module=module, checksum=checksum)
+    _check_failed_save(caught, path, None)
+    module.big.extend(b"x")  # BufferError if a view of it were still exported
+
+
 def test_filling_disk_with_room_saves(tmp_path, filling_disk):
     """The simulation itself lets a save through when there is room."""
     path = tmp_path / "s.mason"

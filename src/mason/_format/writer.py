@@ -341,10 +341,17 @@ class ContainerWriter:
         self._write(spec.RECORD.pack(checksum=0, **fields) + bytes(pad))
         hasher = self._algo.new(len(payload))
         view = memoryview(payload).cast("B")
-        for at in range(0, len(view), _OVERLAP_PIECE):
-            piece = view[at : at + _OVERLAP_PIECE]
-            hasher.update(piece, overlap=True)  # crc32: summed on worker threads while this thread writes
-            self._write(piece)
+        try:
+            for at in range(0, len(view), _OVERLAP_PIECE):
+                piece = view[at : at + _OVERLAP_PIECE]
+                hasher.update(piece, overlap=True)  # summed on worker threads while this thread writes
+                self._write(piece)
+        except BaseException:
+            # A failed write (disk full): the workers still hold views of the
+            # caller's buffer, which it could not release, and its BufferError
+            # would hide this error.  Wait for them to let go.
+            hasher.digest()
+            raise
         value = hasher.digest()
         header = spec.RECORD.pack(checksum=value, **fields)
         end = self._file.tell()
