@@ -228,3 +228,14 @@ def test_a_small_session_never_imports_xxhash(tmp_path):
         assert "xxhash" not in sys.modules
         """
     )
+
+
+def test_crc32_xxh3_known_answers():
+    """The definition, pinned: a file written today must check tomorrow."""
+    pytest.importorskip("xxhash")
+    algo = checksum.Algorithm("crc32+xxh3")
+    one_mib = bytes(range(256)) * 4096
+    assert algo.compute(one_mib) == 0xD36C0E13_04D0E435  # xxh3_64 0xd36c0e13a3df139e, crc32 0x04d0e435
+    assert algo.compute(one_mib[:-1]) == 0x00000000_04A8505F  # under 1 MiB: the CRC only
+    assert algo.check(one_mib, 0xD36C0E13_04D0E435) == (0xD36C0E13, 0xD36C0E13)
+    assert algo.check(one_mib, 0x00000000_04D0E435) == (0x04D0E435, 0x04D0E435)  # no xxh3 half: the CRC

@@ -123,7 +123,9 @@ class ContainerWriter:
 
     @property
     def bytes_written(self) -> int:
-        """Bytes written to the stream so far (segments waiting for their record not yet)."""
+        """Bytes of the container so far (segments waiting for their record not
+        yet); with the default checksum, the first of them may still be held
+        back until the checksum is chosen."""
         return self._pos
 
     def add_blob(self, data: Any) -> int:
@@ -300,7 +302,7 @@ class ContainerWriter:
             if len(payload) >= _checksum.XXH3_FROM or len(self._held) + len(payload) > HOLD_BYTES:
                 self._choose_checksum(large=True)
         pad = (-(self._pos + spec.RECORD.size)) % spec.ALIGNMENT if kind == spec.BLOB else 0
-        if len(payload) >= OVERLAP_FROM and not self._key and _local_file(self._file):
+        if len(payload) >= OVERLAP_FROM and not self._key and self._held is None and _local_file(self._file):
             return self._emit_summing_while_writing(kind, payload, codec_name, raw_length, pad)
         value = self._algo.compute(payload)
         header = spec.RECORD.pack(
