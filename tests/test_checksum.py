@@ -239,3 +239,42 @@ def test_crc32_xxh3_known_answers():
     assert algo.compute(one_mib[:-1]) == 0x00000000_04A8505F  # under 1 MiB: the CRC only
     assert algo.check(one_mib, 0xD36C0E13_04D0E435) == (0xD36C0E13, 0xD36C0E13)
     assert algo.check(one_mib, 0x00000000_04D0E435) == (0x04D0E435, 0x04D0E435)  # no xxh3 half: the CRC
+
+
+class _Pipe(io.RawIOBase):
+    """A non-seekable stream: the reader takes its one-pass path."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, out) -> int:
+        return self._data.readinto(out)
+
+
+@pytest.mark.parametrize("with_xxhash", [True, False], ids=["xxhash", "no-xxhash"])
+def test_crc32_xxh3_checked_on_a_pipe_and_in_a_file(with_xxhash, monkeypatch):
+    pytest.importorskip("xxhash")
+    np = pytest.importorskip("numpy")
+    import types
+
+    import mason
+
+    module = types.ModuleType("m")
+    module.big = np.arange(400_000)  # 3.2 MB: a record with an xxh3 half
+    module.x = [1, 2]
+    out = io.BytesIO()
+    mason.dump_module(out, module=module)
+    data = out.getvalue()
+    assert ContainerReader.open(data).checksum_name == "crc32+xxh3"
+    if not with_xxhash:
+        monkeypatch.setitem(sys.modules, "xxhash", None)
+    ns = mason.load_module_asdict(io.BufferedReader(_Pipe(data)))
+    assert (ns["big"] == module.big).all() and ns["x"] == [1, 2]
+    bad = bytearray(data)
+    bad[bad.index(module.big[200_000:200_002].tobytes())] ^= 1
+    for source in (io.BufferedReader(_Pipe(bytes(bad))), io.BytesIO(bytes(bad))):
+        with pytest.raises(CorruptSessionError, match=r"blob 0 .*checksum mismatch"):
+            mason.load_module_asdict(source)
