@@ -8,8 +8,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time
     from typing import Any, ClassVar
 
-import _codecs
-import builtins
 import enum
 import importlib
 import pickle
@@ -19,7 +17,8 @@ import weakref
 
 from . import _dillcompat, _rebuild
 from ._allowlist import ACCESSORS, ALWAYS, CODE, GUARDED, REBUILD, REBUILDERS, Allowlist
-from ._vm import _CREATORS, _ITEMS_PER_BYTE, _MAX_ITEMS, _RECONSTRUCTOR, _SPECIAL, _Machine
+from ._restricted_checks import check_builtin_call, check_creator, safe_rcparams
+from ._vm import _CREATORS, _ITEMS_PER_BYTE, _MAX_ITEMS, _SPECIAL, _Machine
 from .errors import MasonError, UnpicklingError
 
 
@@ -226,13 +225,13 @@ class RestrictedUnpickler(_Machine):
         if isinstance(func, type) and issubclass(func, type):
             allow.refuse(f"a call of the metaclass {func.__qualname__} (it would create a class)")
         self._hashing(args)
-        self._allocated += _check_builtin_call(func, args, allow)
+        self._allocated += check_builtin_call(func, args, allow)
         if self._allocated > _MAX_ITEMS + _ITEMS_PER_BYTE * self._stream_size():
             allow.refuse(
                 f"builtin constructors asked for {self._allocated} items in all (more than the file could hold)"
             )
         if func in _CREATORS:
-            _check_creator(func, args, allow)
+            check_creator(func, args, allow)
         try:
             result = func(*args, **(kwargs or {}))
         except MasonError:
@@ -365,7 +364,7 @@ class RestrictedUnpickler(_Machine):
         if name == "class_attribute":
             return self._class_attribute
         if name == "matplotlib_rcparams":
-            return _safe_rcparams
+            return safe_rcparams
         if name in ("make_weakref_with_callback", "make_keyed_ref"):
             return self._weakref_maker(function)
         dill = {
@@ -571,52 +570,3 @@ def _missing_rebuilder(name):
         raise UnpicklingError(f"this file needs mason._rebuild.{name}, which this mason lacks")
 
     return missing
-
-
-_SIZED = (list, tuple, set, frozenset, dict, bytes, bytearray, str)
-
-
-def _check_builtin_call(func, args, allow) -> int:
-    """Builtin constructors may not be made to build more than the file could
-    hold; returns how many items (bytes) this call asks for."""
-    if func is _codecs.encode:
-        # protocol 2's spelling of bytes; other codecs decompress or import
-        if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
-            allow.refuse("_codecs:encode, other than of a str to latin1 (how protocol 2 writes bytes)")
-    elif func is builtins.type:
-        if len(args) != 1 or args[0] not in (None, NotImplemented, Ellipsis):
-            allow.refuse("builtins:type, other than for type(None), type(NotImplemented), type(...)")
-    elif func in _SIZED and args:
-        first = args[0]
-        if type(first) is int and func in (bytes, bytearray) and first > _MAX_ITEMS:
-            allow.refuse(f"{func.__name__}({first}) (a buffer bigger than the file)")
-        if type(first) is range and len(first) > _MAX_ITEMS:
-            allow.refuse(f"{func.__name__}(range of {len(first)} items)")
-        if type(first) is int and func in (bytes, bytearray):
-            return first
-        if type(first) is range:
-            return len(first)
-    return 0
-
-
-def _check_creator(func, args, allow) -> None:
-    """copyreg's rebuilders call ``cls.__new__``: ``cls`` must be a class and not a metaclass."""
-    classes = args[:2] if func is _RECONSTRUCTOR else args[:1]
-    for cls in classes:
-        if not isinstance(cls, type):
-            raise UnpicklingError(f"copyreg.{func.__name__}: {type(cls).__name__} is not a class")
-        if issubclass(cls, type):
-            allow.refuse(f"copyreg.{func.__name__} of the metaclass {cls.__qualname__}")
-    if not classes:
-        raise UnpicklingError(f"copyreg.{func.__name__} without a class")
-
-
-_UNSAFE_RC = ("path", "args", "program", "backend", "directory", "preamble", "animation.", "command")
-
-
-def _safe_rcparams(changed):
-    """matplotlib settings, except those that name programs, paths or code to run later."""
-    if not isinstance(changed, dict):
-        raise UnpicklingError("matplotlib rcParams state is not a dict")
-    kept = {k: v for k, v in changed.items() if isinstance(k, str) and not any(word in k for word in _UNSAFE_RC)}
-    return _rebuild.matplotlib_rcparams(kept)
