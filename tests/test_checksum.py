@@ -278,3 +278,32 @@ def test_crc32_xxh3_checked_on_a_pipe_and_in_a_file(with_xxhash, monkeypatch):
     for source in (io.BufferedReader(_Pipe(bytes(bad))), io.BytesIO(bytes(bad))):
         with pytest.raises(CorruptSessionError, match=r"blob 0 .*checksum mismatch"):
             mason.load_module_asdict(source)
+
+
+def test_a_crc32_xxh3_file_is_signed_where_xxhash_is_missing(tmp_path):
+    """Signing copies the records and sums them again: without xxhash, with
+    CRC-32 (a plain crc32 file), and the signed file loads and verifies."""
+    pytest.importorskip("xxhash")
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "s.mason"
+    run_python(
+        f"""
+        import numpy as np, mason
+        big = np.arange(300_000)
+        mason.dump_module({str(path)!r})
+        assert mason.inspect({str(path)!r}).format_version == (2, 1)
+        """
+    )
+    run_python(
+        f"""
+        import sys
+        sys.modules["xxhash"] = None
+        import numpy as np, mason
+        mason.sign({str(path)!r}, key="k")
+        info = mason.inspect({str(path)!r})
+        assert info.signed and info.format_version == (2, 0), info.format_version
+        ns = mason.load_module_asdict({str(path)!r}, key="k")
+        assert (ns["big"] == np.arange(300_000)).all()
+        """
+    )
+    assert ContainerReader.open(path.read_bytes()).checksum_name == "crc32"

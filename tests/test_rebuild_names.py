@@ -108,7 +108,9 @@ def test_every_frozen_name_is_pickled_as_this_modules():
         function = getattr(rebuild, name)
         assert function.__module__ == "mason._rebuild" and function.__qualname__ == name, name
         data = pickle.dumps(function, protocol=5)
-        globals_named = [arg for op, arg, _ in pickletools.genops(data) if op.name in ("SHORT_BINUNICODE", "BINUNICODE")]
+        globals_named = [
+            arg for op, arg, _ in pickletools.genops(data) if op.name in ("SHORT_BINUNICODE", "BINUNICODE")
+        ]
         assert globals_named == ["mason._rebuild", name], (name, globals_named)
         assert pickle.loads(data) is function
     assert set(public_callables()) == set(FROZEN)

@@ -15,6 +15,7 @@ from . import _imported, _namespace, _progress, _rebuild
 from ._diagnose import find_culprit
 from ._filter import make_filter, shell_owns
 from ._format import ContainerWriter
+from ._format import checksum as _checksum
 from ._format import signing as _signing
 from ._format.signing import resolve_key
 from ._load import _LoadOptions, _open_session
@@ -439,7 +440,9 @@ def sign(filename, key=None) -> None:
     variable.  Every checksum is verified first: a damaged file is not
     signed.  The records are copied byte for byte; only the header's version
     (a file of format 1 becomes one of the current format) and the index
-    (which gains the signature) change.  An existing signature is replaced.
+    (which gains the signature) change, and, where the xxhash package is
+    missing, ``crc32+xxh3`` sums, which become plain CRC-32 ones.  An
+    existing signature is replaced.
     """
     key = resolve_key(key)
     if key is None:
@@ -449,7 +452,7 @@ def sign(filename, key=None) -> None:
     with _open_session(filename, _LoadOptions(key=False)) as session:
         _check_partitions_signable(session.meta)
         with _output(filename) as stream:
-            writer = ContainerWriter(stream, checksum=session.checksum_name, key=key)
+            writer = ContainerWriter(stream, checksum=_checksum.for_copy(session.checksum_name), key=key)
             for record in session.records():
                 writer.copy_record(*record)
             blobs = [session.blob_info(i)["raw_length"] for i in range(session.blob_count)]

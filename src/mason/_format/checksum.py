@@ -334,6 +334,13 @@ def default_name() -> str:
     return "crc32+xxh3" if _xxhash_installed() else "crc32"
 
 
+def for_copy(name: str) -> str:
+    """The checksum for a copy of a file summed with ``name`` (the copy sums
+    its records again): the same, but ``crc32`` for ``crc32+xxh3`` where
+    xxhash is missing, so that such a file can be signed anywhere."""
+    return "crc32" if name == "crc32+xxh3" and not _xxhash_installed() else name
+
+
 def by_name(name: str | None) -> Algorithm:
     """The algorithm a writer asked for (None: the default); ValueError if unusable."""
     if name is None:
