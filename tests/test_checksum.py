@@ -284,7 +284,7 @@ def test_a_crc32_xxh3_file_is_signed_where_xxhash_is_missing(tmp_path):
     """Signing copies the records and sums them again: without xxhash, with
     CRC-32 (a plain crc32 file), and the signed file loads and verifies."""
     pytest.importorskip("xxhash")
-    np = pytest.importorskip("numpy")
+    pytest.importorskip("numpy")
     path = tmp_path / "s.mason"
     run_python(
         f"""
