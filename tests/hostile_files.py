@@ -87,7 +87,10 @@ def assemble(
     return bytes(out) + _index_and_trailer(len(out), index_payload)
 
 
-def _index_and_trailer(index_offset: int, payload: bytes) -> bytes:
+def _index_and_trailer(index_offset: int, payload: bytes, checksum_id: int = CRC32) -> bytes:
+    """The index record and trailer; ``checksum_id`` crc32, or crc32+xxh3
+    (whose value for a record under 1 MiB is its CRC-32 too)."""
+    assert checksum_id == CRC32 or (checksum_id == spec.CHECKSUM_IDS["crc32+xxh3"] and len(payload) < 1 << 20)
     crc = zlib.crc32(payload)
     record = spec.RECORD.pack(
         kind=spec.INDEX, compression=0, pad=0, reserved=0, length=len(payload), raw_length=len(payload), checksum=crc
@@ -101,7 +104,7 @@ def _index_and_trailer(index_offset: int, payload: bytes) -> bytes:
             index_length=len(payload),
             index_checksum=crc,
             container_length=total,
-            checksum_id=CRC32,
+            checksum_id=checksum_id,
             reserved=bytes(7),
             end_magic=spec.END_MAGIC,
         )
@@ -151,7 +154,7 @@ def to_v1(data: bytes, compression: str | None = None) -> bytes:
 
 
 class V2:
-    """A format 2 crc32 file taken apart, to be changed and put back together.
+    """A format 2 crc32 (or crc32+xxh3) file taken apart, to be changed and put back together.
 
     ``rows``: the record table, as lists [kind, compression, pad, reserved,
     length, raw_length, checksum]; ``groups``: segments per SEGM record;
@@ -208,7 +211,8 @@ class V2:
         )
 
     def __bytes__(self) -> bytes:
-        return self.header + self.body + _index_and_trailer(len(self.header) + len(self.body), self.index_payload())
+        end = len(self.header) + len(self.body)
+        return self.header + self.body + _index_and_trailer(end, self.index_payload(), self.header[14])
 
 
 def with_meta(data: bytes, edit) -> bytes:

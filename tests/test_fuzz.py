@@ -103,6 +103,17 @@ FILES = {
     str(compression): _dump(_scratch("fuzzmod", SOURCE, **_arrays()), compression)
     for compression in (None, "zlib", "lzma")
 }
+if checksum_mod._have_xxhash():
+    # crc32+xxh3 with an xxh3 half on every record from 64 bytes (the rule is
+    # 1 MiB, which would make every fuzzed file large): damage must be
+    # caught by that half, and the index, under 1 MiB, keeps its CRC.
+    _xxh3_from, checksum_mod.XXH3_FROM = checksum_mod.XXH3_FROM, 64
+    try:
+        _out = io.BytesIO()
+        mason.dump_module(_out, module=_scratch("fuzzmod", SOURCE, **_arrays()), checksum="crc32+xxh3")
+        FILES["crc32+xxh3"] = _out.getvalue()
+    finally:
+        checksum_mod.XXH3_FROM = _xxh3_from
 FILES["v1"] = to_v1(FILES["None"])
 FILES["v1-zlib"] = to_v1(FILES["None"], "zlib")
 DONORS = [*FILES.values(), _dump(_scratch("donor", DONOR_SOURCE, big=np.ones(50)), "zlib")]
