@@ -242,7 +242,10 @@ class _Crc32Xxh3:
         self._crc = _Crc32()
 
     def update(self, data: Any, *, overlap: bool = False) -> None:
-        self._xxh.update(data, overlap=overlap)
+        # The xxh3 half on the caller's thread even while writing: the CRC
+        # pieces already keep the other core busy, and a third thread made
+        # a 1.6 GB save 3-4% slower (in-process A/B, 6 rounds).
+        self._xxh.update(data)
         self._crc.update(data, overlap=overlap)
 
     def digest(self) -> int:
