@@ -434,10 +434,11 @@ def _is_dotted_name(name: str) -> bool:
 # ---------------------------------------------------------------- the other modules of _rebuild
 #
 # Reconstructors kept in the _rebuild_* modules, for size: files name them
-# ``mason._rebuild.<name>`` all the same, so they are imported here and
-# carry this module's name (what pickle writes for them).
+# ``mason._rebuild.<name>`` all the same, so they are imported here (E402,
+# F401: after this module's own helpers, which they import; re-exported)
+# and carry this module's name, which is what pickle writes for them.
 
-from ._rebuild_builtins import (  # noqa: E402
+from ._rebuild_builtins import (  # noqa: E402, F401
     class_attribute,
     getattr_chain,
     make_classmethod,
@@ -457,16 +458,10 @@ from ._rebuild_builtins import (  # noqa: E402
     make_weakref,
     make_weakref_with_callback,
 )
-from ._rebuild_dill import (  # noqa: E402
-    _check_namedtuple as _check_namedtuple,
-)
-from ._rebuild_dill import (
-    _existing_namedtuple as _existing_namedtuple,
-)
-from ._rebuild_dill import (
-    _new_namedtuple as _new_namedtuple,
-)
-from ._rebuild_dill import (
+from ._rebuild_dill import (  # noqa: E402, F401
+    _check_namedtuple,
+    _existing_namedtuple,
+    _new_namedtuple,
     dill_class_attribute,
     dill_create_cell,
     dill_create_code,
@@ -487,15 +482,13 @@ from ._rebuild_dill import (
     dill_weakproxy,
     dill_weakref,
 )
-from ._rebuild_io import (  # noqa: E402
+from ._rebuild_io import (  # noqa: E402, F401
     make_file,
     make_stringio,
     reopen_file,
 )
-from ._rebuild_libs import (  # noqa: E402
-    _MAP_LOCATION as _MAP_LOCATION,
-)
-from ._rebuild_libs import (
+from ._rebuild_libs import (  # noqa: E402, F401
+    _MAP_LOCATION,
     _LeftOut,
     dask_cluster_note,
     dask_future,
@@ -508,65 +501,12 @@ from ._rebuild_libs import (
     torch_tensor_setstate,
     torch_typed_storage,
 )
-from ._rebuild_portable import (  # noqa: E402
+from ._rebuild_portable import (  # noqa: E402, F401
     code_portable,
     dataclass_setstate,
 )
 
-for _function in (
-    make_staticmethod,
-    make_classmethod,
-    make_dict_keys,
-    make_dict_values,
-    make_dict_items,
-    make_mappingproxy,
-    make_memoryview,
-    make_weakref,
-    make_lock,
-    make_rlock,
-    class_attribute,
-    make_dead_weakref,
-    make_weakproxy_to,
-    make_dead_weakproxy,
-    make_tempfile,
-    getattr_chain,
-    make_weakref_with_callback,
-    make_keyed_ref,
-    make_file,
-    make_stringio,
-    reopen_file,
-    matplotlib_rcparams,
-    torch_storage,
-    torch_tensor,
-    torch_parameter,
-    torch_tensor_setstate,
-    torch_typed_storage,
-    dask_future,
-    dask_graph,
-    dask_partition_file,
-    dask_cluster_note,
-    dill_create_function,
-    dill_create_code,
-    dill_create_cell,
-    dill_create_type,
-    dill_load_type,
-    dill_import_module,
-    dill_class_attribute,
-    dill_namedtuple,
-    dill_ndarray,
-    dill_dtype_class,
-    dill_filehandle,
-    dill_rlock,
-    dill_weakref,
-    dill_weakproxy,
-    dill_typing_tuple,
-    dill_eval_repr,
-    dill_setitems,
-    dill_setattr,
-    dill_delattr,
-    code_portable,
-    dataclass_setstate,
-    _LeftOut,
-):
-    _function.__module__ = __name__
-del _function
+for _value in list(globals().values()):
+    if getattr(_value, "__module__", "").startswith(__name__ + "_"):  # from a _rebuild_* module
+        _value.__module__ = __name__
+del _value
