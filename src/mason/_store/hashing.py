@@ -23,6 +23,7 @@ reads (see manifest.py).
 
 from __future__ import annotations
 
+from .._format.checksum import _have_xxhash as have_xxhash
 from ..errors import UnsupportedFormatError
 
 TYPE_CHECKING = False
@@ -62,14 +63,6 @@ class Hash:
         self.name = name
         self.hex_digits, make = _ALGORITHMS[name]
         self.digest = make()
-
-
-def have_xxhash() -> bool:
-    try:
-        import xxhash  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def default_name() -> str:
